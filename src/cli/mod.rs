@@ -1,0 +1,187 @@
+//! The commands behind `main.rs`: one function per command, and the exit codes.
+
+use crate::engine::{Engine, RunOptions};
+use crate::inventory::Inventory;
+use crate::report::Reporter;
+use crate::template::Templates;
+use crate::transport::{HostKeyPolicy, KnownHosts};
+use crate::vars::Secrets;
+use anyhow::{anyhow, Result};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Exit codes (documented in README).
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const ERROR: i32 = 1;
+    pub const HOST_FAILED: i32 = 2;
+    pub const UNREACHABLE: i32 = 3;
+    pub const BAD_INPUT: i32 = 4;
+    pub const REFUSED: i32 = 5;
+    pub const NOT_YET: i32 = 6;
+    pub const INTERRUPTED: i32 = 130;
+}
+
+/// Flags every command shares (Ansible's spelling where one exists).
+#[derive(clap::Args, Debug, Clone)]
+pub struct Common {
+    /// Inventory file (Ansible INI).
+    #[arg(short = 'i', long = "inventory", value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// Extra variables: key=value, @file.yml or a YAML mapping (repeatable; highest precedence).
+    #[arg(short = 'e', long = "extra-vars", value_name = "VARS")]
+    pub extra_vars: Vec<String>,
+    /// Change nothing: report what would change.
+    #[arg(short = 'C', long)]
+    pub check: bool,
+    /// Show the changes to files as unified diffs (secrets masked).
+    #[arg(short = 'D', long)]
+    pub diff: bool,
+    /// Only these hosts (a host pattern).
+    #[arg(short = 'l', long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    /// Only tasks with these tags (comma-separated).
+    #[arg(short = 't', long, value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Skip tasks with these tags (comma-separated).
+    #[arg(long = "skip-tags", value_delimiter = ',')]
+    pub skip_tags: Vec<String>,
+    /// Hosts worked on at once.
+    #[arg(short = 'f', long, default_value_t = 50)]
+    pub forks: usize,
+    /// Show commands and their output (-vv for more).
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Newline-delimited JSON events instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// A known_hosts file to trust besides ~/.ssh/known_hosts (repeatable).
+    #[arg(long = "known-hosts", value_name = "FILE")]
+    pub known_hosts: Vec<PathBuf>,
+    /// Record the keys of hosts not yet in known_hosts (a changed key is still refused).
+    #[arg(long = "accept-new-host-keys")]
+    pub accept_new_host_keys: bool,
+    /// Seconds a single command may run before it is abandoned (default: no limit).
+    #[arg(long = "timeout", value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Seconds to wait for a host's SSH connection.
+    #[arg(long = "connect-timeout", value_name = "SECONDS", default_value_t = 10)]
+    pub connect_timeout: u64,
+    /// A directory of templates that override the built-in ones.
+    #[arg(long = "templates", value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+}
+
+/// An error in what the user gave us (inventory, playbook, vars): nothing ran.
+#[derive(Debug)]
+pub struct BadInput(pub anyhow::Error);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+fn bad(e: anyhow::Error) -> anyhow::Error {
+    anyhow::Error::new(BadInput(e))
+}
+
+impl Common {
+    fn options(&self, defaults: serde_json::Map<String, serde_json::Value>) -> Result<RunOptions> {
+        let extra_vars = crate::vars::parse_extra_vars(&self.extra_vars).map_err(bad)?;
+        let mut files = self.known_hosts.clone();
+        if let Some(home) = std::env::var_os("HOME") {
+            files.push(PathBuf::from(home).join(".ssh/known_hosts"));
+        }
+        Ok(RunOptions {
+            check: self.check,
+            diff: self.diff,
+            forks: self.forks.max(1),
+            limit: self.limit.clone(),
+            tags: self.tags.clone(),
+            skip_tags: self.skip_tags.clone(),
+            defaults,
+            extra_vars,
+            known_hosts: KnownHosts {
+                files,
+                policy: if self.accept_new_host_keys {
+                    HostKeyPolicy::AcceptNew
+                } else {
+                    HostKeyPolicy::Strict
+                },
+            },
+            connect_timeout: Duration::from_secs(self.connect_timeout.max(1)),
+            task_timeout: self.timeout.map(Duration::from_secs),
+        })
+    }
+
+    fn load_inventory(&self) -> Result<Inventory> {
+        let path = self.inventory.clone().ok_or_else(|| {
+            bad(anyhow!(
+                "no inventory: pass one with -i FILE (see inventory.example)"
+            ))
+        })?;
+        Inventory::load(&path).map_err(bad)
+    }
+}
+
+/// Runs a playbook against the inventory; returns the exit code.
+pub async fn run_playbook(common: &Common, playbook: &Path) -> Result<i32> {
+    let pb = crate::playbook::load_playbook(playbook).map_err(bad)?;
+    let inv = common.load_inventory()?;
+    let opts = common.options(serde_json::Map::new())?;
+    let mut dirs = Vec::new();
+    if let Some(d) = &common.templates {
+        dirs.push(d.clone());
+    }
+    if let Some(d) = playbook.parent() {
+        dirs.push(d.join("templates"));
+    }
+    let templates = Templates::new(dirs, &[]);
+    let secrets = Secrets::new();
+    let report = Arc::new(Reporter::new(secrets, common.json, common.verbose));
+    let mut engine = Engine::new(inv, opts, templates, report.clone());
+    let result = tokio::select! {
+        r = engine.run_playbook(&pb) => Some(r),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    let Some(result) = result else {
+        report.recap(true);
+        return Ok(exit::INTERRUPTED);
+    };
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            report.recap(false);
+            return Err(e);
+        }
+    };
+    engine.close().await;
+    report.recap(false);
+    Ok(if !summary.unreachable_hosts.is_empty() {
+        exit::UNREACHABLE
+    } else if !summary.failed_hosts.is_empty() {
+        exit::HOST_FAILED
+    } else {
+        exit::OK
+    })
+}
+
+/// Maps an error to its exit code and prints it.
+pub fn report_error(e: &anyhow::Error) -> i32 {
+    eprintln!("error: {e:#}");
+    if e.downcast_ref::<BadInput>().is_some() {
+        exit::BAD_INPUT
+    } else {
+        exit::ERROR
+    }
+}
+
+/// For commands whose flow is not built yet: say so plainly.
+pub fn not_yet(command: &str, what: &str) -> i32 {
+    eprintln!("pgdeploy {command}: not available yet. {what}");
+    exit::NOT_YET
+}

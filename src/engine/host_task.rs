@@ -1,0 +1,611 @@
+//! One module task on its hosts: loops, conditions, retries, register, and the report.
+
+use super::vars::Snapshot;
+use super::{Engine, HostStatus, Inherited, PlayCtx};
+use crate::modules::{self, ModuleCtx, Outcome};
+use crate::playbook::{Action, Task};
+use crate::report::Status;
+use crate::template::OMIT;
+use crate::transport::Unreachable;
+use anyhow::{anyhow, bail, Result};
+use futures::stream::{self, StreamExt};
+use serde_json::{json, Map, Value};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const NO_LOG_MSG: &str = "the output has been hidden due to 'no_log: true'";
+
+/// A task's result on one host, applied to the host's state after the task's barrier.
+#[derive(Debug, Default)]
+pub(super) struct HostResult {
+    pub changed: bool,
+    pub failed: bool,
+    pub unreachable: bool,
+    pub skipped: bool,
+    pub ignored: bool,
+    pub registered: Option<Value>,
+    pub facts: Map<String, Value>,
+    msg: Option<String>,
+    diffs: Vec<String>,
+    trace: Vec<String>,
+    items: Vec<(String, Status, Option<String>, Vec<String>)>,
+}
+
+impl HostResult {
+    fn status(&self) -> Status {
+        if self.unreachable {
+            Status::Unreachable
+        } else if self.failed && self.ignored {
+            Status::Ignored
+        } else if self.failed {
+            Status::Failed
+        } else if self.skipped {
+            Status::Skipped
+        } else if self.changed {
+            Status::Changed
+        } else {
+            Status::Ok
+        }
+    }
+}
+
+impl Engine {
+    pub(super) async fn run_module_task(
+        &mut self,
+        ctx: &PlayCtx<'_>,
+        task: &Task,
+        here: &Inherited,
+        hosts: &[String],
+        _handler: bool,
+    ) -> Result<bool> {
+        let snap = self.snapshot(ctx);
+        let first_vars = snap.vars(&hosts[0], &here.vars, None);
+        let title = self
+            .templates
+            .render_str(&task.display_name(), &first_vars, &task.origin.to_string())
+            .unwrap_or_else(|_| task.display_name());
+        self.report.task(&title, hosts);
+        let run_hosts: Vec<String> = if here.run_once {
+            vec![hosts[0].clone()]
+        } else {
+            hosts.to_vec()
+        };
+        let forks = self.opts.forks.max(1);
+        let this = &*self;
+        let mut results: Vec<(String, HostResult)> = stream::iter(run_hosts)
+            .map(|h| {
+                let snap = snap.clone();
+                async move {
+                    let r = this.run_on_host(&snap, task, here, &h).await;
+                    (h, r)
+                }
+            })
+            .buffer_unordered(forks)
+            .collect()
+            .await;
+        results.sort_by_key(|(h, _)| hosts.iter().position(|x| x == h));
+        let mut any_failed = false;
+        for (host, res) in results {
+            for (label, st, msg, diffs) in &res.items {
+                self.report
+                    .result(&host, &title, *st, Some(label), msg.as_deref(), diffs, &[]);
+            }
+            self.report.result(
+                &host,
+                &title,
+                res.status(),
+                None,
+                res.msg.as_deref(),
+                &res.diffs,
+                &res.trace,
+            );
+            any_failed |= res.failed && !res.ignored || res.unreachable;
+            if here.run_once {
+                // A run_once result (register, set_fact) belongs to every host of the play.
+                for other in hosts.iter().filter(|o| **o != host) {
+                    let copy = HostResult {
+                        registered: res.registered.clone(),
+                        facts: res.facts.clone(),
+                        changed: res.changed,
+                        ..Default::default()
+                    };
+                    self.apply_result(task, here, other, copy);
+                }
+            }
+            self.apply_result(task, here, &host, res);
+        }
+        if any_failed && here.any_errors_fatal {
+            for h in hosts {
+                if self.status.get(h) == Some(&HostStatus::Active) {
+                    self.status.insert(h.clone(), HostStatus::Failed);
+                }
+            }
+            self.report
+                .note("any_errors_fatal: a host failed, so the play stops on every host");
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    async fn run_on_host(
+        &self,
+        snap: &Arc<Snapshot>,
+        task: &Task,
+        here: &Inherited,
+        host: &str,
+    ) -> HostResult {
+        match self.try_run_on_host(snap, task, here, host).await {
+            Ok(r) => r,
+            Err(e) => {
+                let unreachable = e.chain().any(|c| c.downcast_ref::<Unreachable>().is_some());
+                HostResult {
+                    failed: !unreachable,
+                    unreachable,
+                    ignored: here.ignore_errors && !unreachable,
+                    msg: Some(if here.no_log {
+                        NO_LOG_MSG.into()
+                    } else {
+                        format!("{e:#}")
+                    }),
+                    registered: Some(
+                        json!({"failed": true, "changed": false, "msg": format!("{e:#}")}),
+                    ),
+                    ..Default::default()
+                }
+            }
+        }
+    }
+
+    async fn try_run_on_host(
+        &self,
+        snap: &Arc<Snapshot>,
+        task: &Task,
+        here: &Inherited,
+        host: &str,
+    ) -> Result<HostResult> {
+        let origin = task.origin.to_string();
+        let vars = snap.vars(host, &here.vars, None);
+        let Some(items_spec) = &task.loop_items else {
+            if !self.when_holds(&here.when, &vars, &origin)? {
+                return Ok(skipped());
+            }
+            let one = self.run_once_on_host(snap, task, here, host, None).await?;
+            return Ok(one);
+        };
+        let items = self.loop_items(items_spec, &vars, &origin)?;
+        let mut total = HostResult::default();
+        let mut results = Vec::new();
+        let mut all_skipped = true;
+        for (i, item) in items.iter().enumerate() {
+            let mut extra = Map::new();
+            extra.insert(task.loop_var.clone(), item.clone());
+            extra.insert(
+                "ansible_loop_var".into(),
+                Value::String(task.loop_var.clone()),
+            );
+            if let Some(iv) = &task.index_var {
+                extra.insert(iv.clone(), json!(i));
+            }
+            extra.insert("ansible_loop".into(), json!({"index": i + 1, "index0": i, "first": i == 0, "last": i + 1 == items.len(), "length": items.len()}));
+            let item_vars = snap.vars(host, &here.vars, Some(&extra));
+            let label = match &task.label {
+                Some(l) => self.templates.render_str(l, &item_vars, &origin)?,
+                None => match item {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                },
+            };
+            let label = if here.no_log {
+                "(censored due to no_log)".into()
+            } else {
+                label
+            };
+            if !self.when_holds(&here.when, &item_vars, &origin)? {
+                total.items.push((label, Status::Skipped, None, vec![]));
+                results.push(json!({"skipped": true, "changed": false, "item": item, task.loop_var.clone(): item}));
+                continue;
+            }
+            all_skipped = false;
+            let r = self
+                .run_once_on_host(snap, task, here, host, Some(&extra))
+                .await?;
+            total.changed |= r.changed;
+            total.failed |= r.failed;
+            total.unreachable |= r.unreachable;
+            total.facts.extend(r.facts.clone());
+            total.trace.extend(r.trace.clone());
+            let mut reg = r.registered.clone().unwrap_or(json!({}));
+            if let Value::Object(m) = &mut reg {
+                m.insert("item".into(), item.clone());
+                m.insert(
+                    "ansible_loop_var".into(),
+                    Value::String(task.loop_var.clone()),
+                );
+                m.insert(task.loop_var.clone(), item.clone());
+            }
+            results.push(reg);
+            let st = r.status();
+            total.items.push((
+                label,
+                st,
+                r.msg.clone().filter(|_| {
+                    r.failed || st == Status::Ok && task.module_name() == Some("debug")
+                }),
+                r.diffs.clone(),
+            ));
+            if r.unreachable {
+                break;
+            }
+        }
+        total.skipped = all_skipped;
+        total.ignored = here.ignore_errors && total.failed;
+        if total.failed {
+            total.msg = Some("one or more items failed".into());
+        }
+        total.registered = Some(json!({
+            "results": results, "changed": total.changed, "failed": total.failed, "skipped": all_skipped,
+            "msg": if total.failed { "One or more items failed" } else { "All items completed" },
+        }));
+        Ok(total)
+    }
+
+    /// Turns `loop:` / `with_*:` into the list of items.
+    fn loop_items(
+        &self,
+        spec: &Value,
+        vars: &minijinja::Value,
+        origin: &str,
+    ) -> Result<Vec<Value>> {
+        let (kind, raw) = match spec {
+            Value::Object(m) if m.contains_key("__with") => (
+                m["__with"].as_str().unwrap_or(""),
+                m.get("v").cloned().unwrap_or(Value::Null),
+            ),
+            other => ("loop", other.clone()),
+        };
+        let v = self.templates.render_value(&raw, vars, origin)?;
+        Ok(match (kind, v) {
+            ("dict", Value::Object(m)) => m
+                .into_iter()
+                .map(|(k, v)| json!({"key": k, "value": v}))
+                .collect(),
+            ("indexed", Value::Array(a)) => a
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| json!([i, v]))
+                .collect(),
+            ("items", Value::Array(a)) => a
+                .into_iter()
+                .flat_map(|v| match v {
+                    Value::Array(inner) => inner,
+                    other => vec![other],
+                })
+                .collect(),
+            ("nested", Value::Array(lists)) => {
+                let mut acc: Vec<Vec<Value>> = vec![vec![]];
+                for l in lists {
+                    let l = l.as_array().cloned().unwrap_or_default();
+                    acc = acc
+                        .into_iter()
+                        .flat_map(|p| {
+                            l.iter().map(move |x| {
+                                let mut q = p.clone();
+                                q.push(x.clone());
+                                q
+                            })
+                        })
+                        .collect();
+                }
+                acc.into_iter().map(Value::Array).collect()
+            }
+            ("sequence", v) => sequence(&v)?,
+            (_, Value::Array(a)) => a,
+            (_, Value::Null) => vec![],
+            (_, other) => bail!("{origin}: loop needs a list, got {other}"),
+        })
+    }
+
+    /// Runs the module once (one item) with retries, changed_when and failed_when.
+    async fn run_once_on_host(
+        &self,
+        snap: &Arc<Snapshot>,
+        task: &Task,
+        here: &Inherited,
+        host: &str,
+        extra: Option<&Map<String, Value>>,
+    ) -> Result<HostResult> {
+        let Action::Module { name, params } = &task.action else {
+            bail!("not a module task");
+        };
+        let origin = task.origin.to_string();
+        let vars = snap.vars(host, &here.vars, extra);
+        let mut rendered =
+            match self
+                .templates
+                .render_value(&Value::Object(params.clone()), &vars, &origin)?
+            {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            };
+        rendered.retain(|_, v| v.as_str() != Some(OMIT));
+        if here.no_log {
+            self.report
+                .secrets
+                .add_value(&Value::Object(rendered.clone()));
+        }
+        let become_user = if here.become_.unwrap_or(false) {
+            Some(match &here.become_user {
+                Some(u) => self.templates.render_str(u, &vars, &origin)?,
+                None => "root".to_string(),
+            })
+        } else {
+            None
+        };
+        let env = match &here.environment {
+            Some(e) => match self.templates.render_value(e, &vars, &origin)? {
+                Value::Object(m) => m
+                    .into_iter()
+                    .map(|(k, v)| {
+                        (
+                            k,
+                            v.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| v.to_string()),
+                        )
+                    })
+                    .collect(),
+                Value::Null => vec![],
+                _ => bail!("{origin}: `environment` must be a mapping"),
+            },
+            None => vec![],
+        };
+        for (k, _) in &env {
+            if !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                bail!("{origin}: environment variable name `{k}` is not valid");
+            }
+        }
+        let conn_host = match &here.delegate_to {
+            Some(d) => self.templates.render_str(d, &vars, &origin)?,
+            None => host.to_string(),
+        };
+        let local = matches!(
+            name.as_str(),
+            "set_fact" | "assert" | "fail" | "debug" | "pause"
+        );
+        let conn = if local {
+            None
+        } else {
+            Some(self.connection(&conn_host).await?)
+        };
+        let facts = self
+            .hosts
+            .get(host)
+            .and_then(|s| s.facts.clone())
+            .unwrap_or_default();
+        let check =
+            (self.opts.check || here.check_mode == Some(true)) && here.check_mode != Some(false);
+        let trace = Mutex::new(Vec::new());
+        let retries = match &task.retries {
+            Some(v) => self
+                .templates
+                .render_value(v, &vars, &origin)?
+                .as_u64()
+                .or_else(|| v.as_str()?.parse().ok())
+                .unwrap_or(3),
+            None if task.until.is_some() => 3,
+            None => 0,
+        };
+        let delay = match &task.delay {
+            Some(v) => self
+                .templates
+                .render_value(v, &vars, &origin)?
+                .as_u64()
+                .unwrap_or(5),
+            None => 5,
+        };
+        let mut attempt = 0;
+        let (outcome, result_vars) = loop {
+            attempt += 1;
+            let outcome = match &conn {
+                Some(c) => {
+                    let mctx = ModuleCtx {
+                        host,
+                        conn: c,
+                        become_user: become_user.clone(),
+                        env: env.clone(),
+                        timeout: task
+                            .timeout
+                            .map(Duration::from_secs)
+                            .or(self.opts.task_timeout),
+                        check,
+                        diff: task.diff.unwrap_or(self.opts.diff),
+                        force_run: here.check_mode == Some(false),
+                        templates: &self.templates,
+                        vars: &vars,
+                        dir: &snap_dir(task),
+                        trace: &trace,
+                        facts: &facts,
+                    };
+                    modules::run(name, &rendered, &mctx).await
+                }
+                None => {
+                    let dummy = LocalCtx {
+                        vars: &vars,
+                        templates: &self.templates,
+                    };
+                    dummy.run(name, &rendered).await
+                }
+            };
+            let mut outcome = match outcome {
+                Ok(o) => o,
+                Err(e) if e.chain().any(|c| c.downcast_ref::<Unreachable>().is_some()) => {
+                    return Err(e)
+                }
+                Err(e) => Outcome::failed(format!("{e:#}")),
+            };
+            // changed_when / failed_when / until see the result under its register name.
+            let mut reg_extra = extra.cloned().unwrap_or_default();
+            if let Some(r) = &task.register {
+                reg_extra.insert(r.clone(), Value::Object(outcome.to_result()));
+            }
+            let rvars = snap.vars(host, &here.vars, Some(&reg_extra));
+            if let Some(conds) = &task.changed_when {
+                outcome.changed = self.when_holds(conds, &rvars, &origin)? && !conds.is_empty();
+            }
+            if let Some(conds) = &task.failed_when {
+                let failed = !conds.is_empty() && self.when_holds(conds, &rvars, &origin)?;
+                if !failed {
+                    outcome.failed = false;
+                } else if !outcome.failed {
+                    outcome.failed = true;
+                    outcome
+                        .msg
+                        .get_or_insert_with(|| format!("failed_when: {}", conds.join(" and ")));
+                }
+            }
+            let done = match &task.until {
+                Some(conds) => self.when_holds(conds, &rvars, &origin)?,
+                None => !outcome.failed,
+            };
+            if done || attempt > retries {
+                if task.until.is_some() && !done {
+                    outcome.failed = true;
+                    outcome.msg = Some(format!(
+                        "gave up after {attempt} attempts: {}",
+                        outcome.msg.clone().unwrap_or_default()
+                    ));
+                }
+                outcome.data.insert("attempts".into(), json!(attempt));
+                break (outcome, rvars);
+            }
+            tokio::time::sleep(Duration::from_secs(delay)).await;
+        };
+        let _ = result_vars;
+        let show_msg =
+            outcome.failed || name == "debug" || self.report.verbose() > 0 || outcome.skipped;
+        let mut res = HostResult {
+            changed: outcome.changed && !outcome.failed,
+            failed: outcome.failed,
+            skipped: outcome.skipped,
+            ignored: outcome.failed && here.ignore_errors,
+            facts: outcome.facts.clone(),
+            registered: Some(Value::Object(outcome.to_result())),
+            msg: if show_msg { outcome.msg.clone() } else { None },
+            diffs: super::render_outcome(&outcome),
+            trace: trace.into_inner().unwrap_or_default(),
+            ..Default::default()
+        };
+        if here.no_log {
+            res.msg = res.msg.map(|_| NO_LOG_MSG.into());
+            res.diffs.clear();
+            res.trace.clear();
+            if let Some(Value::Object(m)) = &mut res.registered {
+                m.retain(|k, _| {
+                    matches!(
+                        k.as_str(),
+                        "changed" | "failed" | "skipped" | "rc" | "attempts"
+                    )
+                });
+                m.insert("censored".into(), Value::String(NO_LOG_MSG.into()));
+            }
+        }
+        Ok(res)
+    }
+}
+
+fn skipped() -> HostResult {
+    HostResult {
+        skipped: true,
+        registered: Some(
+            json!({"skipped": true, "changed": false, "skip_reason": "Conditional result was False"}),
+        ),
+        ..Default::default()
+    }
+}
+
+fn snap_dir(task: &Task) -> std::path::PathBuf {
+    std::path::PathBuf::from(&*task.origin.file)
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// `with_sequence: start=1 end=5 format=node%02d` (or `count=`).
+fn sequence(v: &Value) -> Result<Vec<Value>> {
+    let text = v
+        .as_str()
+        .ok_or_else(|| anyhow!("with_sequence needs `start=.. end=..`"))?;
+    let args = crate::vars::parse_module_args(text)?;
+    let num = |k: &str| {
+        args.get(k)
+            .and_then(|v| v.as_str())
+            .and_then(|s| s.parse::<i64>().ok())
+    };
+    let start = num("start").unwrap_or(1);
+    let end = match (num("end"), num("count")) {
+        (Some(e), _) => e,
+        (None, Some(c)) => start + c - 1,
+        _ => bail!("with_sequence needs end= or count="),
+    };
+    let stride = num("stride").unwrap_or(1).max(1) as usize;
+    let format = args
+        .get("format")
+        .and_then(|v| v.as_str())
+        .unwrap_or("%d")
+        .to_string();
+    if end - start > 100_000 {
+        bail!("with_sequence: too many items");
+    }
+    Ok((start..=end)
+        .step_by(stride)
+        .map(|i| Value::String(printf_int(&format, i)))
+        .collect())
+}
+
+/// `%d`, `%02d`, `%x` with one integer (what with_sequence formats need).
+fn printf_int(format: &str, i: i64) -> String {
+    let re = regex::Regex::new(r"%(0?)(\d*)([dxo])").expect("valid regex");
+    re.replace(format, |c: &regex::Captures| {
+        let width: usize = c[2].parse().unwrap_or(0);
+        let s = match &c[3] {
+            "x" => format!("{i:x}"),
+            "o" => format!("{i:o}"),
+            _ => i.to_string(),
+        };
+        if &c[1] == "0" {
+            format!("{s:0>width$}")
+        } else {
+            format!("{s:>width$}")
+        }
+    })
+    .into_owned()
+}
+
+/// Local modules (debug, set_fact, assert, fail, pause) need no connection.
+struct LocalCtx<'a> {
+    vars: &'a minijinja::Value,
+    templates: &'a crate::template::Templates,
+}
+
+impl LocalCtx<'_> {
+    async fn run(&self, name: &str, params: &Map<String, Value>) -> Result<Outcome> {
+        modules::run_local(name, params, self.templates, self.vars).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequences() {
+        assert_eq!(
+            sequence(&json!("start=1 end=3 format=node%02d")).unwrap(),
+            vec![json!("node01"), json!("node02"), json!("node03")]
+        );
+        assert_eq!(
+            sequence(&json!("count=2")).unwrap(),
+            vec![json!("1"), json!("2")]
+        );
+    }
+}

@@ -1,0 +1,609 @@
+//! The engine: runs plays with the linear strategy.
+//!
+//! Each task runs on all its hosts at once (at most `forks` at a time), then the next task
+//! starts: a barrier per task, as in Ansible and pyinfra. Results are applied to host state only
+//! after the barrier, so hosts never see each other half-way through a task.
+
+mod host_task;
+mod vars;
+
+use crate::inventory::{select_hosts, Inventory};
+use crate::modules::Outcome;
+use crate::playbook::{Action, Play, Playbook, Task};
+use crate::report::{Reporter, Status};
+use crate::template::Templates;
+use crate::transport::{Connection, KnownHosts, Target};
+use anyhow::{anyhow, Result};
+use futures::stream::{self, StreamExt};
+use indexmap::{IndexMap, IndexSet};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex as AsyncMutex;
+
+pub use vars::target_for;
+
+/// How a run behaves (from the command line).
+#[derive(Clone)]
+pub struct RunOptions {
+    pub check: bool,
+    pub diff: bool,
+    pub forks: usize,
+    pub limit: Option<String>,
+    pub tags: Vec<String>,
+    pub skip_tags: Vec<String>,
+    /// The layer below the inventory (pgdeploy's vars files).
+    pub defaults: Map<String, Value>,
+    pub extra_vars: Map<String, Value>,
+    pub known_hosts: KnownHosts,
+    pub connect_timeout: Duration,
+    pub task_timeout: Option<Duration>,
+}
+
+/// How a host stands in the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HostStatus {
+    Active,
+    Failed,
+    Unreachable,
+}
+
+#[derive(Default)]
+struct HostState {
+    facts: Option<Map<String, Value>>,
+    /// set_fact and register results (they outlive the play, as in Ansible).
+    set_facts: Map<String, Value>,
+    notified: IndexSet<String>,
+}
+
+/// The outcome of a run, for the exit code.
+#[derive(Debug, Default, Clone)]
+pub struct RunSummary {
+    pub failed_hosts: Vec<String>,
+    pub unreachable_hosts: Vec<String>,
+    pub changed: u32,
+}
+
+/// Keywords a block passes down to its tasks.
+#[derive(Clone, Default)]
+struct Inherited {
+    when: Vec<String>,
+    tags: Vec<String>,
+    vars: Map<String, Value>,
+    become_: Option<bool>,
+    become_user: Option<String>,
+    environment: Option<Value>,
+    no_log: bool,
+    check_mode: Option<bool>,
+    ignore_errors: bool,
+    any_errors_fatal: bool,
+    run_once: bool,
+    delegate_to: Option<String>,
+}
+
+pub struct Engine {
+    inv: Arc<Inventory>,
+    opts: RunOptions,
+    templates: Templates,
+    report: Arc<Reporter>,
+    conns: AsyncMutex<HashMap<String, Arc<Connection>>>,
+    hosts: HashMap<String, HostState>,
+    status: IndexMap<String, HostStatus>,
+    groups: minijinja::Value,
+}
+
+impl Engine {
+    pub fn new(
+        inv: Inventory,
+        opts: RunOptions,
+        templates: Templates,
+        report: Arc<Reporter>,
+    ) -> Engine {
+        let groups = minijinja::Value::from_serialize(inv.groups_value());
+        let secrets = &report.secrets;
+        secrets.scan(&opts.defaults);
+        secrets.scan(&opts.extra_vars);
+        for h in inv.hosts.keys() {
+            secrets.scan(&inv.host_vars(h));
+        }
+        Engine {
+            inv: Arc::new(inv),
+            opts,
+            templates,
+            report,
+            conns: AsyncMutex::new(HashMap::new()),
+            hosts: HashMap::new(),
+            status: IndexMap::new(),
+            groups,
+        }
+    }
+
+    pub fn report(&self) -> &Arc<Reporter> {
+        &self.report
+    }
+
+    /// Runs every play of a playbook.
+    pub async fn run_playbook(&mut self, pb: &Playbook) -> Result<RunSummary> {
+        for play in &pb.plays {
+            let proceed = self.run_play(play).await?;
+            if !proceed {
+                break;
+            }
+        }
+        Ok(self.summary())
+    }
+
+    pub fn summary(&self) -> RunSummary {
+        let stats = self.report.stats();
+        RunSummary {
+            failed_hosts: self
+                .status
+                .iter()
+                .filter(|(_, s)| **s == HostStatus::Failed)
+                .map(|(h, _)| h.clone())
+                .collect(),
+            unreachable_hosts: self
+                .status
+                .iter()
+                .filter(|(_, s)| **s == HostStatus::Unreachable)
+                .map(|(h, _)| h.clone())
+                .collect(),
+            changed: stats.values().map(|s| s.changed).sum(),
+        }
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        for c in self.conns.lock().await.values() {
+            c.close().await;
+        }
+    }
+
+    fn play_hosts(&self, play: &Play) -> Result<Vec<String>> {
+        let mut hosts = select_hosts(&self.inv, &play.hosts)
+            .map_err(|e| anyhow!("{}: play `{}`: {e}", play.origin, play.name))?;
+        if let Some(limit) = &self.opts.limit {
+            let allowed = select_hosts(&self.inv, limit).map_err(|e| anyhow!("--limit: {e}"))?;
+            hosts.retain(|h| allowed.contains(h));
+        }
+        // Failed and unreachable hosts stay out of later plays.
+        hosts.retain(|h| self.status.get(h).is_none_or(|s| *s == HostStatus::Active));
+        Ok(hosts)
+    }
+
+    /// Runs one play; false when the run must stop (any_errors_fatal).
+    async fn run_play(&mut self, play: &Play) -> Result<bool> {
+        let hosts = self.play_hosts(play)?;
+        self.report.play(&play.name, &hosts);
+        if hosts.is_empty() {
+            self.report.note("skipping: no hosts matched");
+            return Ok(true);
+        }
+        for h in &hosts {
+            self.status.entry(h.clone()).or_insert(HostStatus::Active);
+            self.hosts.entry(h.clone()).or_default().notified.clear();
+        }
+        let mut play_vars = play.vars.clone();
+        for f in &play.vars_files {
+            let path = play.dir.join(f);
+            play_vars.extend(crate::vars::load_vars_file(&path)?);
+        }
+        self.report.secrets.scan(&play_vars);
+        let ctx = PlayCtx {
+            play,
+            vars: Arc::new(play_vars),
+            hosts: hosts.clone(),
+        };
+        if play.gather_facts {
+            self.gather_facts(&ctx, &hosts).await;
+        }
+        self.register_templated_secrets(&ctx, &hosts);
+        let base = Inherited {
+            become_: play.become_,
+            become_user: play.become_user.clone(),
+            environment: play.environment.clone(),
+            check_mode: play.check_mode,
+            any_errors_fatal: play.any_errors_fatal,
+            tags: play.tags.clone(),
+            ..Default::default()
+        };
+        for list in [&play.pre_tasks, &play.tasks, &play.post_tasks] {
+            if !self.run_list(&ctx, list, &base, &hosts).await? {
+                return Ok(false);
+            }
+            self.flush_handlers(&ctx, &base, &hosts).await?;
+        }
+        Ok(true)
+    }
+
+    fn active(&self, hosts: &[String]) -> Vec<String> {
+        hosts
+            .iter()
+            .filter(|h| self.status.get(*h) == Some(&HostStatus::Active))
+            .cloned()
+            .collect()
+    }
+
+    /// Runs tasks in order; false when the play must end.
+    async fn run_list(
+        &mut self,
+        ctx: &PlayCtx<'_>,
+        tasks: &[Task],
+        inh: &Inherited,
+        hosts: &[String],
+    ) -> Result<bool> {
+        for task in tasks {
+            let active = self.active(hosts);
+            if active.is_empty() {
+                return Ok(true);
+            }
+            if !Box::pin(self.run_task(ctx, task, inh, &active)).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn inherit(&self, inh: &Inherited, task: &Task) -> Inherited {
+        let mut next = inh.clone();
+        next.when.extend(task.when.iter().cloned());
+        next.tags.extend(task.tags.iter().cloned());
+        next.vars.extend(task.vars.clone());
+        next.become_ = task.become_.or(inh.become_);
+        next.become_user = task.become_user.clone().or(inh.become_user.clone());
+        next.environment = task.environment.clone().or(inh.environment.clone());
+        next.no_log |= task.no_log;
+        next.check_mode = task.check_mode.or(inh.check_mode);
+        next.ignore_errors |= task.ignore_errors;
+        next.any_errors_fatal = task.any_errors_fatal.unwrap_or(inh.any_errors_fatal);
+        next.run_once |= task.run_once;
+        next.delegate_to = task.delegate_to.clone().or(inh.delegate_to.clone());
+        next
+    }
+
+    /// Whether `--tags`/`--skip-tags` select a task with these tags.
+    fn tags_select(&self, tags: &[String]) -> bool {
+        let has = |t: &str| tags.iter().any(|x| x == t);
+        if self.opts.skip_tags.iter().any(|s| has(s) || (s == "all")) {
+            return false;
+        }
+        if has("never") && !self.opts.tags.iter().any(|t| has(t)) {
+            return false;
+        }
+        if self.opts.tags.is_empty() || has("always") {
+            return true;
+        }
+        self.opts.tags.iter().any(|t| {
+            has(t)
+                || t == "all"
+                || (t == "tagged" && !tags.is_empty())
+                || (t == "untagged" && tags.is_empty())
+        })
+    }
+
+    async fn run_task(
+        &mut self,
+        ctx: &PlayCtx<'_>,
+        task: &Task,
+        inh: &Inherited,
+        hosts: &[String],
+    ) -> Result<bool> {
+        let here = self.inherit(inh, task);
+        match &task.action {
+            Action::Block {
+                block,
+                rescue,
+                always,
+            } => {
+                let entered = hosts.to_vec();
+                let mut go_on = self.run_list(ctx, block, &here, &entered).await?;
+                let failed: Vec<String> = entered
+                    .iter()
+                    .filter(|h| self.status.get(*h) == Some(&HostStatus::Failed))
+                    .cloned()
+                    .collect();
+                if !rescue.is_empty() && !failed.is_empty() {
+                    for h in &failed {
+                        self.status.insert(h.clone(), HostStatus::Active);
+                        self.report.result(
+                            h,
+                            &task.display_name(),
+                            Status::Rescued,
+                            None,
+                            None,
+                            &[],
+                            &[],
+                        );
+                    }
+                    go_on = self.run_list(ctx, rescue, &here, &failed).await? && go_on;
+                }
+                if !always.is_empty() {
+                    let still_failed: Vec<String> = entered
+                        .iter()
+                        .filter(|h| self.status.get(*h) == Some(&HostStatus::Failed))
+                        .cloned()
+                        .collect();
+                    for h in &still_failed {
+                        self.status.insert(h.clone(), HostStatus::Active);
+                    }
+                    go_on = self.run_list(ctx, always, &here, &entered).await? && go_on;
+                    for h in &still_failed {
+                        if self.status.get(h) == Some(&HostStatus::Active) {
+                            self.status.insert(h.clone(), HostStatus::Failed);
+                        }
+                    }
+                }
+                Ok(go_on)
+            }
+            Action::Meta(what) => {
+                match what.as_str() {
+                    "flush_handlers" => self.flush_handlers(ctx, inh, hosts).await?,
+                    "end_play" => return Ok(false),
+                    "end_host" => {
+                        for h in hosts {
+                            self.status.insert(h.clone(), HostStatus::Failed);
+                        }
+                    }
+                    _ => {}
+                }
+                Ok(true)
+            }
+            Action::Include { file, params } => {
+                self.run_include(ctx, task, &here, hosts, file, params)
+                    .await
+            }
+            Action::Module { .. } => {
+                if !self.tags_select(&here.tags) {
+                    return Ok(true);
+                }
+                self.run_module_task(ctx, task, &here, hosts, false).await
+            }
+        }
+    }
+
+    async fn run_include(
+        &mut self,
+        ctx: &PlayCtx<'_>,
+        task: &Task,
+        here: &Inherited,
+        hosts: &[String],
+        file: &str,
+        params: &Map<String, Value>,
+    ) -> Result<bool> {
+        // The file name may be a template: hosts that name the same file run it together.
+        let mut by_file: IndexMap<PathBuf, Vec<String>> = IndexMap::new();
+        let base_dir = PathBuf::from(&*task.origin.file)
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        for h in hosts {
+            let vars = self.task_vars(ctx, h, here, None);
+            if !self.when_holds(&here.when, &vars, &task.origin.to_string())? {
+                continue;
+            }
+            let name = self
+                .templates
+                .render_str(file, &vars, &task.origin.to_string())?;
+            let path = crate::playbook::parse_resolve(&base_dir, &name);
+            by_file.entry(path).or_default().push(h.clone());
+        }
+        let mut inner_inh = here.clone();
+        inner_inh.when.clear();
+        inner_inh.vars.extend(
+            params
+                .iter()
+                .filter(|(k, _)| k.as_str() != "apply")
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        for (path, group) in by_file {
+            let tasks = crate::playbook::load_tasks_file(&path)
+                .map_err(|e| anyhow!("{}: include_tasks: {e:#}", task.origin))?;
+            if !self.run_list(ctx, &tasks, &inner_inh, &group).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn flush_handlers(
+        &mut self,
+        ctx: &PlayCtx<'_>,
+        inh: &Inherited,
+        hosts: &[String],
+    ) -> Result<()> {
+        for handler in &ctx.play.handlers {
+            let mut names: Vec<String> = handler.listen.clone();
+            if let Some(n) = &handler.name {
+                names.push(n.clone());
+            }
+            let targets: Vec<String> = self
+                .active(hosts)
+                .into_iter()
+                .filter(|h| {
+                    self.hosts
+                        .get(h)
+                        .is_some_and(|s| names.iter().any(|n| s.notified.contains(n)))
+                })
+                .collect();
+            if targets.is_empty() {
+                continue;
+            }
+            let here = Inherited {
+                become_: inh.become_,
+                become_user: inh.become_user.clone(),
+                environment: inh.environment.clone(),
+                check_mode: inh.check_mode,
+                ..Default::default()
+            };
+            Box::pin(self.run_task(ctx, handler, &here, &targets)).await?;
+            for h in &targets {
+                if let Some(s) = self.hosts.get_mut(h) {
+                    for n in &names {
+                        s.notified.shift_remove(n);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Connects to a host once per run; later calls share the connection.
+    async fn connection(&self, host: &str) -> Result<Arc<Connection>> {
+        let mut conns = self.conns.lock().await;
+        if let Some(c) = conns.get(host) {
+            return Ok(c.clone());
+        }
+        drop(conns);
+        let (target, known): (Target, KnownHosts) = target_for(&self.inv, host, &self.opts)?;
+        if let Some(pw) = &target.password {
+            self.report.secrets.add(pw);
+        }
+        if let Some(pw) = &target.become_password {
+            self.report.secrets.add(pw);
+        }
+        let conn = Arc::new(Connection::connect(&target, &known).await?);
+        conns = self.conns.lock().await;
+        Ok(conns.entry(host.to_string()).or_insert(conn).clone())
+    }
+
+    async fn gather_facts(&mut self, ctx: &PlayCtx<'_>, hosts: &[String]) {
+        let todo: Vec<String> = hosts
+            .iter()
+            .filter(|h| self.hosts.get(*h).is_none_or(|s| s.facts.is_none()))
+            .cloned()
+            .collect();
+        if todo.is_empty() {
+            return;
+        }
+        self.report.task("Gathering Facts", &todo);
+        let forks = self.opts.forks.max(1);
+        let this = &*self;
+        let results: Vec<(String, Result<Map<String, Value>>)> = stream::iter(todo)
+            .map(|h| async move {
+                let r = async {
+                    let conn = this.connection(&h).await?;
+                    let out = conn
+                        .exec(
+                            crate::facts::SCRIPT,
+                            crate::transport::Stdin::None,
+                            &Default::default(),
+                        )
+                        .await?;
+                    Ok(crate::facts::parse(&out.stdout_str()))
+                }
+                .await;
+                (h, r)
+            })
+            .buffer_unordered(forks)
+            .collect()
+            .await;
+        let _ = ctx;
+        for (h, r) in results {
+            match r {
+                Ok(f) => {
+                    self.report
+                        .result(&h, "Gathering Facts", Status::Ok, None, None, &[], &[]);
+                    self.hosts.entry(h).or_default().facts = Some(f);
+                }
+                Err(e) => self.mark_unreachable(&h, &e),
+            }
+        }
+    }
+
+    fn mark_unreachable(&mut self, host: &str, e: &anyhow::Error) {
+        self.report.result(
+            host,
+            "",
+            Status::Unreachable,
+            None,
+            Some(&format!("{e:#}")),
+            &[],
+            &[],
+        );
+        self.status
+            .insert(host.to_string(), HostStatus::Unreachable);
+    }
+
+    /// Renders secret-named variables that are templates, so their values are masked too.
+    fn register_templated_secrets(&self, ctx: &PlayCtx<'_>, hosts: &[String]) {
+        for h in hosts {
+            let vars = self.task_vars(ctx, h, &Inherited::default(), None);
+            for (k, v) in self
+                .inv
+                .host_vars(h)
+                .iter()
+                .chain(self.opts.defaults.iter())
+                .chain(ctx.vars.iter())
+            {
+                if crate::vars::is_secret_name(k)
+                    && v.as_str().is_some_and(crate::template::is_template)
+                {
+                    if let Ok(s) =
+                        self.templates
+                            .render_str(v.as_str().unwrap_or_default(), &vars, k)
+                    {
+                        self.report.secrets.add(&s);
+                    }
+                }
+            }
+        }
+    }
+
+    fn when_holds(&self, conds: &[String], vars: &minijinja::Value, origin: &str) -> Result<bool> {
+        for c in conds {
+            if !self.templates.eval_bool(c, vars, origin)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Applies a host's task result: register, set_fact, notify, status, report.
+    fn apply_result(
+        &mut self,
+        task: &Task,
+        inh: &Inherited,
+        host: &str,
+        res: host_task::HostResult,
+    ) {
+        let state = self.hosts.entry(host.to_string()).or_default();
+        if let Some(reg) = &task.register {
+            if let Some(r) = &res.registered {
+                let v = if inh.no_log {
+                    self.report.secrets.mask_value(r)
+                } else {
+                    r.clone()
+                };
+                state.set_facts.insert(reg.clone(), v);
+            }
+        }
+        for (k, v) in &res.facts {
+            state.set_facts.insert(k.clone(), v.clone());
+        }
+        if res.changed && !res.failed {
+            for n in &task.notify {
+                state.notified.insert(n.clone());
+            }
+        }
+        if res.unreachable {
+            self.status
+                .insert(host.to_string(), HostStatus::Unreachable);
+        } else if res.failed && !res.ignored {
+            self.status.insert(host.to_string(), HostStatus::Failed);
+        }
+    }
+}
+
+/// What every task of a play needs.
+struct PlayCtx<'a> {
+    play: &'a Play,
+    vars: Arc<Map<String, Value>>,
+    hosts: Vec<String>,
+}
+
+/// An outcome's message and diffs, masked and formatted for the report.
+fn render_outcome(o: &Outcome) -> Vec<String> {
+    o.diffs.iter().map(|d| d.unified()).collect()
+}

@@ -1,0 +1,276 @@
+//! The variables a task sees on a host, merged in Ansible's order, and how a host is reached.
+
+use super::{Engine, PlayCtx, RunOptions};
+use crate::inventory::Inventory;
+use crate::template::{LazyMap, Templates, Vars};
+use crate::transport::{default_key_files, KnownHosts, Target};
+use anyhow::{anyhow, Result};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Everything needed to build any host's variables at one point of the run (taken once per
+/// task, before its hosts start, so that all hosts see the same state).
+pub(super) struct Snapshot {
+    inv: Arc<Inventory>,
+    templates: Templates,
+    defaults: Arc<Map<String, Value>>,
+    extra: Arc<Map<String, Value>>,
+    play_vars: Arc<Map<String, Value>>,
+    facts: HashMap<String, (Option<Arc<Map<String, Value>>>, Arc<Map<String, Value>>)>,
+    magic: Map<String, Value>,
+    groups: minijinja::Value,
+}
+
+impl Snapshot {
+    /// A host's variables without task-level ones (what `hostvars[host]` shows).
+    fn base(&self, host: &str, task_vars: Option<&Map<String, Value>>) -> Map<String, Value> {
+        let mut m = (*self.defaults).clone();
+        m.extend(self.inv.host_vars(host));
+        let (facts, set_facts) = self.facts.get(host).cloned().unwrap_or_default();
+        if let Some(f) = facts {
+            m.extend(f.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        m.extend(self.play_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some(t) = task_vars {
+            m.extend(t.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        m.extend(set_facts.iter().map(|(k, v)| (k.clone(), v.clone())));
+        m.extend(self.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        m.extend(self.magic.iter().map(|(k, v)| (k.clone(), v.clone())));
+        m.insert("inventory_hostname".into(), Value::String(host.to_string()));
+        m.insert(
+            "inventory_hostname_short".into(),
+            Value::String(host.split('.').next().unwrap_or(host).to_string()),
+        );
+        m.insert(
+            "group_names".into(),
+            json!(self
+                .inv
+                .host_groups(host)
+                .into_iter()
+                .filter(|g| g != "ungrouped")
+                .collect::<Vec<_>>()),
+        );
+        m
+    }
+
+    /// The template context of a task on a host (`extra` holds loop variables).
+    pub(super) fn vars(
+        self: &Arc<Self>,
+        host: &str,
+        task_vars: &Map<String, Value>,
+        extra: Option<&Map<String, Value>>,
+    ) -> minijinja::Value {
+        let mut m = self.base(host, Some(task_vars));
+        if let Some(e) = extra {
+            m.extend(e.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        let me = self.clone();
+        let hostvars = LazyMap {
+            keys: self.inv.hosts.keys().cloned().collect(),
+            lookup: Box::new(move |h| {
+                if !me.inv.hosts.contains_key(h) {
+                    return None;
+                }
+                Some(
+                    Vars::new(me.base(h, None), &me.templates)
+                        .with("groups", me.groups.clone())
+                        .into_value(),
+                )
+            }),
+        };
+        Vars::new(m, &self.templates)
+            .with("groups", self.groups.clone())
+            .with("hostvars", minijinja::Value::from_object(hostvars))
+            .into_value()
+    }
+}
+
+impl Engine {
+    pub(super) fn snapshot(&self, ctx: &PlayCtx<'_>) -> Arc<Snapshot> {
+        let facts = self
+            .hosts
+            .iter()
+            .map(|(h, s)| {
+                (
+                    h.clone(),
+                    (s.facts.clone().map(Arc::new), Arc::new(s.set_facts.clone())),
+                )
+            })
+            .collect();
+        let play_hosts: Vec<Value> = self
+            .active(&ctx.hosts)
+            .into_iter()
+            .map(Value::String)
+            .collect();
+        let inv_path = self.inv.path.clone().unwrap_or_default();
+        let magic = json!({
+            "play_hosts": play_hosts,
+            "ansible_play_hosts": play_hosts,
+            "ansible_play_batch": play_hosts,
+            "ansible_play_hosts_all": ctx.hosts,
+            "ansible_check_mode": self.opts.check,
+            "ansible_diff_mode": self.opts.diff,
+            "ansible_run_tags": if self.opts.tags.is_empty() { vec!["all".to_string()] } else { self.opts.tags.clone() },
+            "ansible_skip_tags": self.opts.skip_tags,
+            "playbook_dir": ctx.play.dir.display().to_string(),
+            "inventory_file": inv_path.display().to_string(),
+            "inventory_dir": inv_path.parent().map(|p| p.display().to_string()).unwrap_or_default(),
+            "ansible_version": {"full": "2.15.0", "major": 2, "minor": 15, "revision": 0, "string": "2.15.0 (pgdeploy)"},
+            "pgdeploy_version": env!("CARGO_PKG_VERSION"),
+        });
+        Arc::new(Snapshot {
+            inv: self.inv.clone(),
+            templates: self.templates.clone(),
+            defaults: Arc::new(self.opts.defaults.clone()),
+            extra: Arc::new(self.opts.extra_vars.clone()),
+            play_vars: ctx.vars.clone(),
+            facts,
+            magic: magic.as_object().cloned().unwrap_or_default(),
+            groups: self.groups.clone(),
+        })
+    }
+
+    pub(super) fn task_vars(
+        &self,
+        ctx: &PlayCtx<'_>,
+        host: &str,
+        inh: &super::Inherited,
+        extra: Option<&Map<String, Value>>,
+    ) -> minijinja::Value {
+        self.snapshot(ctx).vars(host, &inh.vars, extra)
+    }
+}
+
+fn var_str(vars: &Map<String, Value>, names: &[&str]) -> Option<String> {
+    names.iter().find_map(|n| match vars.get(*n)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+fn expand_home(path: &str) -> PathBuf {
+    match path.strip_prefix("~/") {
+        Some(rest) => std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default()
+            .join(rest),
+        None => PathBuf::from(path),
+    }
+}
+
+/// `-o Key=Value` options inside `ansible_ssh_common_args` / `ansible_ssh_extra_args`.
+fn ssh_option(args: &str, key: &str) -> Option<String> {
+    let words: Vec<&str> = args.split_whitespace().collect();
+    for (i, w) in words.iter().enumerate() {
+        let opt = if *w == "-o" {
+            words.get(i + 1).copied()
+        } else {
+            w.strip_prefix("-o")
+        };
+        if let Some(opt) = opt {
+            let opt = opt.trim_matches(|c| c == '\'' || c == '"');
+            if let Some((k, v)) = opt.split_once('=') {
+                if k.eq_ignore_ascii_case(key) {
+                    return Some(v.trim_matches(|c| c == '\'' || c == '"').to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// How to reach a host, from its inventory variables (and `-e`), and which known_hosts files
+/// vouch for it.
+pub fn target_for(inv: &Inventory, host: &str, opts: &RunOptions) -> Result<(Target, KnownHosts)> {
+    let mut vars = inv.host_vars(host);
+    vars.extend(opts.extra_vars.clone());
+    // Connection variables may be templates over other inventory variables.
+    let templates = Templates::new(vec![], &[]);
+    let ctx = Vars::new(vars.clone(), &templates).into_value();
+    let get = |names: &[&str]| -> Result<Option<String>> {
+        match var_str(&vars, names) {
+            Some(v) if crate::template::is_template(&v) => Ok(Some(templates.render_str(
+                &v,
+                &ctx,
+                &format!("{host}: {}", names[0]),
+            )?)),
+            other => Ok(other),
+        }
+    };
+    let address = get(&["ansible_host", "ansible_ssh_host"])?.unwrap_or_else(|| host.to_string());
+    let port = match get(&["ansible_port", "ansible_ssh_port"])? {
+        Some(p) => p
+            .parse()
+            .map_err(|_| anyhow!("{host}: ansible_port `{p}` is not a port number"))?,
+        None => 22,
+    };
+    let user = get(&["ansible_user", "ansible_ssh_user"])?
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "root".into());
+    let key_files = match get(&["ansible_ssh_private_key_file", "ansible_private_key_file"])? {
+        Some(k) => vec![expand_home(&k)],
+        None => default_key_files(),
+    };
+    let args = [
+        get(&["ansible_ssh_common_args"])?,
+        get(&["ansible_ssh_extra_args"])?,
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" ");
+    let mut known = opts.known_hosts.clone();
+    if let Some(f) = ssh_option(&args, "UserKnownHostsFile") {
+        for part in f.split_whitespace() {
+            known.files.insert(0, expand_home(part));
+        }
+    }
+    if let Some(f) = get(&["ansible_ssh_known_hosts_file"])? {
+        known.files.insert(0, expand_home(&f));
+    }
+    if ssh_option(&args, "StrictHostKeyChecking").is_some_and(|v| v.eq_ignore_ascii_case("no")) {
+        eprintln!(
+            "WARNING: {host}: StrictHostKeyChecking=no in the inventory is ignored; pgdeploy always verifies host keys \
+             (use --accept-new-host-keys to record unknown ones)"
+        );
+    }
+    let target = Target {
+        name: host.to_string(),
+        address,
+        port,
+        user,
+        key_files,
+        password: get(&["ansible_ssh_pass", "ansible_password"])?,
+        become_password: get(&[
+            "ansible_become_password",
+            "ansible_become_pass",
+            "ansible_sudo_pass",
+        ])?,
+        connect_timeout: opts.connect_timeout,
+    };
+    Ok((target, known))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_options_are_read() {
+        let a =
+            "-o StrictHostKeyChecking=no -o 'UserKnownHostsFile=/lab/known_hosts' -oProxyJump=b";
+        assert_eq!(
+            ssh_option(a, "UserKnownHostsFile").as_deref(),
+            Some("/lab/known_hosts")
+        );
+        assert_eq!(
+            ssh_option(a, "stricthostkeychecking").as_deref(),
+            Some("no")
+        );
+        assert_eq!(ssh_option(a, "ProxyJump").as_deref(), Some("b"));
+    }
+}

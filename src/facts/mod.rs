@@ -1,0 +1,206 @@
+//! Facts: one command per host, and a parser. Gathered once per host per run.
+
+use serde_json::{json, Map, Value};
+
+/// Prints `key=value` lines; everything the playbooks need, in one round trip.
+pub const SCRIPT: &str = r#"
+. /etc/os-release 2>/dev/null
+echo "os_id=$ID"; echo "os_version=$VERSION_ID"; echo "os_like=$ID_LIKE"; echo "os_codename=$VERSION_CODENAME"; echo "os_name=$NAME"
+echo "hostname=$(hostname 2>/dev/null || cat /etc/hostname)"
+echo "fqdn=$(hostname -f 2>/dev/null || hostname 2>/dev/null)"
+echo "mem_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo 2>/dev/null)"
+echo "cpus=$(nproc 2>/dev/null || grep -c ^processor /proc/cpuinfo)"
+dev=$(ip -4 route show default 2>/dev/null | awk '{for (i=1;i<NF;i++) if ($i=="dev") {print $(i+1); exit}}')
+[ -n "$dev" ] || dev=$(ip -4 -o addr show scope global 2>/dev/null | awk '{print $2; exit}')
+echo "default_dev=$dev"
+echo "default_gw=$(ip -4 route show default 2>/dev/null | awk '{print $3; exit}')"
+echo "default_addr=$(ip -4 -o addr show dev "$dev" scope global 2>/dev/null | awk '{print $4; exit}')"
+echo "all_addrs=$(ip -4 -o addr show scope global 2>/dev/null | awk '{split($4,a,"/"); printf "%s ", a[1]}')"
+if [ -d /run/systemd/system ]; then echo "systemd=yes"; else echo "systemd=no"; fi
+virt=$(systemd-detect-virt -c 2>/dev/null); [ -n "$virt" ] || { [ -f /run/systemd/container ] && virt=$(cat /run/systemd/container); }
+[ -n "$virt" ] || { [ -f /.dockerenv ] && virt=docker; }
+echo "container=$virt"
+echo "user=$(id -un)"; echo "uid=$(id -u)"; echo "arch=$(uname -m)"; echo "kernel=$(uname -r)"
+echo "pkg_mgr=$(command -v apt-get >/dev/null && echo apt || { command -v dnf >/dev/null && echo dnf; })"
+"#;
+
+fn family(id: &str, like: &str) -> &'static str {
+    let any =
+        |names: &[&str]| names.contains(&id) || like.split_whitespace().any(|l| names.contains(&l));
+    if any(&["debian", "ubuntu"]) {
+        "Debian"
+    } else if any(&["rhel", "centos", "fedora", "rocky", "almalinux", "ol"]) {
+        "RedHat"
+    } else if any(&["suse", "opensuse", "sles"]) {
+        "Suse"
+    } else {
+        "Unknown"
+    }
+}
+
+fn distribution(id: &str) -> String {
+    match id {
+        "debian" => "Debian".into(),
+        "ubuntu" => "Ubuntu".into(),
+        "rhel" => "RedHat".into(),
+        "centos" => "CentOS".into(),
+        "rocky" => "Rocky".into(),
+        "almalinux" => "AlmaLinux".into(),
+        "fedora" => "Fedora".into(),
+        "ol" => "OracleLinux".into(),
+        other => {
+            let mut c = other.chars();
+            c.next()
+                .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+                .unwrap_or_default()
+        }
+    }
+}
+
+fn netmask(prefix: u32) -> String {
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix.min(32))
+    };
+    std::net::Ipv4Addr::from(mask).to_string()
+}
+
+/// Turns the script's output into Ansible-named facts (`ansible_distribution`, ...).
+pub fn parse(output: &str) -> Map<String, Value> {
+    let get = |k: &str| -> String {
+        output
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let (id, version) = (get("os_id"), get("os_version"));
+    let mem_mb = get("mem_kb").parse::<u64>().unwrap_or(0) / 1024;
+    let cpus = get("cpus").parse::<u64>().unwrap_or(1);
+    let addr_cidr = get("default_addr");
+    let (address, prefix) = match addr_cidr.split_once('/') {
+        Some((a, p)) => (a.to_string(), p.parse::<u32>().unwrap_or(32)),
+        None => (addr_cidr.clone(), 32),
+    };
+    let network = address
+        .parse::<std::net::Ipv4Addr>()
+        .map(|a| {
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - prefix)
+            };
+            std::net::Ipv4Addr::from(u32::from(a) & mask).to_string()
+        })
+        .unwrap_or_default();
+    let container = get("container");
+    let is_container = !container.is_empty() && container != "none";
+    let mut f = Map::new();
+    let mut set = |k: &str, v: Value| {
+        f.insert(format!("ansible_{k}"), v);
+    };
+    set("distribution", Value::String(distribution(&id)));
+    set("distribution_version", Value::String(version.clone()));
+    set(
+        "distribution_major_version",
+        Value::String(version.split('.').next().unwrap_or_default().to_string()),
+    );
+    set("distribution_release", Value::String(get("os_codename")));
+    set(
+        "os_family",
+        Value::String(family(&id, &get("os_like")).into()),
+    );
+    set(
+        "hostname",
+        Value::String(
+            get("hostname")
+                .split('.')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        ),
+    );
+    set("nodename", Value::String(get("hostname")));
+    set("fqdn", Value::String(get("fqdn")));
+    set("memtotal_mb", json!(mem_mb));
+    set("processor_vcpus", json!(cpus));
+    set("processor_cores", json!(cpus));
+    set("processor_count", json!(1));
+    set(
+        "default_ipv4",
+        json!({
+            "address": address, "interface": get("default_dev"), "netmask": netmask(prefix),
+            "prefix": prefix.to_string(), "network": network, "gateway": get("default_gw"),
+        }),
+    );
+    set(
+        "all_ipv4_addresses",
+        Value::Array(
+            get("all_addrs")
+                .split_whitespace()
+                .map(|a| Value::String(a.into()))
+                .collect(),
+        ),
+    );
+    set(
+        "service_mgr",
+        Value::String(
+            if get("systemd") == "yes" {
+                "systemd"
+            } else {
+                "other"
+            }
+            .into(),
+        ),
+    );
+    set(
+        "virtualization_type",
+        Value::String(if is_container {
+            container.clone()
+        } else {
+            String::new()
+        }),
+    );
+    set(
+        "virtualization_role",
+        Value::String(if is_container { "guest" } else { "" }.into()),
+    );
+    set("is_container", Value::Bool(is_container));
+    set("user_id", Value::String(get("user")));
+    set("user_uid", json!(get("uid").parse::<u64>().unwrap_or(0)));
+    set("architecture", Value::String(get("arch")));
+    set("kernel", Value::String(get("kernel")));
+    set("pkg_mgr", Value::String(get("pkg_mgr")));
+    // Ansible also offers them without the prefix under `ansible_facts`.
+    let short: Map<String, Value> = f
+        .iter()
+        .map(|(k, v)| (k.trim_start_matches("ansible_").to_string(), v.clone()))
+        .collect();
+    f.insert("ansible_facts".into(), Value::Object(short));
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_debian_container() {
+        let out = "os_id=debian\nos_version=12\nos_like=\nos_codename=bookworm\nhostname=pg1\nfqdn=pg1\nmem_kb=24000000\ncpus=2\n\
+                   default_dev=host0\ndefault_gw=10.77.0.1\ndefault_addr=10.77.0.11/24\nall_addrs=10.77.0.11 10.77.0.100 \nsystemd=yes\ncontainer=systemd-nspawn\nuser=root\nuid=0\n";
+        let f = parse(out);
+        assert_eq!(f["ansible_distribution"], "Debian");
+        assert_eq!(f["ansible_os_family"], "Debian");
+        assert_eq!(f["ansible_distribution_major_version"], "12");
+        assert_eq!(f["ansible_memtotal_mb"], 23437);
+        assert_eq!(f["ansible_default_ipv4"]["address"], "10.77.0.11");
+        assert_eq!(f["ansible_default_ipv4"]["netmask"], "255.255.255.0");
+        assert_eq!(f["ansible_default_ipv4"]["network"], "10.77.0.0");
+        assert_eq!(f["ansible_default_ipv4"]["interface"], "host0");
+        assert_eq!(f["ansible_is_container"], true);
+        assert_eq!(f["ansible_all_ipv4_addresses"][1], "10.77.0.100");
+        assert_eq!(f["ansible_facts"]["distribution"], "Debian");
+    }
+}

@@ -1,0 +1,297 @@
+//! The inventory: hosts, groups and their variables, read from Ansible's INI format.
+//!
+//! Everything is kept in definition order, because Ansible's users expect `groups['x'][0]` to be
+//! the first host they wrote.
+
+mod ini;
+mod pattern;
+
+pub use pattern::select_hosts;
+
+use anyhow::{bail, Result};
+use indexmap::{IndexMap, IndexSet};
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+
+/// A host and the variables written for it.
+#[derive(Debug, Clone, Default)]
+pub struct Host {
+    pub name: String,
+    pub vars: Map<String, Value>,
+}
+
+/// A group: its direct hosts, child groups and variables.
+#[derive(Debug, Clone, Default)]
+pub struct Group {
+    pub name: String,
+    pub hosts: IndexSet<String>,
+    pub children: IndexSet<String>,
+    pub vars: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    pub path: Option<PathBuf>,
+    pub hosts: IndexMap<String, Host>,
+    pub groups: IndexMap<String, Group>,
+}
+
+impl Inventory {
+    /// Reads an inventory file.
+    pub fn load(path: &Path) -> Result<Inventory> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: cannot read the inventory: {e}; pass an existing file with -i",
+                path.display()
+            )
+        })?;
+        let mut inv = ini::parse(&text, &path.display().to_string())?;
+        inv.path = Some(path.to_path_buf());
+        inv.finish(&path.display().to_string())?;
+        Ok(inv)
+    }
+
+    /// Parses INI text (for tests and for inventories built in memory).
+    pub fn from_ini(text: &str, origin: &str) -> Result<Inventory> {
+        let mut inv = ini::parse(text, origin)?;
+        inv.finish(origin)?;
+        Ok(inv)
+    }
+
+    /// Adds `all` and `ungrouped` and rejects cycles among child groups.
+    fn finish(&mut self, origin: &str) -> Result<()> {
+        self.check_cycles(origin)?;
+        let grouped: IndexSet<String> = self
+            .groups
+            .values()
+            .flat_map(|g| g.hosts.iter().cloned())
+            .collect();
+        let ungrouped: IndexSet<String> = self
+            .hosts
+            .keys()
+            .filter(|h| !grouped.contains(*h))
+            .cloned()
+            .collect();
+        self.groups
+            .entry("ungrouped".into())
+            .or_insert_with(|| Group {
+                name: "ungrouped".into(),
+                ..Default::default()
+            })
+            .hosts
+            .extend(ungrouped);
+        let top: Vec<String> = self
+            .groups
+            .keys()
+            .filter(|g| *g != "all" && !self.groups.values().any(|p| p.children.contains(*g)))
+            .cloned()
+            .collect();
+        let all = self.groups.entry("all".into()).or_insert_with(|| Group {
+            name: "all".into(),
+            ..Default::default()
+        });
+        all.children.extend(top);
+        Ok(())
+    }
+
+    fn check_cycles(&self, origin: &str) -> Result<()> {
+        fn visit<'a>(
+            inv: &'a Inventory,
+            name: &'a str,
+            stack: &mut Vec<&'a str>,
+            origin: &str,
+        ) -> Result<()> {
+            if let Some(pos) = stack.iter().position(|s| *s == name) {
+                let mut cycle: Vec<&str> = stack[pos..].to_vec();
+                cycle.push(name);
+                bail!(
+                    "{origin}: child groups form a cycle: {}; remove one of these :children entries",
+                    cycle.join(" -> ")
+                );
+            }
+            stack.push(name);
+            if let Some(g) = inv.groups.get(name) {
+                for c in &g.children {
+                    visit(inv, c, stack, origin)?;
+                }
+            }
+            stack.pop();
+            Ok(())
+        }
+        for name in self.groups.keys() {
+            visit(self, name, &mut Vec::new(), origin)?;
+        }
+        Ok(())
+    }
+
+    /// Every host of a group, its children's included, in order.
+    pub fn group_hosts(&self, group: &str) -> Vec<String> {
+        let mut out = IndexSet::new();
+        self.collect_hosts(group, &mut out, 0);
+        out.into_iter().collect()
+    }
+
+    fn collect_hosts(&self, group: &str, out: &mut IndexSet<String>, depth: usize) {
+        if group == "all" {
+            out.extend(self.hosts.keys().cloned());
+            return;
+        }
+        let Some(g) = self.groups.get(group) else {
+            return;
+        };
+        if depth > 64 {
+            return;
+        }
+        out.extend(g.hosts.iter().cloned());
+        for c in &g.children {
+            self.collect_hosts(c, out, depth + 1);
+        }
+    }
+
+    /// The groups a host belongs to (directly or through parents), `all` excluded, sorted as
+    /// Ansible sorts `group_names`.
+    pub fn host_groups(&self, host: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .groups
+            .keys()
+            .filter(|g| *g != "all" && self.group_hosts(g).iter().any(|h| h == host))
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Depth of a group below `all` (parents before children when merging vars).
+    fn depth(&self, group: &str) -> usize {
+        let parents: Vec<&String> = self
+            .groups
+            .values()
+            .filter(|p| p.children.contains(group))
+            .map(|p| &p.name)
+            .collect();
+        parents
+            .iter()
+            .map(|p| if *p == "all" { 1 } else { 1 + self.depth(p) })
+            .max()
+            .unwrap_or(if group == "all" { 0 } else { 1 })
+    }
+
+    /// The host's inventory variables: group vars from `all` down to the deepest group (parents
+    /// before children, then by name as Ansible does), then host vars.
+    pub fn host_vars(&self, host: &str) -> Map<String, Value> {
+        let mut groups: Vec<String> = self.host_groups(host);
+        groups.push("all".into());
+        groups.sort_by_key(|g| (self.depth(g), g.clone()));
+        let mut vars = Map::new();
+        for g in groups {
+            if let Some(group) = self.groups.get(&g) {
+                for (k, v) in &group.vars {
+                    vars.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        if let Some(h) = self.hosts.get(host) {
+            for (k, v) in &h.vars {
+                vars.insert(k.clone(), v.clone());
+            }
+        }
+        vars
+    }
+
+    /// `groups` as templates see it: every group name to its hosts.
+    pub fn groups_value(&self) -> Map<String, Value> {
+        self.groups
+            .keys()
+            .map(|g| {
+                (
+                    g.clone(),
+                    Value::Array(self.group_hosts(g).into_iter().map(Value::String).collect()),
+                )
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PGCLUSTER: &str = r#"
+# postgresql_cluster's inventory, unchanged
+[etcd_cluster]  # recommendation: 3, or 5-7 nodes
+10.128.64.140
+10.128.64.142
+10.128.64.143
+
+[balancers]
+10.128.64.140 # balancer_tags="datacenter=dc1"
+10.128.64.142
+
+[master]
+10.128.64.140 hostname=pgnode01 postgresql_exists=false
+
+[replica]
+10.128.64.142 hostname=pgnode02 postgresql_exists=false
+10.128.64.143 hostname=pgnode03 postgresql_exists=false  new_node=true
+
+[postgres_cluster:children]
+master
+replica
+
+[pgbackrest]
+
+[all:vars]
+ansible_connection='ssh'
+ansible_ssh_port='22'
+ansible_user='root'
+ansible_ssh_pass='secretpassword'  # "sshpass" package is required for use "ansible_ssh_pass"
+
+[pgbackrest:vars]
+ansible_user='postgres'
+"#;
+
+    #[test]
+    fn postgresql_cluster_inventory_loads() {
+        let inv = Inventory::from_ini(PGCLUSTER, "inventory").unwrap();
+        assert_eq!(inv.hosts.len(), 3);
+        assert_eq!(
+            inv.group_hosts("postgres_cluster"),
+            vec!["10.128.64.140", "10.128.64.142", "10.128.64.143"]
+        );
+        let v = inv.host_vars("10.128.64.142");
+        assert_eq!(v["hostname"], "pgnode02");
+        assert_eq!(v["ansible_user"], "root");
+        assert_eq!(v["ansible_ssh_pass"], "secretpassword");
+        assert_eq!(v["postgresql_exists"], "false");
+        assert_eq!(inv.host_vars("10.128.64.143")["new_node"], "true");
+        assert!(inv.group_hosts("pgbackrest").is_empty());
+        assert_eq!(
+            inv.host_groups("10.128.64.140"),
+            vec!["balancers", "etcd_cluster", "master", "postgres_cluster"]
+        );
+    }
+
+    #[test]
+    fn child_group_vars_override_parent_vars() {
+        let inv = Inventory::from_ini(
+            "[a]\nh1\n[b:children]\na\n[b:vars]\nx=parent\n[a:vars]\nx=child\n[all:vars]\nx=all\ny=all\n",
+            "inv",
+        )
+        .unwrap();
+        let v = inv.host_vars("h1");
+        assert_eq!(v["x"], "child");
+        assert_eq!(v["y"], "all");
+    }
+
+    #[test]
+    fn cycles_are_rejected() {
+        let err = Inventory::from_ini("[a:children]\nb\n[b:children]\na\n", "inv")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cycle"), "{err}");
+        assert!(
+            err.contains("a -> b -> a") || err.contains("b -> a -> b"),
+            "{err}"
+        );
+    }
+}

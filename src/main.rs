@@ -1,0 +1,87 @@
+//! pgdeploy's command line: parses arguments and calls one function per command.
+
+use clap::{Parser, Subcommand};
+use pgdeploy::cli::{self, exit, Common};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "pgdeploy",
+    version,
+    about = "Deploy and operate highly available PostgreSQL clusters over SSH"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Deploy or converge the whole cluster (Type A or Type B).
+    Cluster {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Add PostgreSQL replicas and/or balancer hosts to a running cluster.
+    AddNode {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Point-in-time recovery of the cluster from pgBackRest.
+    Restore {
+        /// The time to recover to (e.g. "2026-11-22 10:00:00+00").
+        #[arg(long)]
+        pitr: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Remove the cluster (refuses without --unsafe and the cluster name confirmed).
+    Remove {
+        #[arg(long)]
+        unsafe_: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Read-only health report of the cluster.
+    Check {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Local test hosts (systemd-nspawn) and faults to inject into them.
+    Lab {
+        #[arg(value_parser = ["up", "down", "status", "stop", "start", "cut", "heal"])]
+        action: String,
+        node: Option<String>,
+    },
+    /// Download every component's packages, with dependencies, for hosts without internet.
+    Bundle {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Run any playbook (the engine on its own).
+    Run {
+        playbook: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Run { playbook, common } => match cli::run_playbook(&common, &playbook).await {
+            Ok(code) => code,
+            Err(e) => cli::report_error(&e),
+        },
+        Command::Cluster { .. } => cli::not_yet("cluster", "The cluster playbooks (Type B, then Type A) are the next step of the roadmap; `pgdeploy run` runs any playbook today."),
+        Command::AddNode { .. } => cli::not_yet("add-node", "It follows the cluster flow."),
+        Command::Restore { .. } => cli::not_yet("restore", "Point-in-time recovery follows the cluster flow."),
+        Command::Remove { .. } => cli::not_yet("remove", "It follows the cluster flow; it will refuse without --unsafe and the cluster name."),
+        Command::Check { .. } => cli::not_yet("check", "The health report follows the cluster flow."),
+        Command::Lab { .. } => cli::not_yet("lab", "The systemd-nspawn lab is being built."),
+        Command::Bundle { .. } => cli::not_yet("bundle", "The offline package bundle comes with the lab."),
+    };
+    let _ = exit::OK;
+    std::process::exit(code);
+}

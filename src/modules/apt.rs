@@ -1,0 +1,200 @@
+//! apt / dnf / package: packages present, absent or latest.
+//!
+//! The per-distribution commands are data ([`MANAGERS`]), so another family is a table entry.
+
+use super::{ModuleCtx, Outcome, Params};
+use crate::transport::{quote, quote_join};
+use anyhow::{bail, Result};
+
+/// How one package manager is driven.
+struct Manager {
+    /// `ansible_os_family` values it serves.
+    families: &'static [&'static str],
+    module: &'static str,
+    /// Prints `NAME installed` for each installed package of the list (`{names}` substituted).
+    query: &'static str,
+    /// Prints the names that have a newer candidate.
+    outdated: &'static str,
+    install: &'static str,
+    upgrade: &'static str,
+    remove: &'static str,
+    purge: &'static str,
+    update: &'static str,
+    /// Path whose modification time says when the cache was last updated.
+    cache_stamp: &'static str,
+    no_recommends: &'static str,
+}
+
+const MANAGERS: &[Manager] = &[
+    Manager {
+        families: &["Debian"],
+        module: "apt",
+        query: "dpkg-query -W -f='${Package} ${db:Status-Abbrev}\\n' {names} 2>/dev/null | awk '$2 ~ /^ii/ {print $1\" installed\"}'",
+        outdated: "for p in {names}; do i=$(dpkg-query -W -f='${Version}' \"$p\" 2>/dev/null); c=$(apt-cache policy \"$p\" | awk '/Candidate:/ {print $2}'); [ -n \"$i\" ] && [ \"$c\" != \"(none)\" ] && [ \"$i\" != \"$c\" ] && echo \"$p\"; done; true",
+        install: "DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold {opts} {names}",
+        upgrade: "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --only-upgrade -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold {opts} {names}",
+        remove: "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q -o DPkg::Lock::Timeout=600 {names}",
+        purge: "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q -o DPkg::Lock::Timeout=600 {names}",
+        update: "apt-get update -q -o DPkg::Lock::Timeout=600",
+        cache_stamp: "/var/lib/apt/lists",
+        no_recommends: "--no-install-recommends",
+    },
+    Manager {
+        families: &["RedHat"],
+        module: "dnf",
+        query: "rpm -q --qf '%{NAME} installed\\n' {names} 2>/dev/null | grep ' installed$'",
+        outdated: "dnf -q check-update {names} 2>/dev/null | awk 'NF==3 {split($1,a,\".\"); print a[1]}'; true",
+        install: "dnf install -y -q {opts} {names}",
+        upgrade: "dnf upgrade -y -q {opts} {names}",
+        remove: "dnf remove -y -q {names}",
+        purge: "dnf remove -y -q {names}",
+        update: "dnf makecache -q",
+        cache_stamp: "/var/cache/dnf",
+        no_recommends: "--setopt=install_weak_deps=False",
+    },
+];
+
+fn manager_for(module: &str, family: &str) -> Result<&'static Manager> {
+    let by_family = MANAGERS.iter().find(|m| m.families.contains(&family));
+    let found = match module {
+        "package" => by_family,
+        m => MANAGERS.iter().find(|x| x.module == m),
+    };
+    found.ok_or_else(|| {
+        anyhow::anyhow!("{module}: no package manager known for OS family `{family}`")
+    })
+}
+
+/// The package name without a version pin (`postgresql-15=15.4-1` is `postgresql-15`).
+fn base_name(spec: &str) -> &str {
+    spec.split(['=', '>', '<']).next().unwrap_or(spec).trim()
+}
+
+pub async fn run(module: &str, p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+    let family = ctx
+        .facts
+        .get("ansible_os_family")
+        .and_then(|v| v.as_str())
+        .unwrap_or("Debian");
+    let m = manager_for(module, family)?;
+    let mut names = p.list("name")?;
+    if names.is_empty() {
+        names = p.list("pkg")?;
+    }
+    if names.is_empty() {
+        names = p.list("package")?;
+    }
+    let state = p.str("state")?.unwrap_or_else(|| "present".into());
+    let mut changed = false;
+    let mut msgs = Vec::new();
+    // The cache, when asked for and older than cache_valid_time.
+    if p.flag("update_cache", false)? {
+        let valid = p.int("cache_valid_time")?.unwrap_or(0);
+        let stale = if valid > 0 {
+            let out = ctx
+                .sh(&format!(
+                    "echo $(( $(date +%s) - $(stat -c %Y {} 2>/dev/null || echo 0) ))",
+                    m.cache_stamp
+                ))
+                .await?;
+            out.stdout_str().trim().parse::<i64>().unwrap_or(i64::MAX) > valid
+        } else {
+            true
+        };
+        if stale {
+            changed = true;
+            if !ctx.check {
+                ctx.sh_ok(m.update, "updating the package cache").await?;
+            }
+        }
+    }
+    if names.is_empty() {
+        return Ok(Outcome {
+            changed,
+            ..Default::default()
+        });
+    }
+    let bases: Vec<String> = names.iter().map(|n| base_name(n).to_string()).collect();
+    let quoted = quote_join(&bases);
+    // One probe for every package of the task.
+    let out = ctx.sh(&m.query.replace("{names}", &quoted)).await?;
+    let installed: Vec<String> = out
+        .stdout_str()
+        .lines()
+        .filter_map(|l| l.strip_suffix(" installed").map(str::to_string))
+        .collect();
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|n| !installed.iter().any(|i| i == base_name(n)))
+        .collect();
+    let mut opts = String::new();
+    if p.bool("install_recommends")? == Some(false) {
+        opts.push_str(m.no_recommends);
+    }
+    if let Some(rel) = p.str("default_release")? {
+        opts.push_str(&format!(" -t {}", quote(&rel)));
+    }
+    let script = match state.as_str() {
+        "present" | "installed" => (!missing.is_empty()).then(|| {
+            m.install
+                .replace("{opts}", &opts)
+                .replace("{names}", &quote_join(&missing))
+        }),
+        "latest" => {
+            let out = ctx.sh(&m.outdated.replace("{names}", &quoted)).await?;
+            let outdated: Vec<String> = out
+                .stdout_str()
+                .lines()
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty())
+                .collect();
+            let mut todo: Vec<String> = missing.iter().map(|s| s.to_string()).collect();
+            todo.extend(outdated);
+            (!todo.is_empty()).then(|| {
+                m.install
+                    .replace("{opts}", &opts)
+                    .replace("{names}", &quote_join(&todo))
+            })
+        }
+        "absent" | "removed" => {
+            let present: Vec<&String> = bases.iter().filter(|b| installed.contains(b)).collect();
+            let cmd = if p.flag("purge", false)? {
+                m.purge
+            } else {
+                m.remove
+            };
+            (!present.is_empty()).then(|| cmd.replace("{names}", &quote_join(&present)))
+        }
+        other => bail!("{module}: state `{other}` must be present, latest or absent"),
+    };
+    let _ = m.upgrade;
+    if let Some(script) = script {
+        changed = true;
+        msgs.push(script.clone());
+        if !ctx.check {
+            let out = ctx.sh(&script).await?;
+            if !out.ok() {
+                let err = out.stderr_str();
+                let tail: Vec<&str> = err
+                    .trim()
+                    .lines()
+                    .rev()
+                    .take(15)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                return Ok(Outcome::failed(format!(
+                    "{module} failed (rc={}):\n{}",
+                    out.code,
+                    tail.join("\n")
+                )));
+            }
+        }
+    }
+    Ok(Outcome {
+        changed,
+        ..Default::default()
+    }
+    .with("packages", names.join(" ")))
+}

@@ -1,0 +1,176 @@
+//! command, shell and raw.
+//!
+//! `command` runs a program with its arguments (no shell features), `shell` runs a script with
+//! /bin/sh. `creates`/`removes` are checked in the same round trip as the command itself.
+
+use super::{ModuleCtx, Outcome, Params};
+use crate::transport::{quote, quote_join, Stdin};
+use anyhow::{bail, Result};
+use serde_json::Value;
+
+/// Marker printed when `creates`/`removes` decide that the command need not run.
+const SKIP_MARK: &str = "__pgdeploy_skip__";
+
+pub async fn run(name: &str, p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+    let raw = p.str("_raw_params")?.or(p.str("cmd")?);
+    let script = match (name, raw, p.get("argv")) {
+        ("command", None, Some(Value::Array(argv))) => {
+            let words: Vec<String> = argv
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string())
+                })
+                .collect();
+            format!("exec {}", quote_join(&words))
+        }
+        ("command", Some(cmd), _) => {
+            let words = split_words(&cmd)?;
+            if words.is_empty() {
+                bail!("command: nothing to run");
+            }
+            format!("exec {}", quote_join(&words))
+        }
+        (_, Some(cmd), _) => match p.str("executable")? {
+            Some(exe) => format!("exec {} -c {}", quote(&exe), quote(&cmd)),
+            None => cmd,
+        },
+        _ => bail!("{name}: give the command (free form, `cmd:` or `argv:`)"),
+    };
+    let mut guard = String::new();
+    if let Some(c) = p.str("creates")? {
+        guard.push_str(&format!(
+            "if [ -e {} ]; then echo {SKIP_MARK}; exit 0; fi; ",
+            quote(&c)
+        ));
+    }
+    if let Some(r) = p.str("removes")? {
+        guard.push_str(&format!(
+            "if [ ! -e {} ]; then echo {SKIP_MARK}; exit 0; fi; ",
+            quote(&r)
+        ));
+    }
+    if let Some(dir) = p.str("chdir")? {
+        guard.push_str(&format!("cd {} || exit 1; ", quote(&dir)));
+    }
+    if ctx.check && !ctx.force_run {
+        if guard.contains(SKIP_MARK) {
+            // Probe only the guards: they say whether the command would run.
+            let out = ctx.sh(&format!("{guard}echo run")).await?;
+            if out.stdout_str().contains(SKIP_MARK) {
+                return Ok(Outcome::ok().with_msg("skipped: creates/removes says it already ran"));
+            }
+            return Ok(Outcome::changed().with_msg("would run in a real run"));
+        }
+        return Ok(Outcome::skipped("not run in check mode (a command cannot be probed; add creates:, or check_mode: false if it only reads)"));
+    }
+    let stdin = match p.str("stdin")? {
+        Some(mut s) => {
+            if p.flag("stdin_add_newline", true)? {
+                s.push('\n');
+            }
+            Stdin::Bytes(s.into_bytes())
+        }
+        None => Stdin::None,
+    };
+    let out = ctx.sh_in(&format!("{guard}{script}"), stdin).await?;
+    let stdout = out.stdout_str();
+    if !guard.is_empty() && out.ok() && stdout.trim() == SKIP_MARK {
+        return Ok(Outcome::ok()
+            .with_msg("skipped: creates/removes says it already ran")
+            .with("rc", 0)
+            .with("stdout", "")
+            .with("stdout_lines", Value::Array(vec![])));
+    }
+    let strip = |s: String| s.trim_end_matches('\n').to_string();
+    let (stdout, stderr) = (strip(stdout), strip(out.stderr_str()));
+    let mut outcome = if out.ok() {
+        Outcome::changed()
+    } else {
+        Outcome::failed(format!("non-zero return code {}", out.code))
+    };
+    let lines = |s: &str| Value::Array(s.lines().map(|l| Value::String(l.to_string())).collect());
+    outcome = outcome
+        .with("rc", out.code)
+        .with("stdout_lines", lines(&stdout))
+        .with("stderr_lines", lines(&stderr))
+        .with("stdout", stdout)
+        .with("stderr", stderr)
+        .with("cmd", script);
+    Ok(outcome)
+}
+
+/// Splits a command line into words as Python's shlex (what Ansible's command module uses).
+pub fn split_words(line: &str) -> Result<Vec<String>> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(ch) => cur.push(ch),
+                        None => bail!("command: unterminated single quote in `{line}`"),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(ch @ ('"' | '\\' | '$' | '`')) => cur.push(ch),
+                            Some(ch) => {
+                                cur.push('\\');
+                                cur.push(ch);
+                            }
+                            None => bail!("command: unterminated double quote in `{line}`"),
+                        },
+                        Some(ch) => cur.push(ch),
+                        None => bail!("command: unterminated double quote in `{line}`"),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                if let Some(ch) = chars.next() {
+                    cur.push(ch);
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_like_shlex() {
+        assert_eq!(
+            split_words(r#"psql -c "select 'a b'" --x='y z' plain\ word"#).unwrap(),
+            vec!["psql", "-c", "select 'a b'", "--x=y z", "plain word"]
+        );
+        assert!(split_words("echo 'open").is_err());
+    }
+}

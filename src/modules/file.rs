@@ -1,0 +1,125 @@
+//! file: directories, links, empty files, absence, owner and mode.
+
+use super::files::Wanted;
+use super::{ModuleCtx, Outcome, Params};
+use crate::transport::quote;
+use anyhow::{bail, Result};
+
+pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+    let path = p.req_any(&["path", "dest", "name"])?;
+    let wanted = Wanted::from_params(p)?;
+    let q = quote(&path);
+    // One probe: kind, owner, group, mode, link target.
+    let out = ctx
+        .sh(&format!(
+            "if [ -L {q} ]; then echo link; readlink {q}; elif [ -d {q} ]; then echo directory; elif [ -e {q} ]; then echo file; else echo absent; fi; \
+             [ -e {q} ] && stat -c '%U %G %a' {q} || echo"
+        ))
+        .await?;
+    let text = out.stdout_str();
+    let mut lines = text.lines();
+    let kind = lines.next().unwrap_or("absent").to_string();
+    let link_target = if kind == "link" {
+        lines.next().unwrap_or_default().to_string()
+    } else {
+        String::new()
+    };
+    let meta: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let current = super::files::RemoteFile {
+        exists: kind != "absent",
+        is_dir: kind == "directory",
+        owner: meta.first().map(|s| s.to_string()).unwrap_or_default(),
+        group: meta.get(1).map(|s| s.to_string()).unwrap_or_default(),
+        mode: meta
+            .get(2)
+            .and_then(|m| u32::from_str_radix(m, 8).ok())
+            .unwrap_or(0),
+        ..Default::default()
+    };
+    let state = match p.str("state")? {
+        Some(s) => s,
+        None if p.get("src").is_some() => "link".into(),
+        None if kind == "absent" => "file".into(),
+        None => kind.clone(),
+    };
+    let attrs = attr_script(
+        &wanted,
+        &q,
+        p.flag("recurse", false)? && state == "directory",
+    );
+    let (needed, script) = match state.as_str() {
+        "absent" => (kind != "absent", format!("rm -rf {q}")),
+        "directory" => {
+            if kind != "absent" && kind != "directory" {
+                bail!("file: {path} exists and is a {kind}, not a directory");
+            }
+            (
+                kind == "absent" || !wanted.attrs_match(&current),
+                format!("mkdir -p {q}; {attrs}"),
+            )
+        }
+        "touch" => (true, format!("touch {q}; {attrs}")),
+        "file" => {
+            if kind == "absent" {
+                return Ok(Outcome::failed(format!(
+                    "file {path} is absent; use state=touch to create it"
+                )));
+            }
+            (!wanted.attrs_match(&current), attrs.clone())
+        }
+        "link" => {
+            let src = p.req("src")?;
+            if kind != "absent" && kind != "link" && !p.flag("force", false)? {
+                bail!("file: {path} exists and is a {kind}; refusing to replace it with a link without force: yes");
+            }
+            (
+                link_target != src
+                    || (kind == "link" && !wanted.attrs_match(&current) && wanted.owner.is_some()),
+                format!(
+                    "ln -sfn {} {q}; {}",
+                    quote(&src),
+                    attrs.replace("chown ", "chown -h ").replace("chmod ", ": ")
+                ),
+            )
+        }
+        other => bail!(
+            "file: state `{other}` is not supported; use directory, file, link, touch or absent"
+        ),
+    };
+    let outcome = Outcome {
+        changed: needed,
+        ..Default::default()
+    }
+    .with("path", path.clone())
+    .with("state", state.clone());
+    if !needed || ctx.check {
+        return Ok(outcome);
+    }
+    let out = ctx.sh(&format!("set -e; {script}")).await?;
+    if !out.ok() {
+        return Ok(Outcome::failed(format!(
+            "file {path}: {}",
+            out.stderr_str().trim()
+        )));
+    }
+    Ok(outcome)
+}
+
+fn attr_script(w: &Wanted, q: &str, recurse: bool) -> String {
+    let r = if recurse { "-R " } else { "" };
+    let mut s = String::new();
+    match (&w.owner, &w.group) {
+        (Some(o), Some(g)) => s.push_str(&format!("chown {r}{}:{} {q}; ", quote(o), quote(g))),
+        (Some(o), None) => s.push_str(&format!("chown {r}{} {q}; ", quote(o))),
+        (None, Some(g)) => s.push_str(&format!("chgrp {r}{} {q}; ", quote(g))),
+        _ => {}
+    }
+    if let Some(m) = w.mode {
+        s.push_str(&format!("chmod {m:o} {q}; "));
+    }
+    s
+}

@@ -1,0 +1,383 @@
+//! Writing whole files: copy, template, and the content edits of lineinfile.
+//!
+//! The probe compares by hash on the host (and reads the old content only for `--diff`), in one
+//! round trip. The write is atomic: a temporary file beside the destination, validated, given
+//! its owner and mode, then renamed over the old one — also one round trip.
+
+use super::{ModuleCtx, Outcome, Params};
+use crate::transport::{quote, Stdin};
+use anyhow::{anyhow, bail, Result};
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+
+/// Files larger than this are not shown in diffs.
+const MAX_DIFF_BYTES: usize = 256 * 1024;
+
+/// A change to one file, for `--diff`.
+#[derive(Debug, Clone)]
+pub struct FileDiff {
+    pub path: String,
+    pub before: String,
+    pub after: String,
+}
+
+impl FileDiff {
+    /// A unified diff (the caller masks secrets before printing).
+    pub fn unified(&self) -> String {
+        similar::TextDiff::from_lines(&self.before, &self.after)
+            .unified_diff()
+            .context_radius(3)
+            .header(
+                &format!("{} (before)", self.path),
+                &format!("{} (after)", self.path),
+            )
+            .to_string()
+    }
+}
+
+pub fn hash_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// What is on the host at a path.
+#[derive(Debug, Default)]
+pub struct RemoteFile {
+    pub exists: bool,
+    pub is_dir: bool,
+    pub hash: String,
+    pub owner: String,
+    pub group: String,
+    pub mode: u32,
+    /// The content, when asked for (diff mode) and small enough.
+    pub content: Option<Vec<u8>>,
+}
+
+/// Reads hash, owner, group, mode (and content when `with_content`) in one command.
+pub async fn probe_file(ctx: &ModuleCtx<'_>, path: &str, with_content: bool) -> Result<RemoteFile> {
+    let q = quote(path);
+    let content = if with_content {
+        format!("if [ $(stat -c %s {q}) -le {MAX_DIFF_BYTES} ]; then base64 -w0 < {q}; fi; echo")
+    } else {
+        "echo".into()
+    };
+    let script = format!(
+        "if [ -d {q} ]; then echo DIR; elif [ -e {q} ]; then echo FILE; sha256sum < {q} | cut -c1-64; stat -c '%U %G %a' {q}; {content}; else echo ABSENT; fi"
+    );
+    let out = ctx.sh(&script).await?;
+    if !out.ok() {
+        bail!("cannot read {path}: {}", out.stderr_str().trim());
+    }
+    let text = out.stdout_str();
+    let mut lines = text.lines();
+    let mut f = RemoteFile::default();
+    match lines.next() {
+        Some("DIR") => {
+            f.exists = true;
+            f.is_dir = true;
+        }
+        Some("FILE") => {
+            f.exists = true;
+            f.hash = lines.next().unwrap_or_default().trim().to_string();
+            let meta: Vec<&str> = lines
+                .next()
+                .unwrap_or_default()
+                .split_whitespace()
+                .collect();
+            if meta.len() == 3 {
+                f.owner = meta[0].into();
+                f.group = meta[1].into();
+                f.mode = u32::from_str_radix(meta[2], 8).unwrap_or(0);
+            }
+            if with_content {
+                let b64 = lines.next().unwrap_or_default().trim();
+                if !b64.is_empty() {
+                    f.content = base64::engine::general_purpose::STANDARD.decode(b64).ok();
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(f)
+}
+
+/// The attributes a file should have.
+pub struct Wanted {
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    pub mode: Option<u32>,
+    pub backup: bool,
+    pub validate: Option<String>,
+}
+
+impl Wanted {
+    pub fn from_params(p: &Params) -> Result<Wanted> {
+        let validate = p.str("validate")?;
+        if let Some(v) = &validate {
+            if !v.contains("%s") {
+                bail!(
+                    "{}: `validate` must contain %s (the file to check), e.g. 'haproxy -c -f %s'",
+                    p.module
+                );
+            }
+        }
+        Ok(Wanted {
+            owner: p.str("owner")?,
+            group: p.str("group")?,
+            mode: p.mode("mode")?,
+            backup: p.flag("backup", false)?,
+            validate,
+        })
+    }
+
+    /// Whether an existing file's owner, group and mode already match.
+    pub fn attrs_match(&self, f: &RemoteFile) -> bool {
+        self.owner
+            .as_ref()
+            .is_none_or(|o| *o == f.owner || o.parse::<u32>().is_ok())
+            && self
+                .group
+                .as_ref()
+                .is_none_or(|g| *g == f.group || g.parse::<u32>().is_ok())
+            && self.mode.is_none_or(|m| m == f.mode)
+    }
+
+    fn chown_chmod(&self, target: &str, reference: Option<&str>) -> String {
+        let mut s = String::new();
+        let t = quote(target);
+        match (&self.owner, &self.group) {
+            (Some(o), Some(g)) => s.push_str(&format!("chown {}:{} {t}; ", quote(o), quote(g))),
+            (Some(o), None) => s.push_str(&format!("chown {} {t}; ", quote(o))),
+            (None, Some(g)) => s.push_str(&format!("chgrp {} {t}; ", quote(g))),
+            (None, None) => {
+                if let Some(r) = reference {
+                    s.push_str(&format!(
+                        "chown --reference={} {t} 2>/dev/null || true; ",
+                        quote(r)
+                    ));
+                }
+            }
+        }
+        match (self.mode, reference) {
+            (Some(m), _) => s.push_str(&format!("chmod {m:o} {t}; ")),
+            (None, Some(r)) => s.push_str(&format!("chmod --reference={} {t}; ", quote(r))),
+            // New file without a mode: what the umask gives, as Ansible does.
+            (None, None) => s.push_str(&format!("chmod $(printf %o $((0666 & ~$(umask)))) {t}; ")),
+        }
+        s
+    }
+}
+
+/// Writes `content` to `dest` unless it is already there with the wanted attributes.
+pub async fn converge_content(
+    ctx: &ModuleCtx<'_>,
+    dest: &str,
+    content: Stdin,
+    new_hash: &str,
+    preview: Option<&[u8]>,
+    wanted: &Wanted,
+) -> Result<Outcome> {
+    let current = probe_file(ctx, dest, ctx.diff && preview.is_some()).await?;
+    if current.is_dir {
+        return Ok(Outcome::failed(format!(
+            "{dest} is a directory; give the file's full path"
+        )));
+    }
+    let content_same = current.exists && current.hash == new_hash;
+    if content_same && wanted.attrs_match(&current) {
+        return Ok(Outcome::ok().with("dest", dest).with("checksum", new_hash));
+    }
+    let mut outcome = Outcome::changed()
+        .with("dest", dest)
+        .with("checksum", new_hash);
+    if ctx.diff && !content_same {
+        if let Some(after) = preview {
+            outcome.diffs.push(FileDiff {
+                path: dest.to_string(),
+                before: current
+                    .content
+                    .as_deref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default(),
+                after: String::from_utf8_lossy(after).into_owned(),
+            });
+        }
+    }
+    if ctx.check {
+        return Ok(outcome);
+    }
+    let q = quote(dest);
+    let mut script = String::from("set -e; umask 077; ");
+    if content_same {
+        // Only owner or mode differ: no rewrite.
+        script.push_str(&wanted.chown_chmod(dest, None));
+    } else {
+        script.push_str(&format!(
+            "tmp=$(mktemp {}); trap 'rm -f \"$tmp\"' EXIT; cat > \"$tmp\"; ",
+            quote(&format!("{dest}.pgdeploy.XXXXXX"))
+        ));
+        if let Some(v) = &wanted.validate {
+            let check = v.replace("%s", "\"$tmp\"");
+            script.push_str(&format!(
+                "if ! out=$({check} 2>&1); then echo \"validation failed: $out\" >&2; exit 3; fi; "
+            ));
+        }
+        if wanted.backup && current.exists {
+            script.push_str(&format!("cp -p {q} {q}.$(date +%Y%m%d%H%M%S).bak; "));
+        }
+        let reference = current.exists.then_some(dest);
+        script.push_str(
+            &wanted
+                .chown_chmod("$tmp", reference)
+                .replace("'$tmp'", "\"$tmp\""),
+        );
+        script.push_str(&format!("mv -f \"$tmp\" {q}; trap - EXIT; "));
+    }
+    let out = ctx
+        .sh_in(&script, if content_same { Stdin::None } else { content })
+        .await?;
+    if !out.ok() {
+        return Ok(Outcome::failed(format!(
+            "writing {dest} failed: {}",
+            out.stderr_str().trim()
+        )));
+    }
+    Ok(outcome)
+}
+
+/// Resolves a local `src`: as given, beside the playbook, or in its `files/`/`templates/`.
+pub fn local_path(ctx: &ModuleCtx<'_>, src: &str, sub: &str) -> Result<PathBuf> {
+    let direct = PathBuf::from(src);
+    if direct.is_absolute() {
+        return Ok(direct);
+    }
+    for cand in [
+        ctx.dir.join(sub).join(src),
+        ctx.dir.join(src),
+        direct.clone(),
+    ] {
+        if cand.exists() {
+            return Ok(cand);
+        }
+    }
+    Err(anyhow!(
+        "cannot find `{src}` (looked in {} and {})",
+        ctx.dir.join(sub).display(),
+        ctx.dir.display()
+    ))
+}
+
+pub async fn copy(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+    let dest = p.req("dest")?;
+    let wanted = Wanted::from_params(p)?;
+    if p.flag("remote_src", false)? {
+        bail!("copy: remote_src is not supported; use `command: cp ...` with creates:");
+    }
+    if let Some(content) = p.get("content") {
+        let text = match content {
+            serde_json::Value::String(s) => s.clone(),
+            other => serde_json::to_string_pretty(other)?,
+        };
+        let bytes = text.into_bytes();
+        let hash = hash_hex(&bytes);
+        return converge_content(
+            ctx,
+            &dest,
+            Stdin::Bytes(bytes.clone()),
+            &hash,
+            Some(&bytes),
+            &wanted,
+        )
+        .await;
+    }
+    let src = p.req("src")?;
+    let path = local_path(ctx, &src, "files")?;
+    if path.is_dir() {
+        bail!("copy: `{src}` is a directory; copying directories is not supported yet");
+    }
+    let meta = std::fs::metadata(&path)
+        .map_err(|e| anyhow!("copy: cannot read {}: {e}", path.display()))?;
+    let dest = if dest.ends_with('/') {
+        format!(
+            "{dest}{}",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+        )
+    } else {
+        dest
+    };
+    // Large files are streamed and hashed without holding them in memory.
+    if meta.len() as usize > MAX_DIFF_BYTES {
+        let hash = hash_file(&path)?;
+        let file = tokio::fs::File::open(&path).await?;
+        let reader = tokio::io::BufReader::with_capacity(1 << 20, file);
+        return converge_content(
+            ctx,
+            &dest,
+            Stdin::Reader(Box::new(reader)),
+            &hash,
+            None,
+            &wanted,
+        )
+        .await;
+    }
+    let bytes = std::fs::read(&path)?;
+    let hash = hash_hex(&bytes);
+    converge_content(
+        ctx,
+        &dest,
+        Stdin::Bytes(bytes.clone()),
+        &hash,
+        Some(&bytes),
+        &wanted,
+    )
+    .await
+}
+
+fn hash_file(path: &std::path::Path) -> Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+pub async fn template(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+    let src = p.req("src")?;
+    let dest = p.req("dest")?;
+    let wanted = Wanted::from_params(p)?;
+    // Rendered before anything touches the host: a failed render writes nothing.
+    let rendered = render_template(ctx, &src)?;
+    let bytes = rendered.into_bytes();
+    let hash = hash_hex(&bytes);
+    converge_content(
+        ctx,
+        &dest,
+        Stdin::Bytes(bytes.clone()),
+        &hash,
+        Some(&bytes),
+        &wanted,
+    )
+    .await
+}
+
+/// Renders a template by name: from the playbook's `templates/` or beside it, else from the
+/// template directories (user's, then built in).
+fn render_template(ctx: &ModuleCtx<'_>, src: &str) -> Result<String> {
+    if let Ok(path) = local_path(ctx, src, "templates") {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow!("template: cannot read {}: {e}", path.display()))?;
+        return render_named(ctx, &path.display().to_string(), &text);
+    }
+    ctx.templates.render_file(src, ctx.vars)
+}
+
+fn render_named(ctx: &ModuleCtx<'_>, name: &str, text: &str) -> Result<String> {
+    ctx.templates.render_str(text, ctx.vars, name)
+}

@@ -1,0 +1,135 @@
+//! lineinfile: make sure one line is (or is not) in a file. The new content is computed here
+//! and written like any file, so check mode and diffs are exact.
+
+use super::files::{converge_content, hash_hex, probe_file, Wanted};
+use super::{ModuleCtx, Outcome, Params};
+use crate::transport::{quote, Stdin};
+use anyhow::{anyhow, bail, Result};
+use base64::Engine as _;
+
+pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+    let path = p.req_any(&["path", "dest", "name"])?;
+    let state = p.str("state")?.unwrap_or_else(|| "present".into());
+    let regexp = match p.str("regexp")?.or(p.str("regex")?) {
+        Some(r) => {
+            Some(regex::Regex::new(&r).map_err(|e| anyhow!("lineinfile: bad regexp `{r}`: {e}"))?)
+        }
+        None => None,
+    };
+    let search = p.str("search_string")?;
+    let create = p.flag("create", false)?;
+    let current = probe_file(ctx, &path, false).await?;
+    let old = if current.exists {
+        let out = ctx.sh(&format!("base64 -w0 < {}", quote(&path))).await?;
+        if !out.ok() {
+            bail!(
+                "lineinfile: cannot read {path}: {}",
+                out.stderr_str().trim()
+            );
+        }
+        base64::engine::general_purpose::STANDARD.decode(out.stdout_str().trim())?
+    } else if state == "present" && !create {
+        return Ok(Outcome::failed(format!(
+            "{path} does not exist; set create: yes to create it"
+        )));
+    } else if state == "absent" {
+        return Ok(Outcome::ok());
+    } else {
+        Vec::new()
+    };
+    let old_text = String::from_utf8_lossy(&old).into_owned();
+    let mut lines: Vec<String> = old_text.lines().map(str::to_string).collect();
+    let matches = |l: &str| -> bool {
+        if let Some(re) = &regexp {
+            return re.is_match(l);
+        }
+        if let Some(s) = &search {
+            return l.contains(s.as_str());
+        }
+        false
+    };
+    match state.as_str() {
+        "absent" => {
+            let line = p.str("line")?.or(p.str("value")?);
+            lines.retain(|l| !(matches(l) || line.as_deref() == Some(l.as_str())));
+        }
+        "present" => {
+            let line = p
+                .str("line")?
+                .or(p.str("value")?)
+                .ok_or_else(|| anyhow!("lineinfile: `line` is required with state=present"))?;
+            let backrefs = p.flag("backrefs", false)?;
+            let last = lines.iter().rposition(|l| matches(l));
+            if let Some(i) = last {
+                let new = match (&regexp, backrefs) {
+                    (Some(re), true) => re
+                        .replace(
+                            &lines[i],
+                            line.replace('$', "$$").replace("\\", "$").as_str(),
+                        )
+                        .into_owned(),
+                    _ => line.clone(),
+                };
+                lines[i] = new;
+            } else if backrefs {
+                // With backrefs, no match means no change (as Ansible).
+            } else if !lines.iter().any(|l| *l == line) {
+                let pos = insert_position(p, &lines)?;
+                lines.insert(pos, line);
+            }
+        }
+        other => bail!("lineinfile: state `{other}` must be present or absent"),
+    }
+    let mut new_text = lines.join("\n");
+    if !lines.is_empty() {
+        new_text.push('\n');
+    }
+    let bytes = new_text.into_bytes();
+    let wanted = Wanted::from_params(p)?;
+    let hash = hash_hex(&bytes);
+    if bytes == old && current.exists && wanted.attrs_match(&current) {
+        return Ok(Outcome::ok());
+    }
+    let mut outcome = converge_content(
+        ctx,
+        &path,
+        Stdin::Bytes(bytes.clone()),
+        &hash,
+        Some(&bytes),
+        &wanted,
+    )
+    .await?;
+    if ctx.diff {
+        for d in &mut outcome.diffs {
+            d.before = old_text.clone();
+        }
+    }
+    Ok(outcome)
+}
+
+fn insert_position(p: &Params, lines: &[String]) -> Result<usize> {
+    if let Some(before) = p.str("insertbefore")? {
+        if before == "BOF" {
+            return Ok(0);
+        }
+        let re =
+            regex::Regex::new(&before).map_err(|e| anyhow!("lineinfile: bad insertbefore: {e}"))?;
+        return Ok(lines
+            .iter()
+            .rposition(|l| re.is_match(l))
+            .unwrap_or(lines.len()));
+    }
+    if let Some(after) = p.str("insertafter")? {
+        if after == "EOF" {
+            return Ok(lines.len());
+        }
+        let re =
+            regex::Regex::new(&after).map_err(|e| anyhow!("lineinfile: bad insertafter: {e}"))?;
+        return Ok(lines
+            .iter()
+            .rposition(|l| re.is_match(l))
+            .map(|i| i + 1)
+            .unwrap_or(lines.len()));
+    }
+    Ok(lines.len())
+}

@@ -1,0 +1,115 @@
+//! systemd / service: started, stopped, restarted, reloaded; enabled; daemon-reload.
+
+use super::{ModuleCtx, Outcome, Params};
+use crate::transport::quote;
+use anyhow::{bail, Result};
+
+pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+    let name = p.str("name")?;
+    let state = p.str("state")?;
+    let enabled = p.bool("enabled")?;
+    let masked = p.bool("masked")?;
+    let daemon_reload = p.flag("daemon_reload", false)?;
+    if name.is_none() && !daemon_reload {
+        bail!("{}: `name` is required", p.module);
+    }
+    let mut steps: Vec<String> = Vec::new();
+    let mut changed = false;
+    if daemon_reload {
+        steps.push("systemctl daemon-reload".into());
+        changed = true;
+    }
+    let mut outcome = Outcome::ok();
+    if let Some(name) = &name {
+        let q = quote(name);
+        let out = ctx
+            .sh(&format!(
+                "{}systemctl show -p ActiveState -p UnitFileState -p LoadState {q}",
+                if daemon_reload && !ctx.check {
+                    "systemctl daemon-reload; "
+                } else {
+                    ""
+                }
+            ))
+            .await?;
+        if daemon_reload && !ctx.check {
+            steps.clear();
+        }
+        let text = out.stdout_str();
+        let prop = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap_or_default()
+                .to_string()
+        };
+        let (active, file_state, load) = (
+            prop("ActiveState"),
+            prop("UnitFileState"),
+            prop("LoadState"),
+        );
+        if load == "not-found" && state.as_deref() != Some("stopped") && enabled != Some(false) {
+            return Ok(Outcome::failed(format!(
+                "unit {name} not found on the host (is its package installed?)"
+            )));
+        }
+        let running = matches!(active.as_str(), "active" | "activating" | "reloading");
+        if let Some(m) = masked {
+            if m != (file_state == "masked") {
+                steps.push(format!(
+                    "systemctl {} {q}",
+                    if m { "mask" } else { "unmask" }
+                ));
+            }
+        }
+        if let Some(e) = enabled {
+            let is_enabled = matches!(
+                file_state.as_str(),
+                "enabled" | "enabled-runtime" | "static" | "alias" | "indirect" | "generated"
+            );
+            if e != is_enabled && !(file_state == "static" || file_state == "generated") {
+                steps.push(format!(
+                    "systemctl {} {q}",
+                    if e { "enable" } else { "disable" }
+                ));
+            }
+        }
+        match state.as_deref() {
+            None => {}
+            Some("started") if !running => steps.push(format!("systemctl start {q}")),
+            Some("stopped") if running => steps.push(format!("systemctl stop {q}")),
+            Some("restarted") => steps.push(format!("systemctl restart {q}")),
+            Some("reloaded") => steps.push(format!(
+                "if systemctl is-active --quiet {q}; then systemctl reload {q}; else systemctl start {q}; fi"
+            )),
+            Some("started") | Some("stopped") => {}
+            Some(other) => bail!("{}: state `{other}` must be started, stopped, restarted or reloaded", p.module),
+        }
+        outcome = outcome
+            .with("name", name.clone())
+            .with("state", if running { "started" } else { "stopped" });
+        changed |= !steps.is_empty();
+    }
+    outcome.changed = changed;
+    if steps.is_empty() || ctx.check {
+        return Ok(outcome);
+    }
+    let out = ctx.sh(&steps.join(" && ")).await?;
+    if !out.ok() {
+        let unit = name.clone().unwrap_or_default();
+        let journal = ctx
+            .sh(&format!(
+                "journalctl -u {} -n 20 --no-pager 2>/dev/null",
+                quote(&unit)
+            ))
+            .await
+            .map(|o| o.stdout_str())
+            .unwrap_or_default();
+        return Ok(Outcome::failed(format!(
+            "{} failed: {}\n--- journal of {unit} (last lines) ---\n{}",
+            steps.join(" && "),
+            out.stderr_str().trim(),
+            journal.trim_end()
+        )));
+    }
+    Ok(outcome)
+}

@@ -1,0 +1,57 @@
+//! stat: facts about a path, for `register` and `when`.
+
+use super::{ModuleCtx, Outcome, Params};
+use crate::transport::quote;
+use anyhow::Result;
+use serde_json::{json, Value};
+
+pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+    let path = p.req("path")?;
+    let q = quote(&path);
+    let follow = if p.flag("follow", false)? { "-L " } else { "" };
+    let checksum = if p.flag("get_checksum", true)? {
+        format!("[ -f {q} ] && [ -r {q} ] && sha1sum < {q} | cut -c1-40 || echo")
+    } else {
+        "echo".into()
+    };
+    let out = ctx
+        .sh(&format!(
+            "if [ -e {q} ] || [ -L {q} ]; then stat {follow}-c '%F|%U|%G|%u|%g|%a|%s|%Y|%N' {q}; {checksum}; else echo ABSENT; fi"
+        ))
+        .await?;
+    let text = out.stdout_str();
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or("ABSENT");
+    if first == "ABSENT" || !out.ok() {
+        return Ok(Outcome::ok().with("stat", json!({"exists": false})));
+    }
+    let f: Vec<&str> = first.splitn(9, '|').collect();
+    let kind = f.first().copied().unwrap_or_default();
+    let num = |i: usize| f.get(i).and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
+    let mut stat = json!({
+        "exists": true,
+        "path": path,
+        "isdir": kind == "directory",
+        "isreg": kind.starts_with("regular"),
+        "islnk": kind == "symbolic link",
+        "pw_name": f.get(1).copied().unwrap_or_default(),
+        "gr_name": f.get(2).copied().unwrap_or_default(),
+        "uid": num(3),
+        "gid": num(4),
+        "mode": format!("{:0>4}", f.get(5).copied().unwrap_or_default()),
+        "size": num(6),
+        "mtime": num(7),
+    });
+    if let Some(sum) = lines.next().map(str::trim).filter(|s| !s.is_empty()) {
+        stat["checksum"] = Value::String(sum.to_string());
+    }
+    if kind == "symbolic link" {
+        let target = f
+            .get(8)
+            .and_then(|n| n.split(" -> ").nth(1))
+            .unwrap_or_default();
+        stat["lnk_source"] =
+            Value::String(target.trim_matches(|c| c == '\'' || c == '"').to_string());
+    }
+    Ok(Outcome::ok().with("stat", stat))
+}

@@ -1,0 +1,146 @@
+//! user and group.
+
+use super::{ModuleCtx, Outcome, Params};
+use crate::transport::quote;
+use anyhow::{bail, Result};
+
+pub async fn user(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+    let name = p.req("name")?;
+    let q = quote(&name);
+    let state = p.str("state")?.unwrap_or_else(|| "present".into());
+    if p.get("password").is_some() {
+        bail!("user: `password` (a crypt hash) is not supported; manage logins with SSH keys");
+    }
+    let out = ctx.sh(&format!("getent passwd {q} || true; echo '--'; id -Gn {q} 2>/dev/null || true; echo '--'; id -gn {q} 2>/dev/null || true")).await?;
+    let text = out.stdout_str();
+    let parts: Vec<&str> = text.split("--\n").collect();
+    let entry = parts.first().copied().unwrap_or_default().trim();
+    let groups: Vec<&str> = parts
+        .get(1)
+        .copied()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let primary = parts.get(2).copied().unwrap_or_default().trim();
+    let exists = !entry.is_empty();
+    let fields: Vec<&str> = entry.split(':').collect();
+    let mut script = None;
+    match state.as_str() {
+        "absent" => {
+            if exists {
+                script = Some(format!(
+                    "userdel {}{q}",
+                    if p.flag("remove", false)? { "-r " } else { "" }
+                ));
+            }
+        }
+        "present" => {
+            let mut opts = Vec::new();
+            let want_groups = p.list("groups")?;
+            let append = p.flag("append", false)?;
+            if let Some(uid) = p.str("uid")? {
+                if fields.get(2) != Some(&uid.as_str()) {
+                    opts.push(format!("-u {}", quote(&uid)));
+                }
+            }
+            if let Some(g) = p.str("group")? {
+                if primary != g {
+                    opts.push(format!("-g {}", quote(&g)));
+                }
+            }
+            if let Some(sh) = p.str("shell")? {
+                if fields.get(6) != Some(&sh.as_str()) {
+                    opts.push(format!("-s {}", quote(&sh)));
+                }
+            }
+            if let Some(home) = p.str("home")? {
+                if fields.get(5) != Some(&home.as_str()) {
+                    opts.push(format!("-d {}", quote(&home)));
+                }
+            }
+            if let Some(c) = p.str("comment")? {
+                if fields.get(4) != Some(&c.as_str()) {
+                    opts.push(format!("-c {}", quote(&c)));
+                }
+            }
+            let missing: Vec<&String> = want_groups
+                .iter()
+                .filter(|g| !groups.contains(&g.as_str()))
+                .collect();
+            let extra = !append
+                && groups
+                    .iter()
+                    .any(|g| *g != primary && !want_groups.iter().any(|w| w == g));
+            if p.get("groups").is_some() && (!missing.is_empty() || (extra && exists)) {
+                opts.push(format!(
+                    "-G {}{}",
+                    quote(&want_groups.join(",")),
+                    if append { " -a" } else { "" }
+                ));
+            }
+            if !exists {
+                let mut create = opts
+                    .iter()
+                    .map(|o| o.replace(" -a", ""))
+                    .collect::<Vec<_>>();
+                if p.flag("system", false)? {
+                    create.push("-r".into());
+                }
+                if p.flag("create_home", p.flag("createhome", true)?)? {
+                    create.push("-m".into());
+                }
+                script = Some(format!("useradd {} {q}", create.join(" ")));
+            } else if !opts.is_empty() {
+                script = Some(format!("usermod {} {q}", opts.join(" ")));
+            }
+        }
+        other => bail!("user: state `{other}` must be present or absent"),
+    }
+    apply(ctx, script, &name).await
+}
+
+pub async fn group(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+    let name = p.req("name")?;
+    let q = quote(&name);
+    let state = p.str("state")?.unwrap_or_else(|| "present".into());
+    let out = ctx.sh(&format!("getent group {q} || true")).await?;
+    let entry = out.stdout_str();
+    let gid = entry.trim().split(':').nth(2).map(str::to_string);
+    let script = match (state.as_str(), &gid) {
+        ("absent", Some(_)) => Some(format!("groupdel {q}")),
+        ("absent", None) => None,
+        ("present", None) => {
+            let mut o = String::new();
+            if let Some(g) = p.str("gid")? {
+                o.push_str(&format!("-g {} ", quote(&g)));
+            }
+            if p.flag("system", false)? {
+                o.push_str("-r ");
+            }
+            Some(format!("groupadd {o}{q}"))
+        }
+        ("present", Some(cur)) => match p.str("gid")? {
+            Some(g) if &g != cur => Some(format!("groupmod -g {} {q}", quote(&g))),
+            _ => None,
+        },
+        (other, _) => bail!("group: state `{other}` must be present or absent"),
+    };
+    apply(ctx, script, &name).await
+}
+
+async fn apply(ctx: &ModuleCtx<'_>, script: Option<String>, name: &str) -> Result<Outcome> {
+    let Some(script) = script else {
+        return Ok(Outcome::ok().with("name", name));
+    };
+    if ctx.check {
+        return Ok(Outcome::changed().with("name", name));
+    }
+    let out = ctx.sh(&script).await?;
+    if !out.ok() {
+        return Ok(Outcome::failed(format!(
+            "{script}: {}",
+            out.stderr_str().trim()
+        )));
+    }
+    Ok(Outcome::changed().with("name", name))
+}

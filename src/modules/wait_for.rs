@@ -1,0 +1,72 @@
+//! wait_for: a TCP port (checked through the host's SSH connection, as the host sees it) or a
+//! path (checked on the host, in one command).
+
+use super::{ModuleCtx, Outcome, Params};
+use crate::transport::quote;
+use anyhow::{bail, Result};
+use std::time::{Duration, Instant};
+
+pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+    let timeout = p.int("timeout")?.unwrap_or(300).max(0) as u64;
+    let delay = p.int("delay")?.unwrap_or(0).max(0) as u64;
+    let sleep = p.int("sleep")?.unwrap_or(1).max(1) as u64;
+    let state = p.str("state")?.unwrap_or_else(|| "started".into());
+    if p.get("search_regex").is_some() && p.get("path").is_none() {
+        bail!("wait_for: search_regex is supported with path only");
+    }
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_secs(delay)).await;
+    }
+    let start = Instant::now();
+    if let Some(port) = p.int("port")? {
+        let host = p.str("host")?.unwrap_or_else(|| "127.0.0.1".into());
+        let want_open = match state.as_str() {
+            "started" | "present" => true,
+            "stopped" | "absent" | "drained" => false,
+            other => bail!("wait_for: state `{other}` must be started or stopped for a port"),
+        };
+        loop {
+            if ctx.conn.tcp_open(&host, port as u16).await == want_open {
+                return Ok(Outcome::ok()
+                    .with("port", port)
+                    .with("elapsed", start.elapsed().as_secs()));
+            }
+            if start.elapsed() >= Duration::from_secs(timeout) {
+                let msg = p.str("msg")?.unwrap_or_else(|| {
+                    format!(
+                        "port {host}:{port} was not {} after {timeout}s",
+                        if want_open { "open" } else { "closed" }
+                    )
+                });
+                return Ok(Outcome::failed(msg).with("elapsed", timeout));
+            }
+            tokio::time::sleep(Duration::from_secs(sleep)).await;
+        }
+    }
+    let Some(path) = p.str("path")? else {
+        if timeout > 0 {
+            tokio::time::sleep(Duration::from_secs(timeout)).await;
+        }
+        return Ok(Outcome::ok());
+    };
+    let q = quote(&path);
+    let test = match (state.as_str(), p.str("search_regex")?) {
+        ("present" | "started", Some(re)) => format!("grep -Eq {} {q} 2>/dev/null", quote(&re)),
+        ("present" | "started", None) => format!("[ -e {q} ]"),
+        ("absent" | "stopped", _) => format!("[ ! -e {q} ]"),
+        (other, _) => bail!("wait_for: state `{other}` must be present or absent for a path"),
+    };
+    let script = format!(
+        "end=$(( $(date +%s) + {timeout} )); until {test}; do [ $(date +%s) -ge $end ] && exit 1; sleep {sleep}; done"
+    );
+    let out = ctx.sh(&script).await?;
+    if !out.ok() {
+        let msg = p
+            .str("msg")?
+            .unwrap_or_else(|| format!("{path} did not become {state} within {timeout}s"));
+        return Ok(Outcome::failed(msg));
+    }
+    Ok(Outcome::ok()
+        .with("path", path)
+        .with("elapsed", start.elapsed().as_secs()))
+}

@@ -1,0 +1,136 @@
+//! Playbooks: plays of tasks, read from YAML as Ansible writes them.
+//!
+//! Parsing checks every key: an unknown play or task keyword, or an unknown module, is an error
+//! with `file:line` and the nearest valid name, before anything runs on a host.
+
+mod parse;
+
+pub use parse::{
+    load_playbook, load_tasks_file, resolve_tasks_path as parse_resolve, MODULE_PREFIXES,
+};
+
+use serde_json::{Map, Value};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Where something was written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origin {
+    pub file: Arc<str>,
+    pub line: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Playbook {
+    pub path: PathBuf,
+    pub plays: Vec<Play>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Play {
+    pub name: String,
+    pub hosts: String,
+    pub origin: Origin,
+    pub vars: Map<String, Value>,
+    pub vars_files: Vec<String>,
+    pub gather_facts: bool,
+    pub become_: Option<bool>,
+    pub become_user: Option<String>,
+    pub environment: Option<Value>,
+    pub any_errors_fatal: bool,
+    pub ignore_unreachable: bool,
+    pub check_mode: Option<bool>,
+    pub tags: Vec<String>,
+    pub serial: Option<Value>,
+    pub max_fail_percentage: Option<f64>,
+    pub pre_tasks: Vec<Task>,
+    pub tasks: Vec<Task>,
+    pub post_tasks: Vec<Task>,
+    pub handlers: Vec<Task>,
+    /// The directory of the playbook file (relative paths start here).
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// A module and its parameters (templated at run time).
+    Module {
+        name: String,
+        params: Map<String, Value>,
+    },
+    Block {
+        block: Vec<Task>,
+        rescue: Vec<Task>,
+        always: Vec<Task>,
+    },
+    /// `include_tasks`: the file is read when the task runs (its name may be a template).
+    Include {
+        file: String,
+        params: Map<String, Value>,
+    },
+    /// `meta: flush_handlers` and friends.
+    Meta(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub name: Option<String>,
+    pub action: Action,
+    pub origin: Origin,
+    pub when: Vec<String>,
+    pub loop_items: Option<Value>,
+    pub loop_var: String,
+    pub index_var: Option<String>,
+    pub label: Option<String>,
+    pub register: Option<String>,
+    pub notify: Vec<String>,
+    pub listen: Vec<String>,
+    pub tags: Vec<String>,
+    pub run_once: bool,
+    pub become_: Option<bool>,
+    pub become_user: Option<String>,
+    pub environment: Option<Value>,
+    pub no_log: bool,
+    pub check_mode: Option<bool>,
+    pub diff: Option<bool>,
+    pub changed_when: Option<Vec<String>>,
+    pub failed_when: Option<Vec<String>>,
+    pub ignore_errors: bool,
+    pub ignore_unreachable: bool,
+    pub retries: Option<Value>,
+    pub delay: Option<Value>,
+    pub until: Option<Vec<String>>,
+    pub vars: Map<String, Value>,
+    pub delegate_to: Option<String>,
+    pub timeout: Option<u64>,
+    pub any_errors_fatal: Option<bool>,
+}
+
+impl Task {
+    /// What the report calls this task.
+    pub fn display_name(&self) -> String {
+        if let Some(n) = &self.name {
+            return n.clone();
+        }
+        match &self.action {
+            Action::Module { name, .. } => name.clone(),
+            Action::Block { .. } => "block".into(),
+            Action::Include { file, .. } => format!("include_tasks {file}"),
+            Action::Meta(m) => format!("meta: {m}"),
+        }
+    }
+
+    pub fn module_name(&self) -> Option<&str> {
+        match &self.action {
+            Action::Module { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,706 @@
+//! From YAML nodes to plays and tasks, with `file:line` on every error.
+
+use super::{Action, Origin, Play, Playbook, Task};
+use crate::yaml::{Node, NodeValue};
+use anyhow::{anyhow, Result};
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Collection prefixes accepted in front of module names.
+pub const MODULE_PREFIXES: &[&str] = &[
+    "ansible.builtin.",
+    "ansible.legacy.",
+    "ansible.posix.",
+    "community.general.",
+    "community.postgresql.",
+];
+
+const PLAY_KEYS: &[&str] = &[
+    "name",
+    "hosts",
+    "vars",
+    "vars_files",
+    "gather_facts",
+    "become",
+    "become_user",
+    "become_method",
+    "environment",
+    "any_errors_fatal",
+    "ignore_unreachable",
+    "check_mode",
+    "tags",
+    "serial",
+    "max_fail_percentage",
+    "pre_tasks",
+    "tasks",
+    "post_tasks",
+    "handlers",
+    "remote_user",
+    "connection",
+    "strategy",
+    "order",
+    "collections",
+    "diff",
+    "no_log",
+    "ignore_errors",
+    "run_once",
+    "module_defaults",
+    "force_handlers",
+    "timeout",
+];
+
+const TASK_KEYS: &[&str] = &[
+    "name",
+    "when",
+    "loop",
+    "with_items",
+    "with_list",
+    "with_dict",
+    "with_indexed_items",
+    "with_sequence",
+    "with_nested",
+    "loop_control",
+    "register",
+    "notify",
+    "listen",
+    "tags",
+    "run_once",
+    "become",
+    "become_user",
+    "become_method",
+    "environment",
+    "no_log",
+    "check_mode",
+    "diff",
+    "changed_when",
+    "failed_when",
+    "ignore_errors",
+    "ignore_unreachable",
+    "retries",
+    "delay",
+    "until",
+    "vars",
+    "args",
+    "delegate_to",
+    "delegate_facts",
+    "timeout",
+    "any_errors_fatal",
+    "block",
+    "rescue",
+    "always",
+    "action",
+    "local_action",
+    "collections",
+    "module_defaults",
+    "throttle",
+];
+
+struct Ctx<'a> {
+    file: Arc<str>,
+    dir: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn at(&self, node: &Node) -> Origin {
+        Origin {
+            file: self.file.clone(),
+            line: node.line,
+        }
+    }
+
+    fn err(&self, node: &Node, msg: impl std::fmt::Display) -> anyhow::Error {
+        anyhow!("{}:{}: {msg}", self.file, node.line)
+    }
+}
+
+/// Reads a playbook file.
+pub fn load_playbook(path: &Path) -> Result<Playbook> {
+    let root = crate::yaml::load_file(path)?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let ctx = Ctx {
+        file: Arc::from(path.display().to_string()),
+        dir: &dir,
+    };
+    let Some(items) = root.as_seq() else {
+        return Err(ctx.err(
+            &root,
+            "a playbook must be a list of plays (each starting with `- hosts:`)",
+        ));
+    };
+    let mut plays = Vec::new();
+    for item in items {
+        if let Some(file) = item.get("import_playbook") {
+            let name = file
+                .as_str()
+                .ok_or_else(|| ctx.err(file, "import_playbook needs a file name"))?;
+            plays.extend(load_playbook(&dir.join(name))?.plays);
+            continue;
+        }
+        plays.push(parse_play(&ctx, item)?);
+    }
+    Ok(Playbook {
+        path: path.to_path_buf(),
+        plays,
+    })
+}
+
+/// Reads a file of tasks (for `include_tasks` / `import_tasks`).
+pub fn load_tasks_file(path: &Path) -> Result<Vec<Task>> {
+    let root = crate::yaml::load_file(path)?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let ctx = Ctx {
+        file: Arc::from(path.display().to_string()),
+        dir: &dir,
+    };
+    if root.is_null() {
+        return Ok(vec![]);
+    }
+    parse_task_list(&ctx, &root, "a tasks file")
+}
+
+fn check_keys(ctx: &Ctx, node: &Node, allowed: &[&str], what: &str) -> Result<()> {
+    for (k, _) in node.as_map().unwrap_or_default() {
+        let key = k.key_string();
+        if !allowed.contains(&key.as_str()) {
+            return Err(match crate::nearest(&key, allowed.iter().copied()) {
+                Some(n) => ctx.err(
+                    k,
+                    format!("unknown {what} keyword `{key}`; did you mean `{n}`?"),
+                ),
+                None => ctx.err(k, format!("unknown {what} keyword `{key}`")),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn parse_play(ctx: &Ctx, node: &Node) -> Result<Play> {
+    if node.as_map().is_none() {
+        return Err(ctx.err(
+            node,
+            format!("a play must be a mapping, found {}", node.kind()),
+        ));
+    }
+    check_keys(ctx, node, PLAY_KEYS, "play")?;
+    let hosts = match node.get("hosts") {
+        Some(h) => match &h.value {
+            NodeValue::Str(s) => s.clone(),
+            NodeValue::Seq(items) => items
+                .iter()
+                .map(|i| i.key_string())
+                .collect::<Vec<_>>()
+                .join(":"),
+            _ => return Err(ctx.err(h, "`hosts` must be a pattern or a list of them")),
+        },
+        None => return Err(ctx.err(node, "a play needs `hosts:` (a group, host or pattern)")),
+    };
+    let tasks = |key: &str| -> Result<Vec<Task>> {
+        match node.get(key) {
+            Some(n) if !n.is_null() => parse_task_list(ctx, n, key),
+            _ => Ok(vec![]),
+        }
+    };
+    Ok(Play {
+        name: opt_str(ctx, node, "name")?.unwrap_or_else(|| hosts.clone()),
+        origin: ctx.at(node),
+        vars: map_of(ctx, node, "vars")?,
+        vars_files: str_list(ctx, node.get("vars_files"))?,
+        gather_facts: opt_bool(ctx, node, "gather_facts")?.unwrap_or(true),
+        become_: opt_bool(ctx, node, "become")?,
+        become_user: opt_str(ctx, node, "become_user")?,
+        environment: node.get("environment").map(Node::to_json),
+        any_errors_fatal: opt_bool(ctx, node, "any_errors_fatal")?.unwrap_or(false),
+        ignore_unreachable: opt_bool(ctx, node, "ignore_unreachable")?.unwrap_or(false),
+        check_mode: opt_bool(ctx, node, "check_mode")?,
+        tags: str_list(ctx, node.get("tags"))?,
+        serial: node.get("serial").map(Node::to_json),
+        max_fail_percentage: node
+            .get("max_fail_percentage")
+            .and_then(|n| n.to_json().as_f64()),
+        pre_tasks: tasks("pre_tasks")?,
+        tasks: tasks("tasks")?,
+        post_tasks: tasks("post_tasks")?,
+        handlers: tasks("handlers")?,
+        hosts,
+        dir: ctx.dir.to_path_buf(),
+    })
+}
+
+fn parse_task_list(ctx: &Ctx, node: &Node, what: &str) -> Result<Vec<Task>> {
+    let Some(items) = node.as_seq() else {
+        return Err(ctx.err(
+            node,
+            format!("{what} must be a list of tasks, found {}", node.kind()),
+        ));
+    };
+    let mut out = Vec::new();
+    for item in items {
+        // import_tasks is static: its tasks are read now and inherit the import's keywords.
+        if let Some(file) = item.get("import_tasks") {
+            let name = file
+                .as_str()
+                .ok_or_else(|| ctx.err(file, "import_tasks needs a file name"))?;
+            let path = resolve_tasks_path(ctx.dir, name);
+            let inner = load_tasks_file(&path)
+                .map_err(|e| anyhow!("{}: in import_tasks {name}: {e:#}", ctx.at(item)))?;
+            let mut task = parse_task_with(
+                ctx,
+                item,
+                Some(Action::Block {
+                    block: inner,
+                    rescue: vec![],
+                    always: vec![],
+                }),
+            )?;
+            task.name
+                .get_or_insert_with(|| format!("import_tasks {name}"));
+            out.push(task);
+            continue;
+        }
+        out.push(parse_task(ctx, item)?);
+    }
+    Ok(out)
+}
+
+/// Task files are looked up beside the including file, then in `tasks/` below it.
+pub fn resolve_tasks_path(dir: &Path, name: &str) -> PathBuf {
+    let direct = dir.join(name);
+    if direct.exists() {
+        return direct;
+    }
+    let nested = dir.join("tasks").join(name);
+    if nested.exists() {
+        return nested;
+    }
+    direct
+}
+
+fn parse_task(ctx: &Ctx, node: &Node) -> Result<Task> {
+    parse_task_with(ctx, node, None)
+}
+
+fn parse_task_with(ctx: &Ctx, node: &Node, preset: Option<Action>) -> Result<Task> {
+    let Some(pairs) = node.as_map() else {
+        return Err(ctx.err(
+            node,
+            format!("a task must be a mapping, found {}", node.kind()),
+        ));
+    };
+    let mut action = preset;
+    let mut module_node: Option<(&Node, &Node)> = None;
+    for (k, v) in pairs {
+        let key = k.key_string();
+        if TASK_KEYS.contains(&key.as_str()) || key == "import_tasks" {
+            continue;
+        }
+        if let Some(prev) = module_node {
+            return Err(ctx.err(
+                k,
+                format!(
+                    "a task runs one module, but this one names `{}` and `{key}`; split it in two, or check the spelling of the keyword",
+                    prev.0.key_string()
+                ),
+            ));
+        }
+        module_node = Some((k, v));
+    }
+    let is_block = node.get("block").is_some();
+    if action.is_none() {
+        action = Some(if is_block {
+            let list = |key: &str| -> Result<Vec<Task>> {
+                match node.get(key) {
+                    Some(n) if !n.is_null() => parse_task_list(ctx, n, key),
+                    _ => Ok(vec![]),
+                }
+            };
+            if let Some((k, _)) = module_node {
+                return Err(ctx.err(
+                    k,
+                    format!("a block cannot also run module `{}`", k.key_string()),
+                ));
+            }
+            Action::Block {
+                block: list("block")?,
+                rescue: list("rescue")?,
+                always: list("always")?,
+            }
+        } else {
+            let Some((k, v)) = module_node else {
+                return Err(ctx.err(
+                    node,
+                    "this task names no module (e.g. `command:`, `copy:`, `template:`)",
+                ));
+            };
+            module_action(ctx, k, v, node.get("args"))?
+        });
+    } else if let Some((k, _)) = module_node {
+        return Err(ctx.err(k, format!("unknown task keyword `{}`", k.key_string())));
+    }
+    let (loop_items, loop_var, index_var, label) = parse_loop(ctx, node)?;
+    let when = cond_list(ctx, node.get("when"))?;
+    Ok(Task {
+        name: opt_str(ctx, node, "name")?,
+        action: action.expect("set above"),
+        origin: ctx.at(node),
+        when,
+        loop_items,
+        loop_var,
+        index_var,
+        label,
+        register: opt_str(ctx, node, "register")?,
+        notify: str_list(ctx, node.get("notify"))?,
+        listen: str_list(ctx, node.get("listen"))?,
+        tags: str_list(ctx, node.get("tags"))?,
+        run_once: opt_bool(ctx, node, "run_once")?.unwrap_or(false),
+        become_: opt_bool(ctx, node, "become")?,
+        become_user: opt_str(ctx, node, "become_user")?,
+        environment: node.get("environment").map(Node::to_json),
+        no_log: opt_bool(ctx, node, "no_log")?.unwrap_or(false),
+        check_mode: opt_bool(ctx, node, "check_mode")?,
+        diff: opt_bool(ctx, node, "diff")?,
+        changed_when: node
+            .get("changed_when")
+            .map(|n| cond_list(ctx, Some(n)))
+            .transpose()?,
+        failed_when: node
+            .get("failed_when")
+            .map(|n| cond_list(ctx, Some(n)))
+            .transpose()?,
+        ignore_errors: opt_bool(ctx, node, "ignore_errors")?.unwrap_or(false),
+        ignore_unreachable: opt_bool(ctx, node, "ignore_unreachable")?.unwrap_or(false),
+        retries: node.get("retries").map(Node::to_json),
+        delay: node.get("delay").map(Node::to_json),
+        until: node
+            .get("until")
+            .map(|n| cond_list(ctx, Some(n)))
+            .transpose()?,
+        vars: map_of(ctx, node, "vars")?,
+        delegate_to: opt_str(ctx, node, "delegate_to")?,
+        timeout: node.get("timeout").and_then(|n| n.to_json().as_u64()),
+        any_errors_fatal: opt_bool(ctx, node, "any_errors_fatal")?,
+    })
+}
+
+fn module_action(ctx: &Ctx, key: &Node, value: &Node, args: Option<&Node>) -> Result<Action> {
+    let raw = key.key_string();
+    let mut name = raw.as_str();
+    for p in MODULE_PREFIXES {
+        if let Some(rest) = name.strip_prefix(p) {
+            name = rest;
+        }
+    }
+    let name = crate::modules::canonical_name(name).ok_or_else(|| {
+        let known = crate::modules::names();
+        match crate::nearest(name, known.iter().copied()) {
+            Some(n) => ctx.err(
+                key,
+                format!("unknown module or task keyword `{raw}`; did you mean `{n}`?"),
+            ),
+            None => ctx.err(
+                key,
+                format!(
+                    "unknown module or task keyword `{raw}`; modules: {}",
+                    known.join(", ")
+                ),
+            ),
+        }
+    })?;
+    let mut params = Map::new();
+    match &value.value {
+        NodeValue::Map(_) => {
+            if let Value::Object(m) = value.to_json() {
+                params = m;
+            }
+        }
+        NodeValue::Null => {}
+        NodeValue::Str(s) => {
+            if crate::modules::takes_free_form(name) {
+                params.insert("_raw_params".into(), Value::String(s.clone()));
+            } else if name == "include_tasks"
+                || name == "import_role"
+                || name == "include_role"
+                || name == "meta"
+            {
+                params.insert("_raw_params".into(), Value::String(s.clone()));
+            } else {
+                params = crate::vars::parse_module_args(s)
+                    .map_err(|e| ctx.err(value, format!("{name}: {e}")))?;
+            }
+        }
+        _ => params
+            .insert("_raw_params".into(), value.to_json())
+            .map(|_| ())
+            .unwrap_or(()),
+    }
+    if let Some(a) = args {
+        match a.to_json() {
+            Value::Object(m) => params.extend(m),
+            _ => return Err(ctx.err(a, "`args` must be a mapping")),
+        }
+    }
+    match name {
+        "include_tasks" => {
+            let file = params
+                .remove("_raw_params")
+                .or_else(|| params.remove("file"))
+                .and_then(|v| v.as_str().map(str::to_string))
+                .ok_or_else(|| ctx.err(value, "include_tasks needs a file name"))?;
+            return Ok(Action::Include { file, params });
+        }
+        "meta" => {
+            let what = params
+                .get("_raw_params")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            if !matches!(
+                what.as_str(),
+                "flush_handlers"
+                    | "end_play"
+                    | "end_host"
+                    | "noop"
+                    | "clear_facts"
+                    | "refresh_inventory"
+                    | "clear_host_errors"
+            ) {
+                return Err(ctx.err(value, format!("unknown meta action `{what}`; use flush_handlers, end_play, end_host or noop")));
+            }
+            return Ok(Action::Meta(what));
+        }
+        _ => {}
+    }
+    crate::modules::check_params(name, &params).map_err(|e| ctx.err(value, e))?;
+    Ok(Action::Module {
+        name: name.to_string(),
+        params,
+    })
+}
+
+type LoopParts = (Option<Value>, String, Option<String>, Option<String>);
+
+fn parse_loop(ctx: &Ctx, node: &Node) -> Result<LoopParts> {
+    let mut items = None;
+    for key in [
+        "loop",
+        "with_items",
+        "with_list",
+        "with_dict",
+        "with_indexed_items",
+        "with_sequence",
+        "with_nested",
+    ] {
+        if let Some(n) = node.get(key) {
+            if items.is_some() {
+                return Err(ctx.err(n, "a task has one loop; remove one of loop/with_*"));
+            }
+            let v = n.to_json();
+            items = Some(match key {
+                // Wrapped so the engine knows how to turn them into a list.
+                "with_items" => serde_json::json!({"__with": "items", "v": v}),
+                "with_dict" => serde_json::json!({"__with": "dict", "v": v}),
+                "with_indexed_items" => serde_json::json!({"__with": "indexed", "v": v}),
+                "with_sequence" => serde_json::json!({"__with": "sequence", "v": v}),
+                "with_nested" => serde_json::json!({"__with": "nested", "v": v}),
+                _ => v,
+            });
+        }
+    }
+    let mut loop_var = "item".to_string();
+    let (mut index_var, mut label) = (None, None);
+    if let Some(lc) = node.get("loop_control") {
+        check_keys(
+            ctx,
+            lc,
+            &[
+                "loop_var",
+                "index_var",
+                "label",
+                "pause",
+                "extended",
+                "extended_allitems",
+            ],
+            "loop_control",
+        )?;
+        if let Some(v) = opt_str(ctx, lc, "loop_var")? {
+            loop_var = v;
+        }
+        index_var = opt_str(ctx, lc, "index_var")?;
+        label = opt_str(ctx, lc, "label")?;
+    }
+    Ok((items, loop_var, index_var, label))
+}
+
+fn opt_str(ctx: &Ctx, node: &Node, key: &str) -> Result<Option<String>> {
+    match node.get(key) {
+        None => Ok(None),
+        Some(v) => match &v.value {
+            NodeValue::Str(s) => Ok(Some(s.clone())),
+            NodeValue::Null => Ok(None),
+            NodeValue::Int(_) | NodeValue::Float(_) | NodeValue::Bool(_) => {
+                Ok(Some(v.key_string()))
+            }
+            _ => Err(ctx.err(v, format!("`{key}` must be a string, found {}", v.kind()))),
+        },
+    }
+}
+
+fn opt_bool(ctx: &Ctx, node: &Node, key: &str) -> Result<Option<bool>> {
+    match node.get(key) {
+        None => Ok(None),
+        Some(v) => match &v.value {
+            NodeValue::Bool(b) => Ok(Some(*b)),
+            NodeValue::Str(s) => match s.to_ascii_lowercase().as_str() {
+                "yes" | "true" | "on" | "1" => Ok(Some(true)),
+                "no" | "false" | "off" | "0" => Ok(Some(false)),
+                _ if crate::template::is_template(s) => Err(ctx.err(
+                    v,
+                    format!("`{key}` must be a plain yes/no here, not a template"),
+                )),
+                _ => Err(ctx.err(v, format!("`{key}` must be yes or no, found `{s}`"))),
+            },
+            NodeValue::Int(i) => Ok(Some(*i != 0)),
+            _ => Err(ctx.err(v, format!("`{key}` must be yes or no, found {}", v.kind()))),
+        },
+    }
+}
+
+fn map_of(ctx: &Ctx, node: &Node, key: &str) -> Result<Map<String, Value>> {
+    match node.get(key) {
+        None => Ok(Map::new()),
+        Some(v) => match v.to_json() {
+            Value::Object(m) => Ok(m),
+            Value::Null => Ok(Map::new()),
+            _ => Err(ctx.err(v, format!("`{key}` must be a mapping, found {}", v.kind()))),
+        },
+    }
+}
+
+fn str_list(ctx: &Ctx, node: Option<&Node>) -> Result<Vec<String>> {
+    let Some(n) = node else { return Ok(vec![]) };
+    match &n.value {
+        NodeValue::Null => Ok(vec![]),
+        NodeValue::Seq(items) => items
+            .iter()
+            .map(|i| match &i.value {
+                NodeValue::Str(s) => Ok(s.clone()),
+                NodeValue::Map(_) | NodeValue::Seq(_) => Err(ctx.err(i, "expected a string")),
+                _ => Ok(i.key_string()),
+            })
+            .collect(),
+        NodeValue::Str(s) => Ok(s
+            .split(',')
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect()),
+        _ => Ok(vec![n.key_string()]),
+    }
+}
+
+/// `when:`-style conditions: a string or a list (all must hold); booleans become "True"/"False".
+fn cond_list(ctx: &Ctx, node: Option<&Node>) -> Result<Vec<String>> {
+    let Some(n) = node else { return Ok(vec![]) };
+    let one = |i: &Node| -> Result<String> {
+        match &i.value {
+            NodeValue::Str(s) => Ok(s.clone()),
+            NodeValue::Bool(b) => Ok(if *b { "True".into() } else { "False".into() }),
+            NodeValue::Int(x) => Ok(x.to_string()),
+            _ => Err(ctx.err(
+                i,
+                format!("a condition must be an expression, found {}", i.kind()),
+            )),
+        }
+    };
+    match &n.value {
+        NodeValue::Null => Ok(vec![]),
+        NodeValue::Seq(items) => items.iter().map(one).collect(),
+        _ => Ok(vec![one(n)?]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Playbook> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("site.yml");
+        std::fs::write(&path, text).unwrap();
+        std::fs::write(
+            dir.path().join("more.yml"),
+            "- name: inner\n  debug: msg=hi\n",
+        )
+        .unwrap();
+        load_playbook(&path)
+    }
+
+    #[test]
+    fn parses_a_play() {
+        let pb = load(
+            "- hosts: all\n  become: yes\n  vars: {a: 1}\n  tasks:\n    - name: t1\n      ansible.builtin.file:\n        path: /tmp/x\n        state: directory\n      when: a == 1\n      notify: h\n    - block:\n        - command: echo hi\n      rescue:\n        - debug: msg=oops\n    - import_tasks: more.yml\n  handlers:\n    - name: h\n      debug: msg=h\n",
+        )
+        .unwrap();
+        let play = &pb.plays[0];
+        assert_eq!(play.become_, Some(true));
+        assert_eq!(play.tasks.len(), 3);
+        assert_eq!(play.tasks[0].module_name(), Some("file"));
+        assert_eq!(play.tasks[0].when, vec!["a == 1"]);
+        assert_eq!(play.tasks[0].origin.line, 5);
+        assert!(matches!(&play.tasks[1].action, Action::Block { rescue, .. } if rescue.len() == 1));
+        assert!(
+            matches!(&play.tasks[2].action, Action::Block { block, .. } if block[0].name.as_deref() == Some("inner"))
+        );
+        assert_eq!(play.handlers[0].name.as_deref(), Some("h"));
+    }
+
+    #[test]
+    fn free_form_and_kv_args() {
+        let pb = load("- hosts: all\n  tasks:\n    - shell: echo $HOME\n      args:\n        creates: /x\n    - file: path=/tmp/y state=touch mode=0644\n").unwrap();
+        let Action::Module { params, .. } = &pb.plays[0].tasks[0].action else {
+            panic!()
+        };
+        assert_eq!(params["_raw_params"], "echo $HOME");
+        assert_eq!(params["creates"], "/x");
+        let Action::Module { params, .. } = &pb.plays[0].tasks[1].action else {
+            panic!()
+        };
+        assert_eq!(params["state"], "touch");
+    }
+
+    #[test]
+    fn unknown_module_suggests_nearest() {
+        let err = load("- hosts: all\n  tasks:\n    - name: x\n      tempalte:\n        src: a\n        dest: b\n").unwrap_err().to_string();
+        assert!(err.contains("site.yml:4:"), "{err}");
+        assert!(err.contains("did you mean `template`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_play_keyword_suggests_nearest() {
+        let err = load("- hosts: all\n  gather_fact: no\n  tasks: []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("site.yml:2:"), "{err}");
+        assert!(err.contains("did you mean `gather_facts`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_module_parameter_is_an_error() {
+        let err =
+            load("- hosts: all\n  tasks:\n    - copy:\n        dest: /x\n        contnet: y\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("site.yml:4:"), "{err}");
+        assert!(
+            err.contains("`contnet`") && err.contains("`content`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn two_modules_in_one_task() {
+        let err = load("- hosts: all\n  tasks:\n    - command: ls\n      shell: ls\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("site.yml:4:"), "{err}");
+    }
+}

@@ -1,0 +1,248 @@
+//! What the user sees: per-task lines (or a progress line per host on a terminal), diffs,
+//! newline-delimited JSON events with `--json`, and the recap. Every path masks secrets.
+
+use crate::vars::Secrets;
+use indexmap::IndexMap;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    Changed,
+    Failed,
+    Skipped,
+    Unreachable,
+    Rescued,
+    Ignored,
+}
+
+impl Status {
+    fn word(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Changed => "changed",
+            Status::Failed => "failed",
+            Status::Skipped => "skipping",
+            Status::Unreachable => "unreachable",
+            Status::Rescued => "rescued",
+            Status::Ignored => "ignored",
+        }
+    }
+}
+
+/// Counts per host, as Ansible's recap shows them.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct HostStats {
+    pub ok: u32,
+    pub changed: u32,
+    pub failed: u32,
+    pub skipped: u32,
+    pub unreachable: u32,
+    pub rescued: u32,
+    pub ignored: u32,
+}
+
+pub struct Reporter {
+    pub secrets: Secrets,
+    json: bool,
+    verbose: u8,
+    start: Instant,
+    stats: Mutex<IndexMap<String, HostStats>>,
+    progress: Option<(MultiProgress, Mutex<IndexMap<String, ProgressBar>>)>,
+    out: Mutex<Box<dyn Write + Send>>,
+}
+
+impl Reporter {
+    pub fn new(secrets: Secrets, json: bool, verbose: u8) -> Reporter {
+        let tty = std::io::stdout().is_terminal() && !json;
+        Reporter {
+            secrets,
+            json,
+            verbose,
+            start: Instant::now(),
+            stats: Mutex::new(IndexMap::new()),
+            progress: tty.then(|| (MultiProgress::new(), Mutex::new(IndexMap::new()))),
+            out: Mutex::new(Box::new(std::io::stdout())),
+        }
+    }
+
+    /// A reporter writing to a buffer (tests).
+    pub fn to_writer(
+        secrets: Secrets,
+        json: bool,
+        verbose: u8,
+        w: Box<dyn Write + Send>,
+    ) -> Reporter {
+        let mut r = Reporter::new(secrets, json, verbose);
+        r.progress = None;
+        r.out = Mutex::new(w);
+        r
+    }
+
+    pub fn verbose(&self) -> u8 {
+        self.verbose
+    }
+
+    fn line(&self, text: &str) {
+        let text = self.secrets.mask(text);
+        if let Some((mp, _)) = &self.progress {
+            let _ = mp.println(text);
+            return;
+        }
+        if let Ok(mut o) = self.out.lock() {
+            let _ = writeln!(o, "{text}");
+        }
+    }
+
+    fn event(&self, v: Value) {
+        let v = self.secrets.mask_value(&v);
+        if let Ok(mut o) = self.out.lock() {
+            let _ = writeln!(o, "{}", serde_json::to_string(&v).unwrap_or_default());
+        }
+    }
+
+    pub fn play(&self, name: &str, hosts: &[String]) {
+        for h in hosts {
+            self.stats
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(h.clone())
+                .or_default();
+        }
+        if self.json {
+            return self.event(json!({"event": "play_start", "play": name, "hosts": hosts}));
+        }
+        self.line(&format!(
+            "\nPLAY [{name}] {}",
+            "*".repeat(60usize.saturating_sub(name.len()))
+        ));
+    }
+
+    pub fn task(&self, name: &str, hosts: &[String]) {
+        if self.json {
+            return self.event(json!({"event": "task_start", "task": name}));
+        }
+        self.line(&format!(
+            "\nTASK [{name}] {}",
+            "*".repeat(60usize.saturating_sub(name.len()))
+        ));
+        if let Some((mp, bars)) = &self.progress {
+            let mut bars = bars.lock().unwrap_or_else(|e| e.into_inner());
+            for h in hosts {
+                let bar = bars.entry(h.clone()).or_insert_with(|| {
+                    let b = mp.add(ProgressBar::new_spinner());
+                    b.set_style(
+                        ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
+                    b.set_prefix(h.clone());
+                    b.enable_steady_tick(Duration::from_millis(120));
+                    b
+                });
+                bar.set_message(self.secrets.mask(name));
+            }
+        }
+    }
+
+    /// One host's result for the current task (`item` names a loop item).
+    pub fn result(
+        &self,
+        host: &str,
+        task: &str,
+        status: Status,
+        item: Option<&str>,
+        msg: Option<&str>,
+        diffs: &[String],
+        trace: &[String],
+    ) {
+        {
+            let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+            let s = stats.entry(host.to_string()).or_default();
+            if item.is_none() {
+                match status {
+                    Status::Ok => s.ok += 1,
+                    Status::Changed => {
+                        s.ok += 1;
+                        s.changed += 1
+                    }
+                    Status::Failed => s.failed += 1,
+                    Status::Skipped => s.skipped += 1,
+                    Status::Unreachable => s.unreachable += 1,
+                    Status::Rescued => s.rescued += 1,
+                    Status::Ignored => s.ignored += 1,
+                }
+            }
+        }
+        if self.json {
+            return self.event(json!({
+                "event": "task_result", "host": host, "task": task, "status": status.word(),
+                "item": item, "msg": msg, "diff": diffs,
+            }));
+        }
+        let mut text = format!("{}: [{host}]", status.word());
+        if let Some(i) = item {
+            text.push_str(&format!(" => (item={i})"));
+        }
+        if let Some(m) = msg.filter(|m| !m.is_empty()) {
+            text.push_str(&format!(" => {m}"));
+        }
+        self.line(&text);
+        for d in diffs {
+            self.line(d.trim_end());
+        }
+        if self.verbose > 0 {
+            for t in trace {
+                self.line(&indent(t));
+            }
+        }
+    }
+
+    /// A message about the run (a skipped step, a warning).
+    pub fn note(&self, text: &str) {
+        if self.json {
+            return self.event(json!({"event": "note", "msg": text}));
+        }
+        self.line(text);
+    }
+
+    pub fn stats(&self) -> IndexMap<String, HostStats> {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn recap(&self, interrupted: bool) {
+        if let Some((mp, bars)) = &self.progress {
+            for b in bars.lock().unwrap_or_else(|e| e.into_inner()).values() {
+                b.finish_and_clear();
+            }
+            let _ = mp.clear();
+        }
+        let stats = self.stats();
+        let elapsed = self.start.elapsed();
+        if self.json {
+            return self.event(json!({"event": "recap", "hosts": stats, "elapsed_s": elapsed.as_secs_f64(), "interrupted": interrupted}));
+        }
+        if interrupted {
+            self.line("\nINTERRUPTED: stopped at the user's request; hosts may be part-way through the task above");
+        }
+        self.line(&format!("\nPLAY RECAP {}", "*".repeat(60)));
+        let width = stats.keys().map(|h| h.len()).max().unwrap_or(0);
+        for (h, s) in &stats {
+            self.line(&format!(
+                "{h:width$} : ok={:<4} changed={:<4} unreachable={:<4} failed={:<4} skipped={:<4} rescued={:<4} ignored={}",
+                s.ok, s.changed, s.unreachable, s.failed, s.skipped, s.rescued, s.ignored
+            ));
+        }
+        self.line(&format!("\nelapsed: {:.2}s", elapsed.as_secs_f64()));
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

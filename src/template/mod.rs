@@ -1,0 +1,501 @@
+//! Jinja templates, as Ansible renders them, on minijinja.
+//!
+//! Undefined variables are errors (strict), output is never HTML-escaped (the templates render
+//! YAML and config files), and variables whose values are themselves templates are rendered
+//! lazily when used, as Ansible does.
+
+mod filters;
+
+use anyhow::{anyhow, Result};
+use minijinja::value::{Enumerator, Object, ObjectRepr};
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior, Value};
+use serde_json::{Map, Value as Json};
+use std::cell::Cell;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The value Ansible playbooks write as `default(omit)`: a parameter with it is left out.
+pub const OMIT: &str = "__omit_place_holder__pgdeploy";
+/// How deep variables may refer to other templated variables.
+const MAX_LAZY_DEPTH: usize = 32;
+
+thread_local! {
+    static LAZY_DEPTH: Cell<usize> = const { Cell::new(0) };
+    /// Set while looking for the undefined variable of a failed render: lookups then say
+    /// whether a name exists without rendering it again.
+    static PROBING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Where the templates come from: a user's directories first, then those built into the binary.
+#[derive(Clone)]
+pub struct Templates {
+    env: Arc<Environment<'static>>,
+}
+
+/// Templates shipped inside the binary.
+pub type Builtin = &'static [(&'static str, &'static str)];
+
+impl Templates {
+    pub fn new(dirs: Vec<PathBuf>, builtin: Builtin) -> Templates {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|_| AutoEscape::None);
+        env.set_keep_trailing_newline(true);
+        // Ansible's template module sets trim_blocks.
+        env.set_trim_blocks(true);
+        minijinja_contrib::add_to_environment(&mut env);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        filters::register(&mut env);
+        env.add_global("omit", OMIT);
+        env.set_loader(move |name| {
+            for dir in &dirs {
+                let path = dir.join(name);
+                if path.is_file() {
+                    return std::fs::read_to_string(&path).map(Some).map_err(|e| {
+                        minijinja::Error::new(
+                            ErrorKind::InvalidOperation,
+                            format!("cannot read {}: {e}", path.display()),
+                        )
+                    });
+                }
+            }
+            Ok(builtin
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, src)| src.to_string()))
+        });
+        Templates { env: Arc::new(env) }
+    }
+
+    /// Renders a template file (by name, relative to the template directories).
+    pub fn render_file(&self, name: &str, ctx: &Value) -> Result<String> {
+        let tpl = self
+            .env
+            .get_template(name)
+            .map_err(|e| self.describe(e, name, None, ctx))?;
+        tpl.render(ctx)
+            .map_err(|e| self.describe(e, name, tpl_source(&self.env, name).as_deref(), ctx))
+    }
+
+    /// Renders a string; `origin` names where it was written (file:line) for errors.
+    pub fn render_str(&self, src: &str, ctx: &Value, origin: &str) -> Result<String> {
+        if !is_template(src) {
+            return Ok(src.to_string());
+        }
+        self.env
+            .render_str(src, ctx)
+            .map_err(|e| self.describe(e, origin, Some(src), ctx))
+    }
+
+    /// Templates every string inside a value. A string that is one `{{ expression }}` keeps the
+    /// expression's type (a list stays a list), as Ansible does.
+    pub fn render_value(&self, v: &Json, ctx: &Value, origin: &str) -> Result<Json> {
+        Ok(match v {
+            Json::String(s) => self.render_string_value(s, ctx, origin)?,
+            Json::Array(items) => Json::Array(
+                items
+                    .iter()
+                    .map(|i| self.render_value(i, ctx, origin))
+                    .collect::<Result<_>>()?,
+            ),
+            Json::Object(map) => {
+                let mut out = Map::new();
+                for (k, v) in map {
+                    let key = self.render_str(k, ctx, origin)?;
+                    out.insert(key, self.render_value(v, ctx, origin)?);
+                }
+                Json::Object(out)
+            }
+            other => other.clone(),
+        })
+    }
+
+    fn render_string_value(&self, s: &str, ctx: &Value, origin: &str) -> Result<Json> {
+        if !is_template(s) {
+            return Ok(Json::String(s.to_string()));
+        }
+        if let Some(expr) = single_expression(s) {
+            let value = self.eval(expr, ctx, origin)?;
+            return to_json(&value).map_err(|e| anyhow!("{origin}: {e}"));
+        }
+        Ok(Json::String(self.render_str(s, ctx, origin)?))
+    }
+
+    /// Evaluates an expression (`when:`, `until:`, `changed_when:`, ...).
+    pub fn eval(&self, expr: &str, ctx: &Value, origin: &str) -> Result<Value> {
+        let compiled = self
+            .env
+            .compile_expression(expr)
+            .map_err(|e| self.describe(e, origin, Some(expr), ctx))?;
+        let value = compiled
+            .eval(ctx)
+            .map_err(|e| self.describe(e, origin, Some(expr), ctx))?;
+        if value.is_undefined() {
+            return Err(self.describe(
+                minijinja::Error::new(ErrorKind::UndefinedError, "undefined value"),
+                origin,
+                Some(expr),
+                ctx,
+            ));
+        }
+        Ok(value)
+    }
+
+    /// Evaluates a condition as Ansible does (a bare string "false" or "no" is false).
+    pub fn eval_bool(&self, expr: &str, ctx: &Value, origin: &str) -> Result<bool> {
+        let expr = expr.trim();
+        let expr = single_expression(expr).unwrap_or(expr);
+        let v = self.eval(expr, ctx, origin)?;
+        Ok(filters::truthy(&v))
+    }
+
+    /// Builds an error that says where, which variable, and the line of the template.
+    fn describe(
+        &self,
+        e: minijinja::Error,
+        origin: &str,
+        src: Option<&str>,
+        ctx: &Value,
+    ) -> anyhow::Error {
+        if let Some(inner) = lazy_error(&e) {
+            return anyhow!("{origin}: {inner}");
+        }
+        let line = e.line().unwrap_or(1);
+        let place = if src.is_some_and(|s| !s.contains('\n')) || e.line().is_none() {
+            origin.to_string()
+        } else {
+            format!("{origin}:{line}")
+        };
+        let mut msg = match e.kind() {
+            ErrorKind::UndefinedError => {
+                let names = src
+                    .map(|s| self.missing_variables(s, ctx))
+                    .unwrap_or_default();
+                if names.is_empty() {
+                    "undefined variable".to_string()
+                } else {
+                    format!("undefined variable `{}`", names.join("`, `"))
+                }
+            }
+            _ => match e.detail() {
+                Some(d) => format!("{}: {d}", e.kind()),
+                None => e.kind().to_string(),
+            },
+        };
+        if let Some(text) = src.and_then(|s| s.lines().nth(line.saturating_sub(1))) {
+            msg.push_str(&format!("\n  | {}", text.trim()));
+        }
+        if e.kind() == ErrorKind::UndefinedError {
+            msg.push_str(
+                "\n  define it in the inventory, a vars file or with -e, or write `| default(...)`",
+            );
+        }
+        anyhow!("{place}: {msg}")
+    }
+
+    /// Which of a template's variables (dotted paths) cannot be resolved in `ctx`.
+    fn missing_variables(&self, src: &str, ctx: &Value) -> Vec<String> {
+        let names = match self.env.template_from_str(src) {
+            Ok(t) => t.undeclared_variables(true),
+            Err(_) => match self.env.compile_expression(src) {
+                Ok(e) => e.undeclared_variables(true),
+                Err(_) => return vec![],
+            },
+        };
+        PROBING.with(|p| p.set(true));
+        let mut missing: Vec<String> = names
+            .into_iter()
+            .filter(|name| {
+                let mut cur = ctx.clone();
+                for part in name.split('.') {
+                    match cur.get_attr(part) {
+                        Ok(v) if !v.is_undefined() => cur = v,
+                        _ => return true,
+                    }
+                }
+                false
+            })
+            .collect();
+        PROBING.with(|p| p.set(false));
+        missing.sort();
+        missing
+    }
+
+    pub fn env(&self) -> &Environment<'static> {
+        &self.env
+    }
+}
+
+fn tpl_source(env: &Environment<'static>, name: &str) -> Option<String> {
+    env.get_template(name).ok().map(|t| t.source().to_string())
+}
+
+fn lazy_error(e: &minijinja::Error) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(me) = err.downcast_ref::<minijinja::Error>() {
+            if let Some(d) = me.detail() {
+                if let Some(rest) = d.strip_prefix("LAZY:") {
+                    return Some(rest.to_string());
+                }
+            }
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// Whether a string has Jinja syntax in it.
+pub fn is_template(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%") || s.contains("{#")
+}
+
+/// The expression of a string that is exactly one `{{ ... }}`.
+fn single_expression(s: &str) -> Option<&str> {
+    let t = s.trim();
+    let inner = t.strip_prefix("{{")?.strip_suffix("}}")?;
+    if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") {
+        return None;
+    }
+    Some(inner.trim())
+}
+
+/// minijinja value to JSON (undefined becomes an error, not null).
+pub fn to_json(v: &Value) -> Result<Json> {
+    if v.is_undefined() {
+        return Err(anyhow!("undefined value"));
+    }
+    serde_json::to_value(v).map_err(|e| anyhow!("cannot convert a template value: {e}"))
+}
+
+/// A host's variables as templates see them. String values that are templates are rendered on
+/// use, against the same variables.
+#[derive(Debug)]
+pub struct Vars {
+    map: Map<String, Json>,
+    /// Rendered values of templated variables; `None` while one is being rendered (a cycle).
+    rendered: std::sync::Mutex<std::collections::HashMap<String, Option<Value>>>,
+    templates: TemplatesRef,
+    /// Extra top-level names resolved on demand (e.g. `hostvars`).
+    extra: Vec<(String, Value)>,
+}
+
+/// A Templates handle that is Debug (minijinja objects must be).
+#[derive(Clone)]
+struct TemplatesRef(Templates);
+
+impl std::fmt::Debug for TemplatesRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Templates")
+    }
+}
+
+impl Vars {
+    pub fn new(map: Map<String, Json>, templates: &Templates) -> Vars {
+        Vars {
+            map,
+            rendered: Default::default(),
+            templates: TemplatesRef(templates.clone()),
+            extra: Vec::new(),
+        }
+    }
+
+    pub fn with(mut self, name: &str, value: Value) -> Vars {
+        self.extra.push((name.to_string(), value));
+        self
+    }
+
+    pub fn into_value(self) -> Value {
+        Value::from_object(self)
+    }
+}
+
+impl Object for Vars {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let name = key.as_str()?;
+        if let Some((_, v)) = self.extra.iter().find(|(n, _)| n == name) {
+            return Some(v.clone());
+        }
+        let raw = self.map.get(name)?;
+        if !contains_template(raw) || PROBING.with(|p| p.get()) {
+            return Some(Value::from_serialize(raw));
+        }
+        let cached = self.rendered.lock().ok()?.get(name).cloned();
+        match cached {
+            Some(Some(v)) => return Some(v),
+            Some(None) => {
+                return Some(Value::from(minijinja::Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("LAZY:variable `{name}` refers to itself"),
+                )))
+            }
+            None => {}
+        }
+        let depth = LAZY_DEPTH.with(|d| d.get());
+        if depth >= MAX_LAZY_DEPTH {
+            return Some(Value::from(minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                format!(
+                    "LAZY:variable `{name}` is nested more than {MAX_LAZY_DEPTH} templates deep"
+                ),
+            )));
+        }
+        self.rendered.lock().ok()?.insert(name.to_string(), None);
+        LAZY_DEPTH.with(|d| d.set(depth + 1));
+        let ctx = Value::from_dyn_object(self.clone());
+        let out = self
+            .templates
+            .0
+            .render_value(raw, &ctx, &format!("variable `{name}`"));
+        LAZY_DEPTH.with(|d| d.set(depth));
+        let value = match out {
+            Ok(v) => Value::from_serialize(&v),
+            Err(e) => Value::from(minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                format!("LAZY:{e:#}"),
+            )),
+        };
+        self.rendered
+            .lock()
+            .ok()?
+            .insert(name.to_string(), Some(value.clone()));
+        Some(value)
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let mut keys: Vec<Value> = self.map.keys().map(|k| Value::from(k.as_str())).collect();
+        keys.extend(self.extra.iter().map(|(k, _)| Value::from(k.as_str())));
+        Enumerator::Values(keys)
+    }
+}
+
+fn contains_template(v: &Json) -> bool {
+    match v {
+        Json::String(s) => is_template(s),
+        Json::Array(a) => a.iter().any(contains_template),
+        Json::Object(m) => m.values().any(contains_template),
+        _ => false,
+    }
+}
+
+/// A mapping resolved on demand (`hostvars`: host name to that host's variables).
+pub struct LazyMap {
+    pub keys: Vec<String>,
+    pub lookup: Box<dyn Fn(&str) -> Option<Value> + Send + Sync>,
+}
+
+impl std::fmt::Debug for LazyMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(&self.keys).finish()
+    }
+}
+
+impl Object for LazyMap {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        (self.lookup)(key.as_str()?)
+    }
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(self.keys.iter().map(|k| Value::from(k.as_str())).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub(crate) fn tpl() -> Templates {
+        Templates::new(
+            vec![],
+            &[(
+                "hello.j2",
+                "a={{ a }}\n{% if b %}\nb={{ b }}\n{% endif %}\nc={{ missing_one }}\n",
+            )],
+        )
+    }
+
+    fn ctx(v: Json) -> Value {
+        let Json::Object(map) = v else { panic!() };
+        Vars::new(map, &tpl()).into_value()
+    }
+
+    #[test]
+    fn undefined_variable_names_template_line_and_variable() {
+        let err = tpl()
+            .render_file("hello.j2", &ctx(json!({"a": 1, "b": true})))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("hello.j2:5:"), "{err}");
+        assert!(err.contains("`missing_one`"), "{err}");
+    }
+
+    #[test]
+    fn undefined_attribute_is_named() {
+        let err = tpl()
+            .render_str("x {{ a.b.c }}", &ctx(json!({"a": {"b": {}}})), "play.yml:3")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("play.yml:3"), "{err}");
+        assert!(err.contains("`a.b.c`"), "{err}");
+    }
+
+    #[test]
+    fn no_html_escaping_and_trim_blocks() {
+        let out = tpl()
+            .render_str(
+                "{% if true %}\n<&'\">{{ s }}\n{% endif %}\n",
+                &ctx(json!({"s": "<x>"})),
+                "t",
+            )
+            .unwrap();
+        assert_eq!(out, "<&'\"><x>\n");
+    }
+
+    #[test]
+    fn lazy_variables_and_native_types() {
+        let c = ctx(
+            json!({"base": "/data", "dir": "{{ base }}/pg", "list": [1, 2], "n": "{{ list }}", "self": "{{ self }}"}),
+        );
+        let t = tpl();
+        assert_eq!(t.render_str("{{ dir }}", &c, "t").unwrap(), "/data/pg");
+        assert_eq!(
+            t.render_value(&json!("{{ n }}"), &c, "t").unwrap(),
+            json!([1, 2])
+        );
+        assert_eq!(
+            t.render_value(&json!({"k": "{{ list | length }}"}), &c, "t")
+                .unwrap(),
+            json!({"k": 2})
+        );
+        let err = t.render_str("{{ self }}", &c, "t").unwrap_err().to_string();
+        assert!(err.contains("refers to itself"), "{err}");
+    }
+
+    #[test]
+    fn default_and_defined_work_in_strict_mode() {
+        let c = ctx(json!({}));
+        let t = tpl();
+        assert_eq!(
+            t.render_str("{{ nope | default('x') }}", &c, "t").unwrap(),
+            "x"
+        );
+        assert!(!t.eval_bool("nope is defined", &c, "t").unwrap());
+    }
+
+    #[test]
+    fn conditions_read_as_ansible_reads_them() {
+        let c = ctx(json!({"s": "false", "y": "yes", "n": 0}));
+        let t = tpl();
+        assert!(!t.eval_bool("s | bool", &c, "t").unwrap());
+        assert!(t.eval_bool("y | bool", &c, "t").unwrap());
+        assert!(!t.eval_bool("{{ n }}", &c, "t").unwrap());
+        assert!(t.eval_bool("n == 0", &c, "t").unwrap());
+    }
+}

@@ -1,0 +1,128 @@
+//! Variables from outside the inventory: vars files and `-e/--extra-vars`.
+//!
+//! Precedence, low to high: built-in defaults < vars files < inventory group vars (parents
+//! before children) < inventory host vars < facts < play vars < set_fact/register < `-e`.
+//! The engine merges the layers; this module reads the ones that come from files and flags.
+
+mod secrets;
+
+pub use secrets::{is_secret_name, Secrets};
+
+use anyhow::{anyhow, bail, Result};
+use serde_json::{Map, Value};
+use std::path::Path;
+
+/// Reads a YAML vars file that must hold a mapping.
+pub fn load_vars_file(path: &Path) -> Result<Map<String, Value>> {
+    let node = crate::yaml::load_file(path)?;
+    match node.to_json() {
+        Value::Object(m) => Ok(m),
+        Value::Null => Ok(Map::new()),
+        _ => bail!(
+            "{}:{}: a vars file must be a mapping of names to values",
+            path.display(),
+            node.line
+        ),
+    }
+}
+
+/// Parses the `-e` arguments in order: `@file.yml`, a JSON/YAML mapping, or `k=v k2=v2`.
+pub fn parse_extra_vars(args: &[String]) -> Result<Map<String, Value>> {
+    let mut out = Map::new();
+    for arg in args {
+        let arg = arg.trim();
+        let layer = if let Some(file) = arg.strip_prefix('@') {
+            load_vars_file(Path::new(file)).map_err(|e| anyhow!("-e @{file}: {e:#}"))?
+        } else if arg.starts_with('{') {
+            match crate::yaml::parse_json(arg, "-e")? {
+                Value::Object(m) => m,
+                _ => bail!("-e {arg}: expected a mapping"),
+            }
+        } else {
+            parse_key_values(arg).map_err(|e| anyhow!("-e {arg}: {e}"))?
+        };
+        out.extend(layer);
+    }
+    Ok(out)
+}
+
+/// `k=v k2='quoted value'`: values stay strings, as with Ansible's `-e k=v`.
+fn parse_key_values(text: &str) -> Result<Map<String, Value>> {
+    let mut out = Map::new();
+    let mut rest = text.trim();
+    while !rest.is_empty() {
+        let Some(eq) = rest.find('=') else {
+            bail!("expected key=value, @file.yml or a YAML mapping");
+        };
+        let key = rest[..eq].trim();
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            bail!("expected key=value, found `{}`", &rest[..eq]);
+        }
+        rest = &rest[eq + 1..];
+        let (value, after) = match rest.chars().next() {
+            Some(q @ ('\'' | '"')) => {
+                let end = rest[1..]
+                    .find(q)
+                    .ok_or_else(|| anyhow!("unterminated quote in the value of `{key}`"))?;
+                (rest[1..1 + end].to_string(), &rest[end + 2..])
+            }
+            _ => {
+                let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                (rest[..end].to_string(), &rest[end..])
+            }
+        };
+        out.insert(key.to_string(), Value::String(value));
+        rest = after.trim_start();
+    }
+    Ok(out)
+}
+
+/// Key=value arguments of a module's free form (`file: path=/x state=directory`).
+pub fn parse_module_args(text: &str) -> Result<Map<String, Value>> {
+    parse_key_values(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn extra_vars_forms_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("x.yml");
+        std::fs::write(&file, "a: 1\nb: yes\n").unwrap();
+        let v = parse_extra_vars(&[
+            "c=3 d='two words'".into(),
+            format!("@{}", file.display()),
+            "{\"e\": [1]}".into(),
+            "a=override".into(),
+        ])
+        .unwrap();
+        assert_eq!(
+            Value::Object(v),
+            json!({"c": "3", "d": "two words", "b": true, "e": [1], "a": "override"})
+        );
+    }
+
+    #[test]
+    fn bad_extra_vars_say_what_is_expected() {
+        let err = parse_extra_vars(&["novalue".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key=value"), "{err}");
+        let err = parse_extra_vars(&["@/nonexistent.yml".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent.yml"), "{err}");
+    }
+
+    #[test]
+    fn vars_file_must_be_a_mapping() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("x.yml");
+        std::fs::write(&file, "- a\n").unwrap();
+        let err = load_vars_file(&file).unwrap_err().to_string();
+        assert!(err.contains("x.yml:1"), "{err}");
+    }
+}

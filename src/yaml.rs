@@ -1,0 +1,638 @@
+//! YAML read the way Ansible reads it.
+//!
+//! Ansible uses PyYAML, which follows YAML 1.1: `yes`/`no`/`on`/`off` are booleans and `0644` is
+//! an octal integer. Every node keeps its line so that errors in playbooks, inventories and vars
+//! files can name `file:line`. Aliases are expanded under a budget so that an "anchor bomb"
+//! (a few lines that expand to billions of nodes) fails fast instead of exhausting memory.
+
+use anyhow::{bail, Result};
+use saphyr_parser::{Event, Parser, ScalarStyle};
+use serde_json::{Map, Number, Value};
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+
+/// The most nodes one document may expand to (aliases included).
+const NODE_BUDGET: usize = 1_000_000;
+/// The deepest nesting accepted.
+const MAX_DEPTH: usize = 256;
+
+/// A YAML node with the line (1-based) where it starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub value: NodeValue,
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeValue {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+impl Node {
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            NodeValue::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_map(&self) -> Option<&[(Node, Node)]> {
+        match &self.value {
+            NodeValue::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    pub fn as_seq(&self) -> Option<&[Node]> {
+        match &self.value {
+            NodeValue::Seq(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self.value, NodeValue::Null)
+    }
+
+    /// The value of `key` in a mapping.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.key_string() == key)
+            .map(|(_, v)| v)
+    }
+
+    /// A mapping key as text (`1` and `true` become "1" and "true", as JSON needs).
+    pub fn key_string(&self) -> String {
+        match &self.value {
+            NodeValue::Str(s) => s.clone(),
+            NodeValue::Null => "null".into(),
+            NodeValue::Bool(b) => b.to_string(),
+            NodeValue::Int(i) => i.to_string(),
+            NodeValue::Float(f) => f.to_string(),
+            _ => format!("{}", self.to_json()),
+        }
+    }
+
+    /// A short description of the node's kind, for error messages.
+    pub fn kind(&self) -> &'static str {
+        match &self.value {
+            NodeValue::Null => "null",
+            NodeValue::Bool(_) => "a boolean",
+            NodeValue::Int(_) => "an integer",
+            NodeValue::Float(_) => "a number",
+            NodeValue::Str(_) => "a string",
+            NodeValue::Seq(_) => "a list",
+            NodeValue::Map(_) => "a mapping",
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        match &self.value {
+            NodeValue::Null => Value::Null,
+            NodeValue::Bool(b) => Value::Bool(*b),
+            NodeValue::Int(i) => Value::Number((*i).into()),
+            NodeValue::Float(f) => Number::from_f64(*f)
+                .map(Value::Number)
+                .unwrap_or(Value::Null),
+            NodeValue::Str(s) => Value::String(s.clone()),
+            NodeValue::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
+            NodeValue::Map(pairs) => {
+                let mut map = Map::new();
+                for (k, v) in pairs {
+                    map.insert(k.key_string(), v.to_json());
+                }
+                Value::Object(map)
+            }
+        }
+    }
+}
+
+/// A YAML error with its place.
+#[derive(Debug)]
+pub struct YamlError {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for YamlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+    }
+}
+
+impl std::error::Error for YamlError {}
+
+/// Reads a YAML file into one document node (an empty file is `null`).
+pub fn load_file(path: &Path) -> Result<Node> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Parses one YAML document; `origin` names the source in errors.
+pub fn parse(text: &str, origin: &str) -> Result<Node> {
+    let mut builder = Builder {
+        origin,
+        anchors: HashMap::new(),
+        budget: NODE_BUDGET,
+    };
+    let mut parser = Parser::new_from_str(text);
+    let mut doc: Option<Node> = None;
+    loop {
+        let Some(next) = parser.next_event() else {
+            break;
+        };
+        let (event, span) = next.map_err(|e| YamlError {
+            file: origin.to_string(),
+            line: e.marker().line(),
+            message: e.info().to_string(),
+        })?;
+        match event {
+            Event::StreamStart | Event::DocumentEnd | Event::Nothing => {}
+            Event::StreamEnd => break,
+            Event::DocumentStart(_) => {
+                if doc.is_some() {
+                    return Err(YamlError {
+                        file: origin.into(),
+                        line: span.start.line(),
+                        message: "more than one YAML document in this file; keep one".into(),
+                    }
+                    .into());
+                }
+                let node = builder.node(&mut parser, 0)?;
+                doc = Some(node);
+            }
+            _ => {}
+        }
+    }
+    Ok(doc.unwrap_or(Node {
+        value: NodeValue::Null,
+        line: 1,
+    }))
+}
+
+/// Parses YAML text and returns plain JSON values (for vars files and `-e @file`).
+pub fn parse_json(text: &str, origin: &str) -> Result<Value> {
+    Ok(parse(text, origin)?.to_json())
+}
+
+struct Builder<'a> {
+    origin: &'a str,
+    anchors: HashMap<usize, Node>,
+    budget: usize,
+}
+
+impl Builder<'_> {
+    fn err<T>(&self, line: usize, message: impl Into<String>) -> Result<T> {
+        Err(YamlError {
+            file: self.origin.into(),
+            line,
+            message: message.into(),
+        }
+        .into())
+    }
+
+    fn spend(&mut self, n: usize, line: usize) -> Result<()> {
+        if n > self.budget {
+            return self.err(
+                line,
+                format!("document expands to more than {NODE_BUDGET} nodes (alias bomb?)"),
+            );
+        }
+        self.budget -= n;
+        Ok(())
+    }
+
+    fn node<'i, I: saphyr_parser::Input>(
+        &mut self,
+        parser: &mut Parser<'i, I>,
+        depth: usize,
+    ) -> Result<Node> {
+        let Some(next) = parser.next_event() else {
+            return self.err(0, "unexpected end of YAML");
+        };
+        let (event, span) = next.map_err(|e| YamlError {
+            file: self.origin.into(),
+            line: e.marker().line(),
+            message: e.info().to_string(),
+        })?;
+        let line = span.start.line();
+        if depth > MAX_DEPTH {
+            return self.err(line, format!("nesting deeper than {MAX_DEPTH} levels"));
+        }
+        self.spend(1, line)?;
+        let (node, anchor) = match event {
+            Event::Scalar(text, style, anchor, tag) => {
+                let tag = tag.map(|t| format!("{}{}", t.handle, t.suffix));
+                let value = self.scalar(&text, style, tag.as_deref(), line)?;
+                (Node { value, line }, anchor)
+            }
+            Event::SequenceStart(anchor, _) => {
+                let mut items = Vec::new();
+                loop {
+                    if peek_is(parser, |e| matches!(e, Event::SequenceEnd)) {
+                        parser.next_event();
+                        break;
+                    }
+                    items.push(self.node(parser, depth + 1)?);
+                }
+                (
+                    Node {
+                        value: NodeValue::Seq(items),
+                        line,
+                    },
+                    anchor,
+                )
+            }
+            Event::MappingStart(anchor, _) => {
+                let mut pairs: Vec<(Node, Node)> = Vec::new();
+                loop {
+                    if peek_is(parser, |e| matches!(e, Event::MappingEnd)) {
+                        parser.next_event();
+                        break;
+                    }
+                    let key = self.node(parser, depth + 1)?;
+                    let value = self.node(parser, depth + 1)?;
+                    if key.as_str() == Some("<<") {
+                        self.merge(&mut pairs, value)?;
+                        continue;
+                    }
+                    let name = key.key_string();
+                    if let Some(slot) = pairs.iter_mut().find(|(k, _)| k.key_string() == name) {
+                        // As PyYAML: a later duplicate key wins.
+                        *slot = (key, value);
+                    } else {
+                        pairs.push((key, value));
+                    }
+                }
+                (
+                    Node {
+                        value: NodeValue::Map(pairs),
+                        line,
+                    },
+                    anchor,
+                )
+            }
+            Event::Alias(id) => {
+                let Some(target) = self.anchors.get(&id).cloned() else {
+                    return self.err(line, "alias to an unknown anchor");
+                };
+                self.spend(count_nodes(&target), line)?;
+                (target, 0)
+            }
+            other => return self.err(line, format!("unexpected YAML event {other:?}")),
+        };
+        if anchor != 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        Ok(node)
+    }
+
+    /// `<<: *base` (or a list of them): keys not already present are merged in.
+    fn merge(&self, pairs: &mut Vec<(Node, Node)>, value: Node) -> Result<()> {
+        let sources = match value.value {
+            NodeValue::Map(_) => vec![value],
+            NodeValue::Seq(items) => items,
+            _ => {
+                return self.err(
+                    value.line,
+                    "merge key `<<` needs a mapping or a list of them",
+                )
+            }
+        };
+        for source in sources {
+            let NodeValue::Map(src) = source.value else {
+                return self.err(source.line, "merge key `<<` needs mappings");
+            };
+            for (k, v) in src {
+                let name = k.key_string();
+                if !pairs.iter().any(|(pk, _)| pk.key_string() == name) {
+                    pairs.push((k, v));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn scalar(
+        &self,
+        text: &str,
+        style: ScalarStyle,
+        tag: Option<&str>,
+        line: usize,
+    ) -> Result<NodeValue> {
+        match tag {
+            None => {}
+            Some("!!str") | Some("tag:yaml.org,2002:str") | Some("!unsafe") => {
+                return Ok(NodeValue::Str(text.to_string()))
+            }
+            Some("!!int") | Some("tag:yaml.org,2002:int") => {
+                return match resolve_int(text) {
+                    Some(i) => Ok(NodeValue::Int(i)),
+                    None => self.err(line, format!("`{text}` is tagged !!int but is not one")),
+                }
+            }
+            Some("!!bool") | Some("tag:yaml.org,2002:bool") => {
+                return match resolve_bool(text) {
+                    Some(b) => Ok(NodeValue::Bool(b)),
+                    None => self.err(line, format!("`{text}` is tagged !!bool but is not one")),
+                }
+            }
+            Some("!vault") => {
+                return self.err(
+                    line,
+                    "Ansible Vault values (!vault) are not supported; put the secret in a 0600 vars file or pass it with -e @file",
+                )
+            }
+            Some(other) => {
+                return self.err(line, format!("unsupported YAML tag `{other}`"));
+            }
+        }
+        if style != ScalarStyle::Plain {
+            return Ok(NodeValue::Str(text.to_string()));
+        }
+        Ok(resolve_plain(text))
+    }
+}
+
+fn peek_is<'i, I: saphyr_parser::Input>(
+    parser: &mut Parser<'i, I>,
+    test: impl Fn(&Event) -> bool,
+) -> bool {
+    matches!(parser.peek(), Some(Ok((e, _))) if test(e))
+}
+
+fn count_nodes(node: &Node) -> usize {
+    1 + match &node.value {
+        NodeValue::Seq(items) => items.iter().map(count_nodes).sum(),
+        NodeValue::Map(pairs) => pairs
+            .iter()
+            .map(|(k, v)| count_nodes(k) + count_nodes(v))
+            .sum(),
+        _ => 0,
+    }
+}
+
+/// YAML 1.1 resolution of a plain (unquoted) scalar, as PyYAML does it.
+pub fn resolve_plain(text: &str) -> NodeValue {
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return NodeValue::Null,
+        _ => {}
+    }
+    if let Some(b) = resolve_bool(text) {
+        return NodeValue::Bool(b);
+    }
+    if let Some(i) = resolve_int(text) {
+        return NodeValue::Int(i);
+    }
+    if let Some(f) = resolve_float(text) {
+        return NodeValue::Float(f);
+    }
+    NodeValue::Str(text.to_string())
+}
+
+fn resolve_bool(text: &str) -> Option<bool> {
+    match text {
+        "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => Some(true),
+        "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => Some(false),
+        _ => None,
+    }
+}
+
+fn resolve_int(text: &str) -> Option<i64> {
+    let (negative, body) = match text.as_bytes().first()? {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    if body.is_empty() || body.starts_with('_') {
+        return None;
+    }
+    let clean: String = body.chars().filter(|c| *c != '_').collect();
+    let value = if let Some(hex) = clean.strip_prefix("0x") {
+        i64::from_str_radix(hex, 16).ok()?
+    } else if let Some(bin) = clean.strip_prefix("0b") {
+        i64::from_str_radix(bin, 2).ok()?
+    } else if let Some(oct) = clean.strip_prefix("0o") {
+        i64::from_str_radix(oct, 8).ok()?
+    } else if clean.len() > 1 && clean.starts_with('0') {
+        // YAML 1.1: a leading zero means octal (file modes like 0644).
+        i64::from_str_radix(&clean[1..], 8).ok()?
+    } else if clean.bytes().all(|b| b.is_ascii_digit()) {
+        clean.parse().ok()?
+    } else {
+        return None;
+    };
+    Some(if negative { -value } else { value })
+}
+
+fn resolve_float(text: &str) -> Option<f64> {
+    match text {
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Some(f64::INFINITY),
+        "-.inf" | "-.Inf" | "-.INF" => return Some(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return Some(f64::NAN),
+        _ => {}
+    }
+    // PyYAML needs a dot or an exponent and digits; plain words never become floats.
+    let ok = text.chars().any(|c| c.is_ascii_digit())
+        && (text.contains('.') || text.contains('e') || text.contains('E'))
+        && text
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-' | '_'));
+    if !ok {
+        return None;
+    }
+    text.replace('_', "").parse().ok()
+}
+
+/// Serialises a JSON value as block YAML (used by `to_yaml`/`to_nice_yaml`).
+pub fn to_yaml(value: &Value, indent: usize) -> String {
+    let mut out = String::new();
+    write_yaml(value, indent, 0, &mut out, false);
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out
+}
+
+fn write_yaml(value: &Value, indent: usize, level: usize, out: &mut String, inline_first: bool) {
+    let pad = " ".repeat(level * indent);
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (i, (k, v)) in map.iter().enumerate() {
+                if !(i == 0 && inline_first) {
+                    out.push_str(&pad);
+                }
+                out.push_str(&yaml_scalar_str(k));
+                out.push(':');
+                write_child(v, indent, level, out);
+            }
+        }
+        Value::Array(items) if !items.is_empty() => {
+            for (i, v) in items.iter().enumerate() {
+                if !(i == 0 && inline_first) {
+                    out.push_str(&pad);
+                }
+                out.push_str("- ");
+                match v {
+                    Value::Object(m) if !m.is_empty() => {
+                        write_yaml(v, indent, level + 1, out, true)
+                    }
+                    Value::Array(a) if !a.is_empty() => write_yaml(v, indent, level + 1, out, true),
+                    _ => {
+                        out.push_str(&yaml_scalar(v));
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+        _ => {
+            out.push_str(&yaml_scalar(value));
+            out.push('\n');
+        }
+    }
+}
+
+fn write_child(v: &Value, indent: usize, level: usize, out: &mut String) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            out.push('\n');
+            write_yaml(v, indent, level + 1, out, false);
+        }
+        Value::Array(a) if !a.is_empty() => {
+            // PyYAML writes a list under a key without indenting it.
+            out.push('\n');
+            write_yaml(v, indent, level, out, false);
+        }
+        _ => {
+            out.push(' ');
+            out.push_str(&yaml_scalar(v));
+            out.push('\n');
+        }
+    }
+}
+
+fn yaml_scalar(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => yaml_scalar_str(s),
+        Value::Array(_) => "[]".into(),
+        Value::Object(_) => "{}".into(),
+    }
+}
+
+/// Quotes a string when a YAML reader would otherwise read it as something else.
+fn yaml_scalar_str(s: &str) -> String {
+    let plain_ok = !s.is_empty()
+        && matches!(resolve_plain(s), NodeValue::Str(_))
+        && !s.starts_with(|c: char| c.is_whitespace() || "-?:,[]{}#&*!|>'\"%@`".contains(c))
+        && !s.ends_with(char::is_whitespace)
+        && !s.contains(": ")
+        && !s.contains(" #")
+        && !s.contains('\n')
+        && !s.ends_with(':');
+    if plain_ok {
+        s.to_string()
+    } else {
+        serde_json::to_string(s).unwrap_or_default()
+    }
+}
+
+/// Checks that a node is a mapping and returns its pairs, or an error naming the place.
+pub fn expect_map<'a>(node: &'a Node, origin: &str, what: &str) -> Result<&'a [(Node, Node)]> {
+    match node.as_map() {
+        Some(m) => Ok(m),
+        None => bail!(
+            "{origin}:{}: {what} must be a mapping, found {}",
+            node.line,
+            node.kind()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn j(text: &str) -> Value {
+        parse_json(text, "t.yml").unwrap()
+    }
+
+    #[test]
+    fn yaml_11_booleans_and_octal() {
+        assert_eq!(
+            j("a: yes\nb: off\nc: 0644\nd: '0644'\ne: 0x1f\nf: 1_000\ng: ~\nh: 1.5\ni: On"),
+            json!({"a": true, "b": false, "c": 420, "d": "0644", "e": 31, "f": 1000, "g": null, "h": 1.5, "i": true})
+        );
+    }
+
+    #[test]
+    fn plain_words_stay_strings() {
+        assert_eq!(
+            j("a: y\nb: 10.0.0.1\nc: 1e\nd: 08\ne: -x"),
+            json!({"a": "y", "b": "10.0.0.1", "c": "1e", "d": "08", "e": "-x"})
+        );
+    }
+
+    #[test]
+    fn lines_are_kept() {
+        let n = parse("a: 1\nb:\n  - x\n  - y\n", "t").unwrap();
+        assert_eq!(n.get("b").unwrap().line, 3);
+        assert_eq!(n.get("b").unwrap().as_seq().unwrap()[1].line, 4);
+    }
+
+    #[test]
+    fn merge_keys() {
+        assert_eq!(
+            j("base: &b {x: 1, y: 2}\nc:\n  <<: *b\n  y: 3"),
+            json!({"base": {"x": 1, "y": 2}, "c": {"y": 3, "x": 1}})
+        );
+    }
+
+    #[test]
+    fn alias_bomb_is_refused() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let prev = format!("*a{}", i - 1);
+            text.push_str(&format!("a{i}: &a{i} [{}]\n", vec![prev; 10].join(", ")));
+        }
+        let err = parse(&text, "bomb.yml").unwrap_err().to_string();
+        assert!(err.contains("bomb.yml:"), "{err}");
+        assert!(err.contains("alias bomb"), "{err}");
+    }
+
+    #[test]
+    fn syntax_error_names_file_and_line() {
+        let err = parse("a: 1\nb: [1, 2\nc: 3\n", "bad.yml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("bad.yml:"), "{err}");
+    }
+
+    #[test]
+    fn vault_is_a_clear_error() {
+        let err = parse("a: !vault |\n  $ANSIBLE\n", "v.yml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Vault"), "{err}");
+    }
+
+    #[test]
+    fn to_yaml_round_trips() {
+        let v = json!({"a": [1, {"b": "yes", "c": [true, null]}], "d": {"e": "x: y"}, "f": [], "g": "0644"});
+        let text = to_yaml(&v, 2);
+        assert_eq!(j(&text), v, "{text}");
+    }
+}
