@@ -195,12 +195,16 @@ impl Templates {
 
     /// Which of a template's variables (dotted paths) cannot be resolved in `ctx`.
     fn missing_variables(&self, src: &str, ctx: &Value) -> Vec<String> {
-        let names = match self.env.template_from_str(src) {
-            Ok(t) => t.undeclared_variables(true),
-            Err(_) => match self.env.compile_expression(src) {
+        let names = if is_template(src) {
+            match self.env.template_from_str(src) {
+                Ok(t) => t.undeclared_variables(true),
+                Err(_) => return vec![],
+            }
+        } else {
+            match self.env.compile_expression(src) {
                 Ok(e) => e.undeclared_variables(true),
                 Err(_) => return vec![],
-            },
+            }
         };
         PROBING.with(|p| p.set(true));
         let mut missing: Vec<String> = names

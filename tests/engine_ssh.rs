@@ -1,0 +1,603 @@
+//! The engine against real OpenSSH sshd hosts on loopback addresses.
+//!
+//! The hosts share this machine's filesystem, so every playbook writes below
+//! `{{ base }}/{{ inventory_hostname }}`.
+
+mod common;
+
+use common::{mode_of, Lab, SUDO_PASSWORD, SUDO_PW_USER, SUDO_USER};
+use std::path::Path;
+
+const SITE: &str = r#"
+- hosts: web
+  gather_facts: yes
+  vars:
+    root: "{{ base }}/{{ inventory_hostname }}"
+  tasks:
+    - name: directories
+      file:
+        path: "{{ root }}/{{ item }}"
+        state: directory
+        mode: "0750"
+      loop: [conf, data]
+
+    - name: config from a template
+      template:
+        src: app.conf.j2
+        dest: "{{ root }}/conf/app.conf"
+        mode: 0640
+      notify: restart app
+
+    - name: static content
+      copy:
+        content: "hello {{ inventory_hostname }}\n"
+        dest: "{{ root }}/data/hello.txt"
+
+    - name: a setting in a file
+      lineinfile:
+        path: "{{ root }}/conf/limits.conf"
+        regexp: '^max_conn'
+        line: "max_conn = {{ max_conn | default(100) }}"
+        create: yes
+
+    - name: one-time initialisation
+      command: touch {{ root }}/data/initialised
+      args:
+        creates: "{{ root }}/data/initialised"
+
+    - name: read something back
+      command: cat {{ root }}/data/hello.txt
+      register: hello
+      changed_when: false
+      failed_when: false
+      check_mode: false
+
+    - name: facts and registered output are usable
+      when: not ansible_check_mode
+      assert:
+        that:
+          - hello.stdout == 'hello ' ~ inventory_hostname
+          - ansible_os_family == 'Debian'
+          - ansible_default_ipv4.address | length > 0
+          - "'web' in group_names"
+
+  handlers:
+    - name: restart app
+      shell: echo restarted >> {{ root }}/data/handler.log
+"#;
+
+const APP_CONF: &str = "# managed by pgdeploy\nname = {{ inventory_hostname }}\n{% for peer in groups['web'] %}\npeer = {{ hostvars[peer]['ansible_host'] }}\n{% endfor %}\nport = {{ app_port | default(5432) }}\n";
+
+fn site(lab: &Lab) -> std::path::PathBuf {
+    lab.write("templates/app.conf.j2", APP_CONF);
+    lab.write("site.yml", SITE)
+}
+
+fn base(lab: &Lab) -> String {
+    lab.path().join("state").display().to_string()
+}
+
+#[test]
+fn converges_then_rerun_changes_nothing() {
+    let lab = Lab::start(3);
+    let inv = lab.inventory("root", "");
+    let pb = site(&lab);
+    let b = format!("base={}", base(&lab));
+    let first = lab.pgdeploy(&[
+        "run",
+        pb.to_str().unwrap(),
+        "-i",
+        inv.to_str().unwrap(),
+        "-e",
+        &b,
+    ]);
+    first.assert_code(0);
+    for h in &lab.hosts {
+        let root = Path::new(&base(&lab)).join(&h.name);
+        let conf = std::fs::read_to_string(root.join("conf/app.conf")).unwrap();
+        assert!(conf.contains(&format!("name = {}\n", h.name)), "{conf}");
+        assert!(
+            conf.contains("peer = 127.0.1.1\npeer = 127.0.1.2\npeer = 127.0.1.3\n"),
+            "{conf}"
+        );
+        assert!(conf.ends_with("port = 5432\n"), "{conf}");
+        let limits = std::fs::read_to_string(root.join("conf/limits.conf")).unwrap();
+        assert_eq!(limits, "max_conn = 100\n");
+        assert_eq!(mode_of(&root.join("conf/app.conf")), 0o640);
+        assert_eq!(mode_of(&root.join("conf")), 0o750);
+        assert_eq!(
+            std::fs::read_to_string(root.join("data/hello.txt")).unwrap(),
+            format!("hello {}\n", h.name)
+        );
+        assert!(root.join("data/initialised").exists());
+        // The handler ran once, at the end of the play.
+        assert_eq!(
+            std::fs::read_to_string(root.join("data/handler.log")).unwrap(),
+            "restarted\n"
+        );
+        let (_, changed, unreachable, failed, _) = first.recap(&h.name);
+        assert!(changed >= 6, "first run changes things: {}", first.stdout);
+        assert_eq!((unreachable, failed), (0, 0));
+    }
+    let second = lab.pgdeploy(&[
+        "run",
+        pb.to_str().unwrap(),
+        "-i",
+        inv.to_str().unwrap(),
+        "-e",
+        &b,
+    ]);
+    second.assert_code(0);
+    for h in &lab.hosts {
+        assert_eq!(
+            second.recap(&h.name).1,
+            0,
+            "re-run must report 0 changed:\n{}",
+            second.stdout
+        );
+        let log = Path::new(&base(&lab))
+            .join(&h.name)
+            .join("data/handler.log");
+        assert_eq!(
+            std::fs::read_to_string(log).unwrap(),
+            "restarted\n",
+            "handler must not run again"
+        );
+    }
+}
+
+#[test]
+fn check_mode_changes_nothing_and_diff_shows_the_change() {
+    let lab = Lab::start(2);
+    let inv = lab.inventory("root", "");
+    let pb = site(&lab);
+    let b = format!("base={}", base(&lab));
+    let dry = lab.pgdeploy(&[
+        "run",
+        pb.to_str().unwrap(),
+        "-i",
+        inv.to_str().unwrap(),
+        "-e",
+        &b,
+        "--check",
+        "--diff",
+    ]);
+    dry.assert_code(0);
+    assert!(
+        !Path::new(&base(&lab)).exists(),
+        "--check must not create anything"
+    );
+    assert!(
+        dry.recap("h1").1 > 0,
+        "--check reports what would change:\n{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout.contains("+hello h1"),
+        "--diff shows new content:\n{}",
+        dry.stdout
+    );
+    lab.pgdeploy(&[
+        "run",
+        pb.to_str().unwrap(),
+        "-i",
+        inv.to_str().unwrap(),
+        "-e",
+        &b,
+    ])
+    .assert_code(0);
+    // A changed variable shows as a diff of the file, and --check leaves the old file.
+    let conf = Path::new(&base(&lab)).join("h1/conf/app.conf");
+    let before = std::fs::read_to_string(&conf).unwrap();
+    let dry = lab.pgdeploy(&[
+        "run",
+        pb.to_str().unwrap(),
+        "-i",
+        inv.to_str().unwrap(),
+        "-e",
+        &b,
+        "-e",
+        "app_port=6543",
+        "--check",
+        "--diff",
+    ]);
+    dry.assert_code(0);
+    assert!(
+        dry.stdout.contains("-port = 5432") && dry.stdout.contains("+port = 6543"),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), before);
+    assert_eq!(
+        dry.recap("h1").1,
+        1,
+        "only the template would change:\n{}",
+        dry.stdout
+    );
+}
+
+#[test]
+fn a_failing_host_leaves_the_others_going() {
+    let lab = Lab::start(3);
+    let inv = lab.inventory("root", "");
+    let pb = lab.write(
+        "fail.yml",
+        r#"
+- hosts: web
+  gather_facts: no
+  tasks:
+    - name: break h2
+      command: /bin/false
+      when: inventory_hostname == 'h2'
+    - name: later work
+      file:
+        path: "{{ base }}/{{ inventory_hostname }}.done"
+        state: touch
+"#,
+    );
+    let b = format!("base={}", lab.path().display());
+    let r = lab.pgdeploy(&[
+        "run",
+        pb.to_str().unwrap(),
+        "-i",
+        inv.to_str().unwrap(),
+        "-e",
+        &b,
+    ]);
+    r.assert_code(2);
+    assert!(lab.path().join("h1.done").exists() && lab.path().join("h3.done").exists());
+    assert!(
+        !lab.path().join("h2.done").exists(),
+        "a failed host drops out of the play"
+    );
+    assert_eq!(r.recap("h2").3, 1);
+    assert!(r.stdout.contains("failed: [h2]"), "{}", r.stdout);
+}
+
+#[test]
+fn an_unreachable_host_is_reported_and_the_rest_run() {
+    let lab = Lab::start(2);
+    let dead_port = std::net::TcpListener::bind("127.0.1.9:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let inv = lab.inventory(
+        "root",
+        &format!("[other]\ndead ansible_host=127.0.1.9 ansible_port={dead_port}\n"),
+    );
+    let pb = lab.write(
+        "ping.yml",
+        "- hosts: all\n  gather_facts: no\n  tasks:\n    - ping:\n",
+    );
+    let r = lab.pgdeploy(&[
+        "run",
+        pb.to_str().unwrap(),
+        "-i",
+        inv.to_str().unwrap(),
+        "--connect-timeout",
+        "3",
+    ]);
+    r.assert_code(3);
+    assert!(r.stdout.contains("unreachable: [dead]"), "{}", r.stdout);
+    assert_eq!(r.recap("h1").0, 1);
+    assert_eq!(r.recap("dead").2, 1);
+}
+
+#[test]
+fn host_keys_are_verified() {
+    let lab = Lab::start(2);
+    let inv = lab.inventory("root", "");
+    let pb = lab.write(
+        "ping.yml",
+        "- hosts: web\n  gather_facts: no\n  tasks:\n    - ping:\n",
+    );
+    // h2's entry replaced by another key: a changed key is always refused.
+    let known = std::fs::read_to_string(lab.path().join("known_hosts")).unwrap();
+    let other = lab.path().join("other");
+    std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    let other_key = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let mut lines: Vec<String> = known.lines().map(str::to_string).collect();
+    let prefix = lines[1].split_whitespace().next().unwrap().to_string();
+    lines[1] = format!(
+        "{prefix} {}",
+        other_key
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    std::fs::write(lab.path().join("known_hosts"), lines.join("\n") + "\n").unwrap();
+    let r = lab.pgdeploy(&[
+        "run",
+        pb.to_str().unwrap(),
+        "-i",
+        inv.to_str().unwrap(),
+        "--accept-new-host-keys",
+    ]);
+    r.assert_code(3);
+    assert!(r.stdout.contains("HOST KEY CHANGED"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("known_hosts:2"),
+        "names the known_hosts line: {}",
+        r.stdout
+    );
+    assert_eq!(r.recap("h1").0, 1, "h1's key is right");
+    // An unknown host is refused by default and recorded only on request.
+    std::fs::write(lab.path().join("known_hosts"), format!("{}\n", lines[0])).unwrap();
+    let r = lab.pgdeploy(&["run", pb.to_str().unwrap(), "-i", inv.to_str().unwrap()]);
+    r.assert_code(3);
+    assert!(r.stdout.contains("is not in"), "{}", r.stdout);
+    let r = lab.pgdeploy(&[
+        "run",
+        pb.to_str().unwrap(),
+        "-i",
+        inv.to_str().unwrap(),
+        "--accept-new-host-keys",
+    ]);
+    r.assert_code(0);
+    let known = std::fs::read_to_string(lab.path().join("known_hosts")).unwrap();
+    assert!(
+        known.contains(&format!("[127.0.1.2]:{}", lab.hosts[1].port)),
+        "{known}"
+    );
+}
+
+#[test]
+fn become_through_sudo_as_a_non_root_user() {
+    let lab = Lab::start(1);
+    let pb = lab.write(
+        "become.yml",
+        r#"
+- hosts: web
+  gather_facts: no
+  tasks:
+    - name: who am I
+      command: id -un
+      register: plain
+      changed_when: false
+    - name: root through sudo
+      become: yes
+      file:
+        path: "{{ base }}/made-by-root-{{ ansible_user }}"
+        state: touch
+        owner: root
+        mode: "0600"
+    - name: another user
+      become: yes
+      become_user: nobody
+      command: id -un
+      register: other
+      changed_when: false
+    - assert:
+        that:
+          - plain.stdout == ansible_user
+          - other.stdout == 'nobody'
+"#,
+    );
+    let b = format!("base={}", lab.path().display());
+    let inv = lab.inventory(SUDO_USER, "");
+    lab.pgdeploy(&[
+        "run",
+        pb.to_str().unwrap(),
+        "-i",
+        inv.to_str().unwrap(),
+        "-e",
+        &b,
+    ])
+    .assert_code(0);
+    let made = lab.path().join(format!("made-by-root-{SUDO_USER}"));
+    assert!(made.exists());
+    assert_eq!(mode_of(&made), 0o600);
+    // sudo that asks for a password gets it on stdin, and the password never shows.
+    let inv = lab.inventory(
+        SUDO_PW_USER,
+        &format!("[web:vars]\nansible_become_password={SUDO_PASSWORD}\n"),
+    );
+    let r = lab.pgdeploy(&[
+        "run",
+        pb.to_str().unwrap(),
+        "-i",
+        inv.to_str().unwrap(),
+        "-e",
+        &b,
+        "-vv",
+    ]);
+    r.assert_code(0);
+    assert!(lab
+        .path()
+        .join(format!("made-by-root-{SUDO_PW_USER}"))
+        .exists());
+    assert!(!r.all().contains(SUDO_PASSWORD), "{}", r.all());
+    // Without the password the error says what to set.
+    let inv = lab.inventory(SUDO_PW_USER, "");
+    let r = lab.pgdeploy(&[
+        "run",
+        pb.to_str().unwrap(),
+        "-i",
+        inv.to_str().unwrap(),
+        "-e",
+        &b,
+    ]);
+    r.assert_code(2);
+    assert!(r.stdout.contains("ansible_become_password"), "{}", r.stdout);
+}
+
+#[test]
+fn secrets_never_appear_in_output_diffs_or_json() {
+    let lab = Lab::start(1);
+    let inv = lab.inventory("root", "[web:vars]\ndb_password=Sup3r-Secret-Value\n");
+    lab.write(
+        "templates/secret.conf.j2",
+        "user = app\npassword = {{ db_password }}\n",
+    );
+    let pb = lab.write(
+        "secret.yml",
+        r#"
+- hosts: web
+  gather_facts: no
+  tasks:
+    - template:
+        src: secret.conf.j2
+        dest: "{{ base }}/secret.conf"
+        mode: "0600"
+    - name: a command that prints it
+      shell: echo "connecting with {{ db_password }}"
+      changed_when: false
+    - name: a no_log task
+      no_log: true
+      command: echo {{ api_token_value }}
+      changed_when: false
+    - debug:
+        msg: "password is {{ db_password }}"
+"#,
+    );
+    let b = format!("base={}", lab.path().display());
+    // --check first (the file does not exist yet, so its whole content is in the diff).
+    for extra in [
+        vec!["--check", "--diff"],
+        vec!["--diff", "-vv"],
+        vec!["--json", "--diff", "-v"],
+    ] {
+        let mut args = vec![
+            "run",
+            pb.to_str().unwrap(),
+            "-i",
+            inv.to_str().unwrap(),
+            "-e",
+            &b,
+            "-e",
+            "api_token_value=Tok-998877",
+        ];
+        args.extend(extra.iter());
+        let r = lab.pgdeploy(&args);
+        r.assert_code(0);
+        let all = r.all();
+        assert!(
+            !all.contains("Sup3r-Secret-Value"),
+            "secret leaked with {extra:?}:\n{all}"
+        );
+        assert!(
+            !all.contains("Tok-998877"),
+            "no_log value leaked with {extra:?}:\n{all}"
+        );
+        assert!(
+            all.contains("********"),
+            "masked value is shown as ********:\n{all}"
+        );
+        if extra.contains(&"--json") {
+            for line in r.stdout.lines() {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
+            }
+        }
+    }
+    assert!(std::fs::read_to_string(lab.path().join("secret.conf"))
+        .unwrap()
+        .contains("Sup3r-Secret-Value"));
+}
+
+#[test]
+fn an_undefined_variable_leaves_the_file_as_it_was() {
+    let lab = Lab::start(1);
+    let inv = lab.inventory("root", "");
+    let target = lab.write("target.conf", "original\n");
+    lab.write(
+        "templates/broken.j2",
+        "a = 1\nb = {{ not_defined_anywhere }}\n",
+    );
+    let pb = lab.write(
+        "broken.yml",
+        "- hosts: web\n  gather_facts: no\n  tasks:\n    - template:\n        src: broken.j2\n        dest: \"{{ dest }}\"\n",
+    );
+    let d = format!("dest={}", target.display());
+    let r = lab.pgdeploy(&[
+        "run",
+        pb.to_str().unwrap(),
+        "-i",
+        inv.to_str().unwrap(),
+        "-e",
+        &d,
+    ]);
+    r.assert_code(2);
+    assert!(
+        r.stdout.contains("broken.j2:2"),
+        "names the template and line:\n{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("`not_defined_anywhere`"),
+        "names the variable:\n{}",
+        r.stdout
+    );
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "original\n");
+}
+
+#[test]
+fn bad_input_is_refused_before_anything_runs() {
+    let lab = Lab::start(1);
+    let inv = lab.inventory("root", "");
+    let pb = lab.write(
+        "typo.yml",
+        "- hosts: web\n  tasks:\n    - name: x\n      fiel:\n        path: /tmp/x\n",
+    );
+    let r = lab.pgdeploy(&["run", pb.to_str().unwrap(), "-i", inv.to_str().unwrap()]);
+    r.assert_code(4);
+    assert!(
+        r.stderr.contains("typo.yml:4") && r.stderr.contains("did you mean `file`"),
+        "{}",
+        r.stderr
+    );
+    let bad_inv = lab.write("bad.ini", "[web]\nh1 ansible_port\n");
+    let pb = lab.write("ok.yml", "- hosts: web\n  tasks: []\n");
+    let r = lab.pgdeploy(&["run", pb.to_str().unwrap(), "-i", bad_inv.to_str().unwrap()]);
+    r.assert_code(4);
+    assert!(r.stderr.contains("bad.ini:2"), "{}", r.stderr);
+}
+
+#[test]
+fn blocks_rescue_always_and_retries() {
+    let lab = Lab::start(2);
+    let inv = lab.inventory("root", "");
+    let pb = lab.write(
+        "blocks.yml",
+        r#"
+- hosts: web
+  gather_facts: no
+  tasks:
+    - block:
+        - command: /bin/false
+          when: inventory_hostname == 'h1'
+        - file: { path: "{{ base }}/{{ inventory_hostname }}.block", state: touch }
+      rescue:
+        - file: { path: "{{ base }}/{{ inventory_hostname }}.rescued", state: touch }
+      always:
+        - file: { path: "{{ base }}/{{ inventory_hostname }}.always", state: touch }
+    - name: retry until a file appears
+      shell: "n=$(cat {{ base }}/{{ inventory_hostname }}.n 2>/dev/null || echo 0); echo $((n+1)) > {{ base }}/{{ inventory_hostname }}.n; echo $((n+1))"
+      register: attempt
+      until: attempt.stdout | int >= 3
+      retries: 5
+      delay: 0
+    - assert:
+        that: attempt.attempts == 3
+"#,
+    );
+    let b = format!("base={}", lab.path().display());
+    let r = lab.pgdeploy(&[
+        "run",
+        pb.to_str().unwrap(),
+        "-i",
+        inv.to_str().unwrap(),
+        "-e",
+        &b,
+    ]);
+    r.assert_code(0);
+    let p = |n: &str| lab.path().join(n).exists();
+    assert!(p("h1.rescued") && p("h1.always") && !p("h1.block"));
+    assert!(p("h2.block") && p("h2.always") && !p("h2.rescued"));
+}
