@@ -147,10 +147,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Node> {
     };
     let mut parser = Parser::new_from_str(text);
     let mut doc: Option<Node> = None;
-    loop {
-        let Some(next) = parser.next_event() else {
-            break;
-        };
+    while let Some(next) = parser.next_event() {
         let (event, span) = next.map_err(|e| YamlError {
             file: origin.to_string(),
             line: e.marker().line(),

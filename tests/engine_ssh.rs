@@ -115,6 +115,8 @@ fn converges_then_rerun_changes_nothing() {
             std::fs::read_to_string(root.join("data/handler.log")).unwrap(),
             "restarted\n"
         );
+        // Facts, nine tasks, loops and a handler: one SSH connection per host for the run.
+        assert_eq!(lab.logins(&h.name), 1, "one connection per host per run");
         let (_, changed, unreachable, failed, _) = first.recap(&h.name);
         assert!(changed >= 6, "first run changes things: {}", first.stdout);
         assert_eq!((unreachable, failed), (0, 0));

@@ -4,7 +4,7 @@ use super::vars::Snapshot;
 use super::{Engine, HostStatus, Inherited, PlayCtx};
 use crate::modules::{self, ModuleCtx, Outcome};
 use crate::playbook::{Action, Task};
-use crate::report::Status;
+use crate::report::{Line, Status};
 use crate::template::OMIT;
 use crate::transport::Unreachable;
 use anyhow::{anyhow, bail, Result};
@@ -87,18 +87,19 @@ impl Engine {
         let mut any_failed = false;
         for (host, res) in results {
             for (label, st, msg, diffs) in &res.items {
-                self.report
-                    .result(&host, &title, *st, Some(label), msg.as_deref(), diffs, &[]);
+                self.report.result(Line {
+                    item: Some(label),
+                    msg: msg.as_deref(),
+                    diffs,
+                    ..Line::new(&host, &title, *st)
+                });
             }
-            self.report.result(
-                &host,
-                &title,
-                res.status(),
-                None,
-                res.msg.as_deref(),
-                &res.diffs,
-                &res.trace,
-            );
+            self.report.result(Line {
+                msg: res.msg.as_deref(),
+                diffs: &res.diffs,
+                trace: &res.trace,
+                ..Line::new(&host, &title, res.status())
+            });
             any_failed |= res.failed && !res.ignored || res.unreachable;
             if here.run_once {
                 // A run_once result (register, set_fact) belongs to every host of the play.

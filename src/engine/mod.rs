@@ -10,7 +10,7 @@ mod vars;
 use crate::inventory::{select_hosts, Inventory};
 use crate::modules::Outcome;
 use crate::playbook::{Action, Play, Playbook, Task};
-use crate::report::{Reporter, Status};
+use crate::report::{Line, Reporter, Status};
 use crate::template::Templates;
 use crate::transport::{Connection, KnownHosts, Target};
 use anyhow::{anyhow, Result};
@@ -307,15 +307,8 @@ impl Engine {
                 if !rescue.is_empty() && !failed.is_empty() {
                     for h in &failed {
                         self.status.insert(h.clone(), HostStatus::Active);
-                        self.report.result(
-                            h,
-                            &task.display_name(),
-                            Status::Rescued,
-                            None,
-                            None,
-                            &[],
-                            &[],
-                        );
+                        let name = task.display_name();
+                        self.report.result(Line::new(h, &name, Status::Rescued));
                     }
                     go_on = self.run_list(ctx, rescue, &here, &failed).await? && go_on;
                 }
@@ -504,7 +497,7 @@ impl Engine {
             match r {
                 Ok(f) => {
                     self.report
-                        .result(&h, "Gathering Facts", Status::Ok, None, None, &[], &[]);
+                        .result(Line::new(&h, "Gathering Facts", Status::Ok));
                     self.hosts.entry(h).or_default().facts = Some(f);
                 }
                 Err(e) => self.mark_unreachable(&h, &e),
@@ -513,15 +506,11 @@ impl Engine {
     }
 
     fn mark_unreachable(&mut self, host: &str, e: &anyhow::Error) {
-        self.report.result(
-            host,
-            "",
-            Status::Unreachable,
-            None,
-            Some(&format!("{e:#}")),
-            &[],
-            &[],
-        );
+        let msg = format!("{e:#}");
+        self.report.result(Line {
+            msg: Some(&msg),
+            ..Line::new(host, "", Status::Unreachable)
+        });
         self.status
             .insert(host.to_string(), HostStatus::Unreachable);
     }

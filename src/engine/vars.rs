@@ -12,13 +12,16 @@ use std::sync::Arc;
 
 /// Everything needed to build any host's variables at one point of the run (taken once per
 /// task, before its hosts start, so that all hosts see the same state).
+/// A host's gathered facts and its set_fact/register values.
+type HostFacts = (Option<Arc<Map<String, Value>>>, Arc<Map<String, Value>>);
+
 pub(super) struct Snapshot {
     inv: Arc<Inventory>,
     templates: Templates,
     defaults: Arc<Map<String, Value>>,
     extra: Arc<Map<String, Value>>,
     play_vars: Arc<Map<String, Value>>,
-    facts: HashMap<String, (Option<Arc<Map<String, Value>>>, Arc<Map<String, Value>>)>,
+    facts: HashMap<String, HostFacts>,
     magic: Map<String, Value>,
     groups: minijinja::Value,
 }

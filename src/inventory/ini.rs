@@ -38,7 +38,7 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Inventory> {
                 Some((n, k)) => (n.trim(), Some(k.trim())),
                 None => (inner.trim(), None),
             };
-            check_group_name(name).map_err(|m| at(m))?;
+            check_group_name(name).map_err(&at)?;
             section = match kind {
                 None => Section::Hosts(name.into()),
                 Some("children") => Section::Children(name.into()),
@@ -54,7 +54,7 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Inventory> {
         }
         match &section {
             Section::Hosts(group) => {
-                let tokens = split_words(line).map_err(|m| at(m))?;
+                let tokens = split_words(line).map_err(&at)?;
                 let Some((pattern, rest)) = tokens.split_first() else {
                     continue;
                 };
@@ -65,10 +65,10 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Inventory> {
                             "expected key=value after the host name, found `{tok}`"
                         )));
                     };
-                    check_var_name(k).map_err(|m| at(m))?;
+                    check_var_name(k).map_err(&at)?;
                     vars.insert(k.to_string(), literal(v));
                 }
-                let names = expand_range(pattern).map_err(|m| at(m))?;
+                let names = expand_range(pattern).map_err(&at)?;
                 for name in names {
                     let (name, port) = split_port(&name);
                     let host = inv.hosts.entry(name.clone()).or_insert_with(|| Host {
@@ -88,7 +88,7 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Inventory> {
             }
             Section::Children(group) => {
                 let child = strip_comment(line).trim().to_string();
-                check_group_name(&child).map_err(|m| at(m))?;
+                check_group_name(&child).map_err(&at)?;
                 ensure_group(&mut inv, &child);
                 ensure_group(&mut inv, group).children.insert(child);
             }
@@ -100,7 +100,7 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Inventory> {
                     )));
                 };
                 let k = k.trim();
-                check_var_name(k).map_err(|m| at(m))?;
+                check_var_name(k).map_err(&at)?;
                 ensure_group(&mut inv, group)
                     .vars
                     .insert(k.to_string(), Value::String(unquote(v.trim())));

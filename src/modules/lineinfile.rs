@@ -73,7 +73,7 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
                 lines[i] = new;
             } else if backrefs {
                 // With backrefs, no match means no change (as Ansible).
-            } else if !lines.iter().any(|l| *l == line) {
+            } else if !lines.contains(&line) {
                 let pos = insert_position(p, &lines)?;
                 lines.insert(pos, line);
             }

@@ -417,12 +417,6 @@ fn module_action(ctx: &Ctx, key: &Node, value: &Node, args: Option<&Node>) -> Re
         NodeValue::Str(s) => {
             if crate::modules::takes_free_form(name) {
                 params.insert("_raw_params".into(), Value::String(s.clone()));
-            } else if name == "include_tasks"
-                || name == "import_role"
-                || name == "include_role"
-                || name == "meta"
-            {
-                params.insert("_raw_params".into(), Value::String(s.clone()));
             } else {
                 params = crate::vars::parse_module_args(s)
                     .map_err(|e| ctx.err(value, format!("{name}: {e}")))?;

@@ -34,6 +34,32 @@ impl Status {
     }
 }
 
+/// One host's result for a task (or for one loop item of it).
+pub struct Line<'a> {
+    pub host: &'a str,
+    pub task: &'a str,
+    pub status: Status,
+    pub item: Option<&'a str>,
+    pub msg: Option<&'a str>,
+    pub diffs: &'a [String],
+    /// Commands and their output, shown with -v.
+    pub trace: &'a [String],
+}
+
+impl<'a> Line<'a> {
+    pub fn new(host: &'a str, task: &'a str, status: Status) -> Line<'a> {
+        Line {
+            host,
+            task,
+            status,
+            item: None,
+            msg: None,
+            diffs: &[],
+            trace: &[],
+        }
+    }
+}
+
 /// Counts per host, as Ansible's recap shows them.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct HostStats {
@@ -149,16 +175,16 @@ impl Reporter {
     }
 
     /// One host's result for the current task (`item` names a loop item).
-    pub fn result(
-        &self,
-        host: &str,
-        task: &str,
-        status: Status,
-        item: Option<&str>,
-        msg: Option<&str>,
-        diffs: &[String],
-        trace: &[String],
-    ) {
+    pub fn result(&self, line: Line<'_>) {
+        let Line {
+            host,
+            task,
+            status,
+            item,
+            msg,
+            diffs,
+            trace,
+        } = line;
         {
             let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
             let s = stats.entry(host.to_string()).or_default();

@@ -496,7 +496,7 @@ fn type_name(v: &Value) -> &'static str {
 /// Compares dotted versions numerically part by part (`15.4 >= 15`), as LooseVersion does.
 pub(crate) fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
     let parts = |s: &str| -> Vec<(u64, String)> {
-        s.split(|c: char| c == '.' || c == '-' || c == '_' || c == '+')
+        s.split(['.', '-', '_', '+'])
             .map(|p| {
                 let digits: String = p.chars().take_while(|c| c.is_ascii_digit()).collect();
                 (digits.parse().unwrap_or(0), p[digits.len()..].to_string())

@@ -387,9 +387,12 @@ fn contains_template(v: &Json) -> bool {
 }
 
 /// A mapping resolved on demand (`hostvars`: host name to that host's variables).
+/// Finds the value of one key of a [`LazyMap`].
+pub type Lookup = Box<dyn Fn(&str) -> Option<Value> + Send + Sync>;
+
 pub struct LazyMap {
     pub keys: Vec<String>,
-    pub lookup: Box<dyn Fn(&str) -> Option<Value> + Send + Sync>,
+    pub lookup: Lookup,
 }
 
 impl std::fmt::Debug for LazyMap {

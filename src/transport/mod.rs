@@ -219,7 +219,7 @@ impl Connection {
                 Ok::<bool, anyhow::Error>(!out.ok())
             })
             .await?;
-        let home = if user == "root" { "-H " } else { "-H " };
+        let home = "-H ";
         if !asks {
             return Ok((
                 format!(

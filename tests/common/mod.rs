@@ -145,7 +145,7 @@ impl Lab {
                 &config,
                 format!(
                     "ListenAddress {ip}:{port}\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\nStrictModes no\nUsePAM no\n\
-                     PermitRootLogin yes\nPasswordAuthentication yes\nKbdInteractiveAuthentication no\nLogLevel ERROR\n\
+                     PermitRootLogin yes\nPasswordAuthentication yes\nKbdInteractiveAuthentication no\nLogLevel INFO\n\
                      AllowTcpForwarding yes\nMaxSessions 100\nMaxStartups 100\nSubsystem sftp internal-sftp\n",
                     key.display(),
                     d.join("authorized_keys").display(),
@@ -184,6 +184,15 @@ impl Lab {
         }
         std::fs::create_dir_all(d.join("home")).unwrap();
         Lab { dir, hosts }
+    }
+
+    /// How many SSH logins a host's sshd has accepted so far.
+    pub fn logins(&self, host: &str) -> usize {
+        let log = std::fs::read_to_string(self.path().join(format!("sshd_{host}.log")))
+            .unwrap_or_default();
+        log.lines()
+            .filter(|l| l.contains("Accepted publickey"))
+            .count()
     }
 
     pub fn path(&self) -> &Path {
