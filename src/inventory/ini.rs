@@ -54,7 +54,7 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Inventory> {
         }
         match &section {
             Section::Hosts(group) => {
-                let tokens = split_words(line).map_err(&at)?;
+                let tokens = crate::transport::split_words(line, true).map_err(&at)?;
                 let Some((pattern, rest)) = tokens.split_first() else {
                     continue;
                 };
@@ -158,63 +158,6 @@ fn strip_comment(line: &str) -> &str {
         prev_space = c.is_whitespace();
     }
     line
-}
-
-/// Splits a host line into words as Python's shlex does (quotes group, `#` starts a comment).
-fn split_words(line: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            '#' if !in_word => break,
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(ch) => cur.push(ch),
-                        None => return Err("unterminated single quote".into()),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(ch) => cur.push(ch),
-                            None => return Err("unterminated double quote".into()),
-                        },
-                        Some(ch) => cur.push(ch),
-                        None => return Err("unterminated double quote".into()),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                if let Some(ch) = chars.next() {
-                    cur.push(ch);
-                }
-            }
-            c => {
-                in_word = true;
-                cur.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(cur);
-    }
-    Ok(words)
 }
 
 fn unquote(v: &str) -> String {

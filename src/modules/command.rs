@@ -4,7 +4,7 @@
 //! /bin/sh. `creates`/`removes` are checked in the same round trip as the command itself.
 
 use super::{ModuleCtx, Outcome, Params};
-use crate::transport::{quote, quote_join, Stdin};
+use crate::transport::{quote, quote_join, split_words, Stdin};
 use anyhow::{bail, Result};
 use serde_json::Value;
 
@@ -26,7 +26,7 @@ pub async fn run(name: &str, p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outc
             format!("exec {}", quote_join(&words))
         }
         ("command", Some(cmd), _) => {
-            let words = split_words(&cmd)?;
+            let words = split_words(&cmd, false).map_err(|e| anyhow::anyhow!("command: {e}"))?;
             if words.is_empty() {
                 bail!("command: nothing to run");
             }
@@ -99,78 +99,4 @@ pub async fn run(name: &str, p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outc
         .with("stderr", stderr)
         .with("cmd", script);
     Ok(outcome)
-}
-
-/// Splits a command line into words as Python's shlex (what Ansible's command module uses).
-pub fn split_words(line: &str) -> Result<Vec<String>> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(ch) => cur.push(ch),
-                        None => bail!("command: unterminated single quote in `{line}`"),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(ch @ ('"' | '\\' | '$' | '`')) => cur.push(ch),
-                            Some(ch) => {
-                                cur.push('\\');
-                                cur.push(ch);
-                            }
-                            None => bail!("command: unterminated double quote in `{line}`"),
-                        },
-                        Some(ch) => cur.push(ch),
-                        None => bail!("command: unterminated double quote in `{line}`"),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                if let Some(ch) = chars.next() {
-                    cur.push(ch);
-                }
-            }
-            c => {
-                in_word = true;
-                cur.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(cur);
-    }
-    Ok(words)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splits_like_shlex() {
-        assert_eq!(
-            split_words(r#"psql -c "select 'a b'" --x='y z' plain\ word"#).unwrap(),
-            vec!["psql", "-c", "select 'a b'", "--x=y z", "plain word"]
-        );
-        assert!(split_words("echo 'open").is_err());
-    }
 }

@@ -9,7 +9,7 @@ mod known_hosts;
 mod quote;
 
 pub use known_hosts::{HostKeyPolicy, KeyVerdict, KnownHosts};
-pub use quote::{join as quote_join, quote};
+pub use quote::{join as quote_join, quote, split_words};
 
 use anyhow::{anyhow, bail, Context, Result};
 use russh::client::{self, Handle};

@@ -24,10 +24,86 @@ pub fn join<S: AsRef<str>>(words: &[S]) -> String {
         .join(" ")
 }
 
+/// Splits a line into words as Python's shlex does (what Ansible uses for inventory host lines
+/// and the `command` module): quotes group, a backslash escapes, and with `comments` a `#` at
+/// the start of a word ends the line.
+pub fn split_words(line: &str, comments: bool) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            '#' if comments && !in_word => break,
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(ch) => cur.push(ch),
+                        None => return Err(format!("unterminated single quote in `{line}`")),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(ch @ ('"' | '\\' | '$' | '`')) => cur.push(ch),
+                            Some(ch) => {
+                                cur.push('\\');
+                                cur.push(ch);
+                            }
+                            None => return Err(format!("unterminated double quote in `{line}`")),
+                        },
+                        Some(ch) => cur.push(ch),
+                        None => return Err(format!("unterminated double quote in `{line}`")),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                if let Some(ch) = chars.next() {
+                    cur.push(ch);
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::process::Command;
+
+    #[test]
+    fn splits_like_shlex() {
+        assert_eq!(
+            split_words(r#"psql -c "select 'a b'" --x='y z' plain\ word"#, false).unwrap(),
+            vec!["psql", "-c", "select 'a b'", "--x=y z", "plain word"]
+        );
+        assert_eq!(
+            split_words("h1 a=1 # note", true).unwrap(),
+            vec!["h1", "a=1"]
+        );
+        assert!(split_words("echo 'open", false).is_err());
+    }
 
     /// The shell must give back exactly the word we quoted, whatever it holds.
     #[test]
