@@ -603,3 +603,93 @@ fn blocks_rescue_always_and_retries() {
     assert!(p("h1.rescued") && p("h1.always") && !p("h1.block"));
     assert!(p("h2.block") && p("h2.always") && !p("h2.rescued"));
 }
+
+#[test]
+fn stat_wait_for_uri_user_and_group_against_a_real_host() {
+    let lab = Lab::start(1);
+    let inv = lab.inventory("root", "");
+    // An HTTP server that the host reaches on its own loopback; uri goes through SSH to it.
+    let www = lab.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("status.json"), r#"{"role": "primary", "lag": 0}"#).unwrap();
+    let port = std::net::TcpListener::bind("127.0.1.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.1.1",
+            "--directory",
+        ])
+        .arg(&www)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 is needed for this test: apt-get install python3");
+    let user = format!("pgdit{}", std::process::id() % 100000);
+    let pb = lab.write(
+        "misc.yml",
+        &format!(
+            r#"
+- hosts: web
+  gather_facts: no
+  tasks:
+    - wait_for: {{ host: 127.0.1.1, port: {port}, timeout: 10 }}
+    - wait_for: {{ path: "{{{{ base }}}}/www/status.json", timeout: 5 }}
+    - uri: {{ url: "http://127.0.1.1:{port}/status.json" }}
+      register: api
+    - uri: {{ url: "http://127.0.1.1:{port}/missing", status_code: 404 }}
+    - stat: {{ path: "{{{{ base }}}}/www/status.json" }}
+      register: st
+    - stat: {{ path: "{{{{ base }}}}/nope" }}
+      register: nope
+    - group: {{ name: {user} }}
+    - user: {{ name: {user}, group: {user}, shell: /bin/sh, create_home: no }}
+    - assert:
+        that:
+          - api.json.role == 'primary'
+          - api.status == 200
+          - st.stat.exists and st.stat.isreg and not st.stat.isdir
+          - not nope.stat.exists
+"#
+        ),
+    );
+    let b = format!("base={}", lab.path().display());
+    let args = [
+        "run",
+        pb.to_str().unwrap(),
+        "-i",
+        inv.to_str().unwrap(),
+        "-e",
+        &b,
+    ];
+    let first = lab.pgdeploy(&args);
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let created = passwd
+        .lines()
+        .any(|l| l.starts_with(&format!("{user}:")) && l.ends_with(":/bin/sh"));
+    let second = lab.pgdeploy(&args);
+    let _ = std::process::Command::new("userdel").arg(&user).status();
+    let _ = std::process::Command::new("groupdel").arg(&user).status();
+    let _ = server.kill();
+    first.assert_code(0);
+    assert!(created, "user {user} with /bin/sh in /etc/passwd");
+    assert_eq!(
+        first.recap("h1").1,
+        2,
+        "group and user created:\n{}",
+        first.stdout
+    );
+    second.assert_code(0);
+    assert_eq!(
+        second.recap("h1").1,
+        0,
+        "user and group converge:\n{}",
+        second.stdout
+    );
+}
