@@ -1,7 +1,7 @@
 //! pgdeploy's command line: parses arguments and calls one function per command.
 
 use clap::{Parser, Subcommand};
-use pgdeploy::cli::{self, exit, Common};
+use pgdeploy::cli::{self, Common};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -82,6 +82,5 @@ async fn main() {
         Command::Lab { .. } => cli::not_yet("lab", "The systemd-nspawn lab is being built."),
         Command::Bundle { .. } => cli::not_yet("bundle", "The offline package bundle comes with the lab."),
     };
-    let _ = exit::OK;
     std::process::exit(code);
 }

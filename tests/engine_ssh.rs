@@ -83,14 +83,7 @@ fn converges_then_rerun_changes_nothing() {
     let inv = lab.inventory("root", "");
     let pb = site(&lab);
     let b = format!("base={}", base(&lab));
-    let first = lab.pgdeploy(&[
-        "run",
-        pb.to_str().unwrap(),
-        "-i",
-        inv.to_str().unwrap(),
-        "-e",
-        &b,
-    ]);
+    let first = lab.run(&pb, &inv, &["-e", &b]);
     first.assert_code(0);
     for h in &lab.hosts {
         let root = Path::new(&base(&lab)).join(&h.name);
@@ -109,6 +102,8 @@ fn converges_then_rerun_changes_nothing() {
             std::fs::read_to_string(root.join("data/hello.txt")).unwrap(),
             format!("hello {}\n", h.name)
         );
+        // No mode given: a new file gets what the login's umask (022) gives.
+        assert_eq!(mode_of(&root.join("data/hello.txt")), 0o644);
         assert!(root.join("data/initialised").exists());
         // The handler ran once, at the end of the play.
         assert_eq!(
@@ -121,14 +116,7 @@ fn converges_then_rerun_changes_nothing() {
         assert!(changed >= 6, "first run changes things: {}", first.stdout);
         assert_eq!((unreachable, failed), (0, 0));
     }
-    let second = lab.pgdeploy(&[
-        "run",
-        pb.to_str().unwrap(),
-        "-i",
-        inv.to_str().unwrap(),
-        "-e",
-        &b,
-    ]);
+    let second = lab.run(&pb, &inv, &["-e", &b]);
     second.assert_code(0);
     for h in &lab.hosts {
         assert_eq!(
@@ -154,16 +142,7 @@ fn check_mode_changes_nothing_and_diff_shows_the_change() {
     let inv = lab.inventory("root", "");
     let pb = site(&lab);
     let b = format!("base={}", base(&lab));
-    let dry = lab.pgdeploy(&[
-        "run",
-        pb.to_str().unwrap(),
-        "-i",
-        inv.to_str().unwrap(),
-        "-e",
-        &b,
-        "--check",
-        "--diff",
-    ]);
+    let dry = lab.run(&pb, &inv, &["-e", &b, "--check", "--diff"]);
     dry.assert_code(0);
     assert!(
         !Path::new(&base(&lab)).exists(),
@@ -179,30 +158,15 @@ fn check_mode_changes_nothing_and_diff_shows_the_change() {
         "--diff shows new content:\n{}",
         dry.stdout
     );
-    lab.pgdeploy(&[
-        "run",
-        pb.to_str().unwrap(),
-        "-i",
-        inv.to_str().unwrap(),
-        "-e",
-        &b,
-    ])
-    .assert_code(0);
+    lab.run(&pb, &inv, &["-e", &b]).assert_code(0);
     // A changed variable shows as a diff of the file, and --check leaves the old file.
     let conf = Path::new(&base(&lab)).join("h1/conf/app.conf");
     let before = std::fs::read_to_string(&conf).unwrap();
-    let dry = lab.pgdeploy(&[
-        "run",
-        pb.to_str().unwrap(),
-        "-i",
-        inv.to_str().unwrap(),
-        "-e",
-        &b,
-        "-e",
-        "app_port=6543",
-        "--check",
-        "--diff",
-    ]);
+    let dry = lab.run(
+        &pb,
+        &inv,
+        &["-e", &b, "-e", "app_port=6543", "--check", "--diff"],
+    );
     dry.assert_code(0);
     assert!(
         dry.stdout.contains("-port = 5432") && dry.stdout.contains("+port = 6543"),
@@ -238,14 +202,7 @@ fn a_failing_host_leaves_the_others_going() {
 "#,
     );
     let b = format!("base={}", lab.path().display());
-    let r = lab.pgdeploy(&[
-        "run",
-        pb.to_str().unwrap(),
-        "-i",
-        inv.to_str().unwrap(),
-        "-e",
-        &b,
-    ]);
+    let r = lab.run(&pb, &inv, &["-e", &b]);
     r.assert_code(2);
     assert!(lab.path().join("h1.done").exists() && lab.path().join("h3.done").exists());
     assert!(
@@ -272,14 +229,7 @@ fn an_unreachable_host_is_reported_and_the_rest_run() {
         "ping.yml",
         "- hosts: all\n  gather_facts: no\n  tasks:\n    - ping:\n",
     );
-    let r = lab.pgdeploy(&[
-        "run",
-        pb.to_str().unwrap(),
-        "-i",
-        inv.to_str().unwrap(),
-        "--connect-timeout",
-        "3",
-    ]);
+    let r = lab.run(&pb, &inv, &["--connect-timeout", "3"]);
     r.assert_code(3);
     assert!(r.stdout.contains("unreachable: [dead]"), "{}", r.stdout);
     assert_eq!(r.recap("h1").0, 1);
@@ -314,13 +264,7 @@ fn host_keys_are_verified() {
             .join(" ")
     );
     std::fs::write(lab.path().join("known_hosts"), lines.join("\n") + "\n").unwrap();
-    let r = lab.pgdeploy(&[
-        "run",
-        pb.to_str().unwrap(),
-        "-i",
-        inv.to_str().unwrap(),
-        "--accept-new-host-keys",
-    ]);
+    let r = lab.run(&pb, &inv, &["--accept-new-host-keys"]);
     r.assert_code(3);
     assert!(r.stdout.contains("HOST KEY CHANGED"), "{}", r.stdout);
     assert!(
@@ -331,16 +275,10 @@ fn host_keys_are_verified() {
     assert_eq!(r.recap("h1").0, 1, "h1's key is right");
     // An unknown host is refused by default and recorded only on request.
     std::fs::write(lab.path().join("known_hosts"), format!("{}\n", lines[0])).unwrap();
-    let r = lab.pgdeploy(&["run", pb.to_str().unwrap(), "-i", inv.to_str().unwrap()]);
+    let r = lab.run(&pb, &inv, &[]);
     r.assert_code(3);
     assert!(r.stdout.contains("is not in"), "{}", r.stdout);
-    let r = lab.pgdeploy(&[
-        "run",
-        pb.to_str().unwrap(),
-        "-i",
-        inv.to_str().unwrap(),
-        "--accept-new-host-keys",
-    ]);
+    let r = lab.run(&pb, &inv, &["--accept-new-host-keys"]);
     r.assert_code(0);
     let known = std::fs::read_to_string(lab.path().join("known_hosts")).unwrap();
     assert!(
@@ -383,15 +321,7 @@ fn become_through_sudo_as_a_non_root_user() {
     );
     let b = format!("base={}", lab.path().display());
     let inv = lab.inventory(SUDO_USER, "");
-    lab.pgdeploy(&[
-        "run",
-        pb.to_str().unwrap(),
-        "-i",
-        inv.to_str().unwrap(),
-        "-e",
-        &b,
-    ])
-    .assert_code(0);
+    lab.run(&pb, &inv, &["-e", &b]).assert_code(0);
     let made = lab.path().join(format!("made-by-root-{SUDO_USER}"));
     assert!(made.exists());
     assert_eq!(mode_of(&made), 0o600);
@@ -400,15 +330,7 @@ fn become_through_sudo_as_a_non_root_user() {
         SUDO_PW_USER,
         &format!("[web:vars]\nansible_become_password={SUDO_PASSWORD}\n"),
     );
-    let r = lab.pgdeploy(&[
-        "run",
-        pb.to_str().unwrap(),
-        "-i",
-        inv.to_str().unwrap(),
-        "-e",
-        &b,
-        "-vv",
-    ]);
+    let r = lab.run(&pb, &inv, &["-e", &b, "-vv"]);
     r.assert_code(0);
     assert!(lab
         .path()
@@ -417,14 +339,7 @@ fn become_through_sudo_as_a_non_root_user() {
     assert!(!r.all().contains(SUDO_PASSWORD), "{}", r.all());
     // Without the password the error says what to set.
     let inv = lab.inventory(SUDO_PW_USER, "");
-    let r = lab.pgdeploy(&[
-        "run",
-        pb.to_str().unwrap(),
-        "-i",
-        inv.to_str().unwrap(),
-        "-e",
-        &b,
-    ]);
+    let r = lab.run(&pb, &inv, &["-e", &b]);
     r.assert_code(2);
     assert!(r.stdout.contains("ansible_become_password"), "{}", r.stdout);
 }
@@ -465,18 +380,9 @@ fn secrets_never_appear_in_output_diffs_or_json() {
         vec!["--diff", "-vv"],
         vec!["--json", "--diff", "-v"],
     ] {
-        let mut args = vec![
-            "run",
-            pb.to_str().unwrap(),
-            "-i",
-            inv.to_str().unwrap(),
-            "-e",
-            &b,
-            "-e",
-            "api_token_value=Tok-998877",
-        ];
+        let mut args = vec!["-e", &b, "-e", "api_token_value=Tok-998877"];
         args.extend(extra.iter());
-        let r = lab.pgdeploy(&args);
+        let r = lab.run(&pb, &inv, &args);
         r.assert_code(0);
         let all = r.all();
         assert!(
@@ -517,14 +423,7 @@ fn an_undefined_variable_leaves_the_file_as_it_was() {
         "- hosts: web\n  gather_facts: no\n  tasks:\n    - template:\n        src: broken.j2\n        dest: \"{{ dest }}\"\n",
     );
     let d = format!("dest={}", target.display());
-    let r = lab.pgdeploy(&[
-        "run",
-        pb.to_str().unwrap(),
-        "-i",
-        inv.to_str().unwrap(),
-        "-e",
-        &d,
-    ]);
+    let r = lab.run(&pb, &inv, &["-e", &d]);
     r.assert_code(2);
     assert!(
         r.stdout.contains("broken.j2:2"),
@@ -547,7 +446,7 @@ fn bad_input_is_refused_before_anything_runs() {
         "typo.yml",
         "- hosts: web\n  tasks:\n    - name: x\n      fiel:\n        path: /tmp/x\n",
     );
-    let r = lab.pgdeploy(&["run", pb.to_str().unwrap(), "-i", inv.to_str().unwrap()]);
+    let r = lab.run(&pb, &inv, &[]);
     r.assert_code(4);
     assert!(
         r.stderr.contains("typo.yml:4") && r.stderr.contains("did you mean `file`"),
@@ -556,7 +455,7 @@ fn bad_input_is_refused_before_anything_runs() {
     );
     let bad_inv = lab.write("bad.ini", "[web]\nh1 ansible_port\n");
     let pb = lab.write("ok.yml", "- hosts: web\n  tasks: []\n");
-    let r = lab.pgdeploy(&["run", pb.to_str().unwrap(), "-i", bad_inv.to_str().unwrap()]);
+    let r = lab.run(&pb, &bad_inv, &[]);
     r.assert_code(4);
     assert!(r.stderr.contains("bad.ini:2"), "{}", r.stderr);
 }
@@ -590,14 +489,7 @@ fn blocks_rescue_always_and_retries() {
 "#,
     );
     let b = format!("base={}", lab.path().display());
-    let r = lab.pgdeploy(&[
-        "run",
-        pb.to_str().unwrap(),
-        "-i",
-        inv.to_str().unwrap(),
-        "-e",
-        &b,
-    ]);
+    let r = lab.run(&pb, &inv, &["-e", &b]);
     r.assert_code(0);
     let p = |n: &str| lab.path().join(n).exists();
     assert!(p("h1.rescued") && p("h1.always") && !p("h1.block"));
@@ -660,23 +552,16 @@ fn stat_wait_for_uri_user_and_group_against_a_real_host() {
         ),
     );
     let b = format!("base={}", lab.path().display());
-    let args = [
-        "run",
-        pb.to_str().unwrap(),
-        "-i",
-        inv.to_str().unwrap(),
-        "-e",
-        &b,
-    ];
-    let first = lab.pgdeploy(&args);
+    let first = lab.run(&pb, &inv, &["-e", &b]);
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
     let created = passwd
         .lines()
         .any(|l| l.starts_with(&format!("{user}:")) && l.ends_with(":/bin/sh"));
-    let second = lab.pgdeploy(&args);
+    let second = lab.run(&pb, &inv, &["-e", &b]);
     let _ = std::process::Command::new("userdel").arg(&user).status();
     let _ = std::process::Command::new("groupdel").arg(&user).status();
     let _ = server.kill();
+    let _ = server.wait();
     first.assert_code(0);
     assert!(created, "user {user} with /bin/sh in /etc/passwd");
     assert_eq!(

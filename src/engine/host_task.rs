@@ -56,7 +56,6 @@ impl Engine {
         task: &Task,
         here: &Inherited,
         hosts: &[String],
-        _handler: bool,
     ) -> Result<bool> {
         let snap = self.snapshot(ctx);
         let first_vars = snap.vars(&hosts[0], &here.vars, None);
@@ -405,7 +404,7 @@ impl Engine {
             None => 5,
         };
         let mut attempt = 0;
-        let (outcome, result_vars) = loop {
+        let outcome = loop {
             attempt += 1;
             let outcome = match &conn {
                 Some(c) => {
@@ -429,13 +428,8 @@ impl Engine {
                     };
                     modules::run(name, &rendered, &mctx).await
                 }
-                None => {
-                    let dummy = LocalCtx {
-                        vars: &vars,
-                        templates: &self.templates,
-                    };
-                    dummy.run(name, &rendered).await
-                }
+                // debug, set_fact, assert, fail and pause need no connection.
+                None => modules::run_local(name, &rendered, &self.templates, &vars).await,
             };
             let mut outcome = match outcome {
                 Ok(o) => o,
@@ -477,11 +471,10 @@ impl Engine {
                     ));
                 }
                 outcome.data.insert("attempts".into(), json!(attempt));
-                break (outcome, rvars);
+                break outcome;
             }
             tokio::time::sleep(Duration::from_secs(delay)).await;
         };
-        let _ = result_vars;
         let show_msg =
             outcome.failed || name == "debug" || self.report.verbose() > 0 || outcome.skipped;
         let mut res = HostResult {
@@ -492,7 +485,7 @@ impl Engine {
             facts: outcome.facts.clone(),
             registered: Some(Value::Object(outcome.to_result())),
             msg: if show_msg { outcome.msg.clone() } else { None },
-            diffs: super::render_outcome(&outcome),
+            diffs: outcome.diffs.iter().map(|d| d.unified()).collect(),
             trace: trace.into_inner().unwrap_or_default(),
             ..Default::default()
         };
@@ -580,18 +573,6 @@ fn printf_int(format: &str, i: i64) -> String {
         }
     })
     .into_owned()
-}
-
-/// Local modules (debug, set_fact, assert, fail, pause) need no connection.
-struct LocalCtx<'a> {
-    vars: &'a minijinja::Value,
-    templates: &'a crate::template::Templates,
-}
-
-impl LocalCtx<'_> {
-    async fn run(&self, name: &str, params: &Map<String, Value>) -> Result<Outcome> {
-        modules::run_local(name, params, self.templates, self.vars).await
-    }
 }
 
 #[cfg(test)]

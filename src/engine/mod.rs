@@ -8,7 +8,6 @@ mod host_task;
 mod vars;
 
 use crate::inventory::{select_hosts, Inventory};
-use crate::modules::Outcome;
 use crate::playbook::{Action, Play, Playbook, Task};
 use crate::report::{Line, Reporter, Status};
 use crate::template::Templates;
@@ -197,7 +196,7 @@ impl Engine {
             hosts: hosts.clone(),
         };
         if play.gather_facts {
-            self.gather_facts(&ctx, &hosts).await;
+            self.gather_facts(&hosts).await;
         }
         self.register_templated_secrets(&ctx, &hosts);
         let base = Inherited {
@@ -351,7 +350,7 @@ impl Engine {
                 if !self.tags_select(&here.tags) {
                     return Ok(true);
                 }
-                self.run_module_task(ctx, task, &here, hosts, false).await
+                self.run_module_task(ctx, task, &here, hosts).await
             }
         }
     }
@@ -371,8 +370,9 @@ impl Engine {
             .parent()
             .map(PathBuf::from)
             .unwrap_or_default();
+        let snap = self.snapshot(ctx);
         for h in hosts {
-            let vars = self.task_vars(ctx, h, here, None);
+            let vars = snap.vars(h, &here.vars, None);
             if !self.when_holds(&here.when, &vars, &task.origin.to_string())? {
                 continue;
             }
@@ -461,7 +461,7 @@ impl Engine {
         Ok(conns.entry(host.to_string()).or_insert(conn).clone())
     }
 
-    async fn gather_facts(&mut self, ctx: &PlayCtx<'_>, hosts: &[String]) {
+    async fn gather_facts(&mut self, hosts: &[String]) {
         let todo: Vec<String> = hosts
             .iter()
             .filter(|h| self.hosts.get(*h).is_none_or(|s| s.facts.is_none()))
@@ -492,7 +492,6 @@ impl Engine {
             .buffer_unordered(forks)
             .collect()
             .await;
-        let _ = ctx;
         for (h, r) in results {
             match r {
                 Ok(f) => {
@@ -517,8 +516,10 @@ impl Engine {
 
     /// Renders secret-named variables that are templates, so their values are masked too.
     fn register_templated_secrets(&self, ctx: &PlayCtx<'_>, hosts: &[String]) {
+        let snap = self.snapshot(ctx);
+        let no_task_vars = Map::new();
         for h in hosts {
-            let vars = self.task_vars(ctx, h, &Inherited::default(), None);
+            let vars = snap.vars(h, &no_task_vars, None);
             for (k, v) in self
                 .inv
                 .host_vars(h)
@@ -590,9 +591,4 @@ struct PlayCtx<'a> {
     play: &'a Play,
     vars: Arc<Map<String, Value>>,
     hosts: Vec<String>,
-}
-
-/// An outcome's message and diffs, masked and formatted for the report.
-fn render_outcome(o: &Outcome) -> Vec<String> {
-    o.diffs.iter().map(|d| d.unified()).collect()
 }

@@ -135,16 +135,6 @@ impl Engine {
             groups: self.groups.clone(),
         })
     }
-
-    pub(super) fn task_vars(
-        &self,
-        ctx: &PlayCtx<'_>,
-        host: &str,
-        inh: &super::Inherited,
-        extra: Option<&Map<String, Value>>,
-    ) -> minijinja::Value {
-        self.snapshot(ctx).vars(host, &inh.vars, extra)
-    }
 }
 
 fn var_str(vars: &Map<String, Value>, names: &[&str]) -> Option<String> {

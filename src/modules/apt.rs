@@ -16,7 +16,6 @@ struct Manager {
     /// Prints the names that have a newer candidate.
     outdated: &'static str,
     install: &'static str,
-    upgrade: &'static str,
     remove: &'static str,
     purge: &'static str,
     update: &'static str,
@@ -32,7 +31,6 @@ const MANAGERS: &[Manager] = &[
         query: "dpkg-query -W -f='${Package} ${db:Status-Abbrev}\\n' {names} 2>/dev/null | awk '$2 ~ /^ii/ {print $1\" installed\"}'",
         outdated: "for p in {names}; do i=$(dpkg-query -W -f='${Version}' \"$p\" 2>/dev/null); c=$(apt-cache policy \"$p\" | awk '/Candidate:/ {print $2}'); [ -n \"$i\" ] && [ \"$c\" != \"(none)\" ] && [ \"$i\" != \"$c\" ] && echo \"$p\"; done; true",
         install: "DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold {opts} {names}",
-        upgrade: "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --only-upgrade -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold {opts} {names}",
         remove: "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q -o DPkg::Lock::Timeout=600 {names}",
         purge: "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q -o DPkg::Lock::Timeout=600 {names}",
         update: "apt-get update -q -o DPkg::Lock::Timeout=600",
@@ -45,7 +43,6 @@ const MANAGERS: &[Manager] = &[
         query: "rpm -q --qf '%{NAME} installed\\n' {names} 2>/dev/null | grep ' installed$'",
         outdated: "dnf -q check-update {names} 2>/dev/null | awk 'NF==3 {split($1,a,\".\"); print a[1]}'; true",
         install: "dnf install -y -q {opts} {names}",
-        upgrade: "dnf upgrade -y -q {opts} {names}",
         remove: "dnf remove -y -q {names}",
         purge: "dnf remove -y -q {names}",
         update: "dnf makecache -q",
@@ -86,7 +83,6 @@ pub async fn run(module: &str, p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Ou
     }
     let state = p.str("state")?.unwrap_or_else(|| "present".into());
     let mut changed = false;
-    let mut msgs = Vec::new();
     // The cache, when asked for and older than cache_valid_time.
     if p.flag("update_cache", false)? {
         let valid = p.int("cache_valid_time")?.unwrap_or(0);
@@ -167,10 +163,8 @@ pub async fn run(module: &str, p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Ou
         }
         other => bail!("{module}: state `{other}` must be present, latest or absent"),
     };
-    let _ = m.upgrade;
     if let Some(script) = script {
         changed = true;
-        msgs.push(script.clone());
         if !ctx.check {
             let out = ctx.sh(&script).await?;
             if !out.ok() {

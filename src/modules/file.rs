@@ -110,14 +110,7 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
 }
 
 fn attr_script(w: &Wanted, q: &str, recurse: bool) -> String {
-    let r = if recurse { "-R " } else { "" };
-    let mut s = String::new();
-    match (&w.owner, &w.group) {
-        (Some(o), Some(g)) => s.push_str(&format!("chown {r}{}:{} {q}; ", quote(o), quote(g))),
-        (Some(o), None) => s.push_str(&format!("chown {r}{} {q}; ", quote(o))),
-        (None, Some(g)) => s.push_str(&format!("chgrp {r}{} {q}; ", quote(g))),
-        _ => {}
-    }
+    let mut s = w.chown(q, if recurse { "-R " } else { "" });
     if let Some(m) = w.mode {
         s.push_str(&format!("chmod {m:o} {q}; "));
     }

@@ -57,7 +57,7 @@ pub struct RemoteFile {
 pub async fn probe_file(ctx: &ModuleCtx<'_>, path: &str, with_content: bool) -> Result<RemoteFile> {
     let q = quote(path);
     let content = if with_content {
-        format!("if [ $(stat -c %s {q}) -le {MAX_DIFF_BYTES} ]; then base64 -w0 < {q}; fi; echo")
+        format!("if [ $(stat -c %s {q}) -le {MAX_DIFF_BYTES} ]; then printf C:; base64 -w0 < {q}; fi; echo")
     } else {
         "echo".into()
     };
@@ -90,8 +90,8 @@ pub async fn probe_file(ctx: &ModuleCtx<'_>, path: &str, with_content: bool) -> 
                 f.mode = u32::from_str_radix(meta[2], 8).unwrap_or(0);
             }
             if with_content {
-                let b64 = lines.next().unwrap_or_default().trim();
-                if !b64.is_empty() {
+                // `C:` marks inlined content (an empty file too); no marker: too large.
+                if let Some(b64) = lines.next().and_then(|l| l.trim().strip_prefix("C:")) {
                     f.content = base64::engine::general_purpose::STANDARD.decode(b64).ok();
                 }
             }
@@ -142,27 +142,34 @@ impl Wanted {
             && self.mode.is_none_or(|m| m == f.mode)
     }
 
-    fn chown_chmod(&self, target: &str, reference: Option<&str>) -> String {
-        let mut s = String::new();
-        let t = quote(target);
+    /// `chown`/`chgrp` of a target given as a shell word (already quoted), with `flags` such
+    /// as `-R `; nothing when neither owner nor group is wanted.
+    pub fn chown(&self, target: &str, flags: &str) -> String {
         match (&self.owner, &self.group) {
-            (Some(o), Some(g)) => s.push_str(&format!("chown {}:{} {t}; ", quote(o), quote(g))),
-            (Some(o), None) => s.push_str(&format!("chown {} {t}; ", quote(o))),
-            (None, Some(g)) => s.push_str(&format!("chgrp {} {t}; ", quote(g))),
-            (None, None) => {
-                if let Some(r) = reference {
-                    s.push_str(&format!(
-                        "chown --reference={} {t} 2>/dev/null || true; ",
-                        quote(r)
-                    ));
-                }
+            (Some(o), Some(g)) => format!("chown {flags}{}:{} {target}; ", quote(o), quote(g)),
+            (Some(o), None) => format!("chown {flags}{} {target}; ", quote(o)),
+            (None, Some(g)) => format!("chgrp {flags}{} {target}; ", quote(g)),
+            (None, None) => String::new(),
+        }
+    }
+
+    /// Owner, group and mode for a new file `target`; what is not wanted is copied from
+    /// `reference` (the file it replaces), or for a new file the mode comes from the umask
+    /// saved in `$um`. Both are shell words, already quoted.
+    fn chown_chmod(&self, target: &str, reference: Option<&str>) -> String {
+        let mut s = self.chown(target, "");
+        if s.is_empty() {
+            if let Some(r) = reference {
+                s.push_str(&format!(
+                    "chown --reference={r} {target} 2>/dev/null || true; "
+                ));
             }
         }
         match (self.mode, reference) {
-            (Some(m), _) => s.push_str(&format!("chmod {m:o} {t}; ")),
-            (None, Some(r)) => s.push_str(&format!("chmod --reference={} {t}; ", quote(r))),
+            (Some(m), _) => s.push_str(&format!("chmod {m:o} {target}; ")),
+            (None, Some(r)) => s.push_str(&format!("chmod --reference={r} {target}; ")),
             // New file without a mode: what the umask gives, as Ansible does.
-            (None, None) => s.push_str(&format!("chmod $(printf %o $((0666 & ~$(umask)))) {t}; ")),
+            (None, None) => s.push_str(&format!("chmod $(printf %o $((0666 & ~$um))) {target}; ")),
         }
         s
     }
@@ -178,13 +185,26 @@ pub async fn converge_content(
     wanted: &Wanted,
 ) -> Result<Outcome> {
     let current = probe_file(ctx, dest, ctx.diff && preview.is_some()).await?;
+    write_content(ctx, &current, dest, content, new_hash, preview, wanted).await
+}
+
+/// The apply step of [`converge_content`], for a caller that has probed `dest` already.
+pub async fn write_content(
+    ctx: &ModuleCtx<'_>,
+    current: &RemoteFile,
+    dest: &str,
+    content: Stdin,
+    new_hash: &str,
+    preview: Option<&[u8]>,
+    wanted: &Wanted,
+) -> Result<Outcome> {
     if current.is_dir {
         return Ok(Outcome::failed(format!(
             "{dest} is a directory; give the file's full path"
         )));
     }
     let content_same = current.exists && current.hash == new_hash;
-    if content_same && wanted.attrs_match(&current) {
+    if content_same && wanted.attrs_match(current) {
         return Ok(Outcome::ok().with("dest", dest).with("checksum", new_hash));
     }
     let mut outcome = Outcome::changed()
@@ -207,10 +227,11 @@ pub async fn converge_content(
         return Ok(outcome);
     }
     let q = quote(dest);
-    let mut script = String::from("set -e; umask 077; ");
+    // The caller's umask decides a new file's mode; the temporary file starts private.
+    let mut script = String::from("set -e; um=$(umask); umask 077; ");
     if content_same {
         // Only owner or mode differ: no rewrite.
-        script.push_str(&wanted.chown_chmod(dest, None));
+        script.push_str(&wanted.chown_chmod(&q, Some(&q)));
     } else {
         script.push_str(&format!(
             "tmp=$(mktemp {}); trap 'rm -f \"$tmp\"' EXIT; cat > \"$tmp\"; ",
@@ -225,12 +246,8 @@ pub async fn converge_content(
         if wanted.backup && current.exists {
             script.push_str(&format!("cp -p {q} {q}.$(date +%Y%m%d%H%M%S).bak; "));
         }
-        let reference = current.exists.then_some(dest);
-        script.push_str(
-            &wanted
-                .chown_chmod("$tmp", reference)
-                .replace("'$tmp'", "\"$tmp\""),
-        );
+        let reference = current.exists.then_some(q.as_str());
+        script.push_str(&wanted.chown_chmod("\"$tmp\"", reference));
         script.push_str(&format!("mv -f \"$tmp\" {q}; trap - EXIT; "));
     }
     let out = ctx

@@ -1,7 +1,7 @@
 //! lineinfile: make sure one line is (or is not) in a file. The new content is computed here
 //! and written like any file, so check mode and diffs are exact.
 
-use super::files::{converge_content, hash_hex, probe_file, Wanted};
+use super::files::{hash_hex, probe_file, write_content, Wanted};
 use super::{ModuleCtx, Outcome, Params};
 use crate::transport::{quote, Stdin};
 use anyhow::{anyhow, bail, Result};
@@ -18,16 +18,23 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     };
     let search = p.str("search_string")?;
     let create = p.flag("create", false)?;
-    let current = probe_file(ctx, &path, false).await?;
+    // One probe: attributes and (up to the diff limit) the content.
+    let current = probe_file(ctx, &path, true).await?;
     let old = if current.exists {
-        let out = ctx.sh(&format!("base64 -w0 < {}", quote(&path))).await?;
-        if !out.ok() {
-            bail!(
-                "lineinfile: cannot read {path}: {}",
-                out.stderr_str().trim()
-            );
+        match &current.content {
+            Some(c) => c.clone(),
+            None => {
+                // Larger than the diff limit: read it whole.
+                let out = ctx.sh(&format!("base64 -w0 < {}", quote(&path))).await?;
+                if !out.ok() {
+                    bail!(
+                        "lineinfile: cannot read {path}: {}",
+                        out.stderr_str().trim()
+                    );
+                }
+                base64::engine::general_purpose::STANDARD.decode(out.stdout_str().trim())?
+            }
         }
-        base64::engine::general_purpose::STANDARD.decode(out.stdout_str().trim())?
     } else if state == "present" && !create {
         return Ok(Outcome::failed(format!(
             "{path} does not exist; set create: yes to create it"
@@ -90,21 +97,16 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     if bytes == old && current.exists && wanted.attrs_match(&current) {
         return Ok(Outcome::ok());
     }
-    let mut outcome = converge_content(
+    write_content(
         ctx,
+        &current,
         &path,
         Stdin::Bytes(bytes.clone()),
         &hash,
         Some(&bytes),
         &wanted,
     )
-    .await?;
-    if ctx.diff {
-        for d in &mut outcome.diffs {
-            d.before = old_text.clone();
-        }
-    }
-    Ok(outcome)
+    .await
 }
 
 fn insert_position(p: &Params, lines: &[String]) -> Result<usize> {

@@ -35,7 +35,6 @@ pub(super) fn register(env: &mut Environment<'static>) {
     env.add_filter("dict2items", dict2items);
     env.add_filter("items2dict", items2dict);
     env.add_filter("hash", hash);
-    env.add_filter("checksum", |s: String| hex::encode(sha1_like(&s)));
     env.add_filter("ipaddr", ipaddr);
     env.add_filter("ansible.utils.ipaddr", ipaddr);
     env.add_filter("difference", difference);
@@ -385,10 +384,6 @@ fn items2dict(v: Value, kw: Kwargs) -> Result<Value, Error> {
         out.insert(k, item.get(&val).cloned().unwrap_or(Json::Null));
     }
     Ok(Value::from_serialize(out))
-}
-
-fn sha1_like(s: &str) -> Vec<u8> {
-    sha2::Sha256::digest(s.as_bytes()).to_vec()
 }
 
 fn hash(s: String, algo: Option<String>) -> Result<String, Error> {

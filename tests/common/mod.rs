@@ -227,6 +227,18 @@ impl Lab {
         path
     }
 
+    /// Runs `pgdeploy run PLAYBOOK -i INVENTORY EXTRA...`.
+    pub fn run(&self, playbook: &Path, inventory: &Path, extra: &[&str]) -> Run {
+        let mut args = vec![
+            "run",
+            playbook.to_str().unwrap(),
+            "-i",
+            inventory.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        self.pgdeploy(&args)
+    }
+
     /// Runs `pgdeploy ARGS` with this lab's known_hosts and a private HOME (no agent).
     pub fn pgdeploy(&self, args: &[&str]) -> Run {
         let out = Command::new(env!("CARGO_BIN_EXE_pgdeploy"))
