@@ -51,7 +51,17 @@ enum Command {
     Lab {
         #[arg(value_parser = ["up", "down", "status", "stop", "start", "cut", "heal"])]
         action: String,
+        /// The host for stop, start, cut and heal (e.g. pgnode02).
         node: Option<String>,
+        /// How many hosts `lab up` makes.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// The lab's private subnet (the bridge takes .1, hosts .11, .12, ..., the VIP .100).
+        #[arg(long, default_value = "10.77.0.0/24")]
+        subnet: String,
+        /// Where the lab writes its inventory, known_hosts, key and state.
+        #[arg(long, default_value = "lab")]
+        dir: PathBuf,
     },
     /// Download every component's packages, with dependencies, for hosts without internet.
     Bundle {
@@ -79,7 +89,7 @@ async fn main() {
         Command::Restore { .. } => cli::not_yet("restore", "Point-in-time recovery follows the cluster flow."),
         Command::Remove { .. } => cli::not_yet("remove", "It follows the cluster flow; it will refuse without --unsafe and the cluster name."),
         Command::Check { .. } => cli::not_yet("check", "The health report follows the cluster flow."),
-        Command::Lab { .. } => cli::not_yet("lab", "The systemd-nspawn lab is being built."),
+        Command::Lab { action, node, nodes, subnet, dir } => cli::lab(&action, node.as_deref(), nodes, &subnet, &dir),
         Command::Bundle { .. } => cli::not_yet("bundle", "The offline package bundle comes with the lab."),
     };
     std::process::exit(code);

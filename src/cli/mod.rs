@@ -185,3 +185,37 @@ pub fn not_yet(command: &str, what: &str) -> i32 {
     eprintln!("pgdeploy {command}: not available yet. {what}");
     exit::NOT_YET
 }
+
+/// `pgdeploy lab ACTION [NODE]`.
+pub fn lab(action: &str, node: Option<&str>, nodes: usize, subnet: &str, dir: &Path) -> i32 {
+    let needs_node = |n: Option<&str>| {
+        n.map(str::to_string).ok_or_else(|| {
+            bad(anyhow!(
+                "`pgdeploy lab {action}` needs a host name, e.g. pgnode02"
+            ))
+        })
+    };
+    let result = match action {
+        "up" => subnet
+            .parse::<crate::lab::Subnet>()
+            .map_err(bad)
+            .and_then(|subnet| {
+                crate::lab::up(&crate::lab::UpOptions {
+                    nodes,
+                    subnet,
+                    dir: dir.to_path_buf(),
+                })
+            }),
+        "down" => crate::lab::down(dir),
+        "status" => crate::lab::status(dir),
+        "stop" => needs_node(node).and_then(|n| crate::lab::stop(dir, &n)),
+        "start" => needs_node(node).and_then(|n| crate::lab::start(dir, &n)),
+        "cut" => needs_node(node).and_then(|n| crate::lab::link(dir, &n, false)),
+        "heal" => needs_node(node).and_then(|n| crate::lab::link(dir, &n, true)),
+        other => Err(bad(anyhow!("unknown lab action `{other}`"))),
+    };
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => report_error(&e),
+    }
+}

@@ -254,10 +254,10 @@ pub fn is_template(s: &str) -> bool {
     s.contains("{{") || s.contains("{%") || s.contains("{#")
 }
 
-/// The expression of a string that is exactly one `{{ ... }}`.
+/// The expression of a string that is exactly one `{{ ... }}`, with nothing around it (not
+/// even a newline: `"{{ x }}\n"` is text and renders as text).
 fn single_expression(s: &str) -> Option<&str> {
-    let t = s.trim();
-    let inner = t.strip_prefix("{{")?.strip_suffix("}}")?;
+    let inner = s.strip_prefix("{{")?.strip_suffix("}}")?;
     if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") {
         return None;
     }

@@ -1,0 +1,270 @@
+//! The lab end to end: systemd-nspawn hosts on a bridge, reached with pgdeploy over SSH with
+//! their host keys verified, faults injected, and nothing left behind.
+//!
+//! One test, in sequence: the lab is one per machine (one bridge). Needs root,
+//! systemd-container and debootstrap; without them it fails saying what to install.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct Run {
+    code: i32,
+    out: String,
+}
+
+fn pgdeploy(home: &Path, args: &[&str]) -> Run {
+    let o = Command::new(env!("CARGO_BIN_EXE_pgdeploy"))
+        .args(args)
+        // An empty HOME: host keys are trusted only through the lab's known_hosts.
+        .env("HOME", home)
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .unwrap();
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        out: format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    }
+}
+
+fn ok(r: Run) -> String {
+    assert_eq!(r.code, 0, "{}", r.out);
+    r.out
+}
+
+/// Powers the lab off even when an assertion fails.
+struct Teardown(PathBuf, PathBuf);
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        let _ = pgdeploy(&self.1, &["lab", "down", "--dir", self.0.to_str().unwrap()]);
+    }
+}
+
+fn ssh_port_open(ip: &str) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &format!("{ip}:22").parse().unwrap(),
+        std::time::Duration::from_secs(2),
+    )
+    .is_ok()
+}
+
+fn need(cmd: &str, package: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .output()
+        .unwrap()
+        .status
+        .success();
+    assert!(
+        found,
+        "the lab test needs {cmd}: apt-get install -y {package}"
+    );
+}
+
+#[test]
+fn lab_hosts_behave_like_real_hosts() {
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "the lab test needs root (bridge, mounts, containers)"
+    );
+    need("systemd-nspawn", "systemd-container");
+    need("debootstrap", "debootstrap");
+    let tmp = tempfile::Builder::new()
+        .prefix("pgdeploy-lab-")
+        .tempdir()
+        .unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let dir = tmp.path().join("lab");
+    let d = dir.to_str().unwrap();
+    let _teardown = Teardown(dir.clone(), home.clone());
+    let lab = |args: &[&str]| {
+        let mut a = vec!["lab"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["--dir", d]);
+        pgdeploy(&home, &a)
+    };
+
+    ok(lab(&["up"]));
+    // A second `lab up` over a running (stale) lab cleans it first.
+    ok(lab(&["up"]));
+    let inventory = dir.join("inventory");
+    let inv_text = std::fs::read_to_string(&inventory).unwrap();
+    for (i, name) in ["pgnode01", "pgnode02", "pgnode03"].iter().enumerate() {
+        assert!(
+            inv_text.contains(&format!(
+                "{name} ansible_host=10.77.0.1{} hostname={name}",
+                i + 1
+            )),
+            "{inv_text}"
+        );
+    }
+    for group in [
+        "[etcd_cluster]",
+        "[master]",
+        "[replica]",
+        "[postgres_cluster:children]",
+        "[balancers]",
+        "cluster_vip=10.77.0.100",
+    ] {
+        assert!(
+            inv_text.contains(group),
+            "inventory lacks {group}:\n{inv_text}"
+        );
+    }
+    // Distinct host keys and machine-ids.
+    let known = std::fs::read_to_string(dir.join("known_hosts")).unwrap();
+    let keys: std::collections::HashSet<&str> = known
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    assert_eq!(keys.len(), 3, "{known}");
+    let ids: std::collections::HashSet<String> = ["pgnode01", "pgnode02", "pgnode03"]
+        .iter()
+        .map(|n| {
+            std::fs::read_to_string(dir.join("nodes").join(n).join("root/etc/machine-id")).unwrap()
+        })
+        .collect();
+    assert_eq!(ids.len(), 3);
+
+    let play = tmp.path().join("checks.yml");
+    std::fs::write(
+        &play,
+        r#"
+- hosts: all
+  tasks:
+    - name: each host is itself, a systemd container on its own address
+      assert:
+        that:
+          - ansible_hostname == inventory_hostname
+          - ansible_default_ipv4.address == ansible_host
+          - ansible_default_ipv4.interface == 'host0'
+          - ansible_service_mgr == 'systemd'
+          - ansible_is_container
+    - name: hosts reach each other
+      command: ping -c1 -W2 {{ hostvars[item].ansible_host }}
+      loop: "{{ groups['all'] }}"
+      changed_when: false
+    - name: become root through sudo
+      become: yes
+      copy:
+        content: "{{ ansible_user }}\n"
+        dest: /root/written-as
+"#,
+    )
+    .unwrap();
+    let vip = tmp.path().join("vip.yml");
+    std::fs::write(
+        &vip,
+        r#"
+- hosts: pgnode01
+  gather_facts: no
+  tasks:
+    - name: an address added here (as keepalived does with a VIP)
+      command: ip addr add 10.77.0.200/24 dev host0
+- hosts: pgnode02
+  gather_facts: no
+  tasks:
+    - name: answers from another host
+      command: ping -c1 -W2 10.77.0.200
+      changed_when: false
+- hosts: pgnode01
+  gather_facts: no
+  tasks:
+    - command: ip addr del 10.77.0.200/24 dev host0
+"#,
+    )
+    .unwrap();
+    let inv = inventory.to_str().unwrap();
+    ok(pgdeploy(&home, &["run", play.to_str().unwrap(), "-i", inv]));
+    ok(pgdeploy(&home, &["run", vip.to_str().unwrap(), "-i", inv]));
+    ok(pgdeploy(
+        &home,
+        &[
+            "run",
+            play.to_str().unwrap(),
+            "-i",
+            inv,
+            "-e",
+            "ansible_user=pgdtest",
+            "--limit",
+            "pgnode02",
+        ],
+    ));
+    let written = std::fs::read_to_string(dir.join("nodes/pgnode02/root/root/written-as")).unwrap();
+    assert_eq!(
+        written, "pgdtest\n",
+        "the last write came through the sudo user"
+    );
+
+    // Power off: gone at once, and back with its disk as it was.
+    ok(lab(&["stop", "pgnode03"]));
+    assert!(
+        !ssh_port_open("10.77.0.13"),
+        "pgnode03 still answers after lab stop"
+    );
+    assert!(ok(lab(&["status"]))
+        .lines()
+        .any(|l| l.starts_with("pgnode03") && l.contains(" off ")));
+    ok(lab(&["start", "pgnode03"]));
+    assert!(ssh_port_open("10.77.0.13"));
+    let ping = tmp.path().join("ping.yml");
+    std::fs::write(&ping, "- hosts: pgnode03\n  gather_facts: no\n  tasks:\n    - command: cat /root/written-as\n      changed_when: false\n").unwrap();
+    ok(pgdeploy(&home, &["run", ping.to_str().unwrap(), "-i", inv]));
+
+    // A cut link: the host runs but nobody reaches it, until healed.
+    ok(lab(&["cut", "pgnode02"]));
+    assert!(
+        !ssh_port_open("10.77.0.12"),
+        "pgnode02 answers through a cut link"
+    );
+    let from1 = tmp.path().join("from1.yml");
+    std::fs::write(&from1, "- hosts: pgnode01\n  gather_facts: no\n  tasks:\n    - command: ping -c1 -W2 10.77.0.12\n      changed_when: false\n").unwrap();
+    assert_eq!(
+        pgdeploy(&home, &["run", from1.to_str().unwrap(), "-i", inv]).code,
+        2,
+        "pgnode01 still reaches a cut pgnode02"
+    );
+    ok(lab(&["heal", "pgnode02"]));
+    ok(pgdeploy(
+        &home,
+        &["run", from1.to_str().unwrap(), "-i", inv],
+    ));
+    assert!(ssh_port_open("10.77.0.12"));
+
+    // Down leaves no bridge, no container, no mount.
+    ok(lab(&["down"]));
+    assert!(
+        !Command::new("ip")
+            .args(["link", "show", "pgdlab0"])
+            .output()
+            .unwrap()
+            .status
+            .success(),
+        "bridge left behind"
+    );
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(!mounts.contains(d), "mounts left behind:\n{mounts}");
+    let ps = Command::new("ps")
+        .args(["-eo", "stat=,args="])
+        .output()
+        .unwrap();
+    let running: Vec<String> = String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .filter(|l| {
+            l.contains("systemd-nspawn")
+                && l.contains("pgdlab0")
+                && !l.trim_start().starts_with('Z')
+        })
+        .map(str::to_string)
+        .collect();
+    assert!(running.is_empty(), "containers left behind: {running:?}");
+    assert!(!dir.join("nodes").exists());
+}
