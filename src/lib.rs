@@ -3,6 +3,7 @@
 //! The engine (inventory, vars, templates, playbooks, modules, transport) is generic; what it
 //! knows about PostgreSQL lives in `playbooks/`, `templates/` and `vars/`.
 
+pub mod bundle;
 pub mod cli;
 pub mod engine;
 pub mod facts;

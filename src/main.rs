@@ -90,7 +90,10 @@ async fn main() {
         Command::Remove { .. } => cli::not_yet("remove", "It follows the cluster flow; it will refuse without --unsafe and the cluster name."),
         Command::Check { .. } => cli::not_yet("check", "The health report follows the cluster flow."),
         Command::Lab { action, node, nodes, subnet, dir } => cli::lab(&action, node.as_deref(), nodes, &subnet, &dir),
-        Command::Bundle { .. } => cli::not_yet("bundle", "The offline package bundle comes with the lab."),
+        Command::Bundle { out } => match pgdeploy::bundle::build(&out) {
+            Ok(()) => 0,
+            Err(e) => cli::report_error(&e),
+        },
     };
     std::process::exit(code);
 }

@@ -559,7 +559,10 @@ fn stat_wait_for_uri_user_and_group_against_a_real_host() {
         .any(|l| l.starts_with(&format!("{user}:")) && l.ends_with(":/bin/sh"));
     let second = lab.run(&pb, &inv, &["-e", &b]);
     let _ = std::process::Command::new("userdel").arg(&user).status();
-    let _ = std::process::Command::new("groupdel").arg(&user).status();
+    let _ = std::process::Command::new("groupdel")
+        .arg(&user)
+        .stderr(std::process::Stdio::null())
+        .status();
     let _ = server.kill();
     let _ = server.wait();
     first.assert_code(0);
@@ -577,4 +580,152 @@ fn stat_wait_for_uri_user_and_group_against_a_real_host() {
         "user and group converge:\n{}",
         second.stdout
     );
+}
+
+#[test]
+fn ctrl_c_stops_at_once_and_reports_what_ran() {
+    let lab = Lab::start(1);
+    let inv = lab.inventory("root", "");
+    let pb = lab.write(
+        "slow.yml",
+        "- hosts: web\n  gather_facts: no\n  tasks:\n    - ping:\n    - pause: { seconds: 120 }\n    - ping:\n",
+    );
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_pgdeploy"))
+        .args([
+            "run",
+            pb.to_str().unwrap(),
+            "-i",
+            inv.to_str().unwrap(),
+            "--known-hosts",
+        ])
+        .arg(lab.path().join("known_hosts"))
+        .env("HOME", lab.path().join("home"))
+        .env_remove("SSH_AUTH_SOCK")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let start = std::time::Instant::now();
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "Ctrl-C must stop at once"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}");
+    assert!(stdout.contains("INTERRUPTED"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("h1 ") && l.contains("ok=1 ")),
+        "the recap shows what ran:\n{stdout}"
+    );
+}
+
+#[test]
+fn ssh_agent_keys_are_used() {
+    let lab = Lab::start(1);
+    let sock = lab.path().join("agent.sock");
+    let mut agent = std::process::Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !sock.exists() && start.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let added = std::process::Command::new("ssh-add")
+        .arg(lab.path().join("id_ed25519"))
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    // No key file anywhere: only the agent can log in.
+    let h = &lab.hosts[0];
+    let inv = lab.write(
+        "agent.ini",
+        &format!(
+            "[web]\nh1 ansible_host={} ansible_port={} ansible_user=root\n",
+            h.ip, h.port
+        ),
+    );
+    let pb = lab.write(
+        "ping.yml",
+        "- hosts: web\n  gather_facts: no\n  tasks:\n    - ping:\n",
+    );
+    let run = |with_agent: bool| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_pgdeploy"));
+        c.args([
+            "run",
+            pb.to_str().unwrap(),
+            "-i",
+            inv.to_str().unwrap(),
+            "--known-hosts",
+        ])
+        .arg(lab.path().join("known_hosts"))
+        .env("HOME", lab.path().join("home"))
+        .env_remove("SSH_AUTH_SOCK");
+        if with_agent {
+            c.env("SSH_AUTH_SOCK", &sock);
+        }
+        c.output().unwrap()
+    };
+    let without = run(false);
+    assert_eq!(
+        without.status.code(),
+        Some(3),
+        "no key, no agent: unreachable"
+    );
+    let with = run(true);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert_eq!(
+        with.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&with.stdout)
+    );
+}
+
+#[test]
+fn a_large_file_is_streamed_and_compared_by_hash() {
+    let lab = Lab::start(1);
+    let inv = lab.inventory("root", "");
+    let big = lab.path().join("files/big.bin");
+    std::fs::create_dir_all(big.parent().unwrap()).unwrap();
+    let mut data = Vec::with_capacity(8 << 20);
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    while data.len() < 8 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(&big, &data).unwrap();
+    let pb = lab.write(
+        "big.yml",
+        "- hosts: web\n  gather_facts: no\n  tasks:\n    - copy: { src: big.bin, dest: \"{{ base }}/copied.bin\", mode: \"0600\" }\n",
+    );
+    let b = format!("base={}", lab.path().display());
+    let first = lab.run(&pb, &inv, &["-e", &b]);
+    first.assert_code(0);
+    assert_eq!(first.recap("h1").1, 1);
+    assert!(
+        std::fs::read(lab.path().join("copied.bin")).unwrap() == data,
+        "copied bytes differ"
+    );
+    let second = lab.run(&pb, &inv, &["-e", &b]);
+    second.assert_code(0);
+    assert_eq!(second.recap("h1").1, 0, "same hash: nothing sent again");
 }

@@ -113,6 +113,8 @@ fn lab_hosts_behave_like_real_hosts() {
         "[postgres_cluster:children]",
         "[balancers]",
         "cluster_vip=10.77.0.100",
+        "vip_interface=host0",
+        "shared_buffers=128MB",
     ] {
         assert!(
             inv_text.contains(group),
@@ -238,6 +240,76 @@ fn lab_hosts_behave_like_real_hosts() {
         &["run", from1.to_str().unwrap(), "-i", inv],
     ));
     assert!(ssh_port_open("10.77.0.12"));
+
+    // The offline bundle: postgresql-15 installs on a host that has no internet and no apt
+    // sources at all; a second run ships nothing (same hashes) and changes nothing.
+    let bundle = tmp.path().join("bundle");
+    ok(pgdeploy(
+        &home,
+        &["bundle", "--out", bundle.to_str().unwrap()],
+    ));
+    assert!(bundle.join("Packages").exists() && bundle.join("Release").exists());
+    let install = tmp.path().join("install.yml");
+    std::fs::write(
+        &install,
+        format!(
+            r#"
+- hosts: pgnode01
+  gather_facts: yes
+  vars:
+    bundle_install: [postgresql-15]
+  tasks:
+    - import_tasks: {}/playbooks/roles/packages/bundle.yml
+    - command: /usr/lib/postgresql/15/bin/postgres --version
+      register: version
+      changed_when: false
+    - assert:
+        that: "'(PostgreSQL) 15.' in version.stdout"
+    # systemd, sysctl and postgresql_query against a real host, converging on the re-run.
+    - copy:
+        dest: /etc/systemd/system/pgd-probe.service
+        content: "[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n"
+    - systemd: {{ name: pgd-probe, state: started, enabled: yes, daemon_reload: yes }}
+    - command: systemctl is-active pgd-probe
+      changed_when: false
+    - command: systemctl is-enabled pgd-probe
+      changed_when: false
+    - sysctl: {{ name: net.ipv4.tcp_keepalive_time, value: "300" }}
+    - command: cat /proc/sys/net/ipv4/tcp_keepalive_time
+      register: keepalive
+      changed_when: false
+    - postgresql_query:
+        query: "SELECT current_setting('server_version_num')::int / 10000 AS major, %s AS word"
+        positional_args: ["it's"]
+      become: yes
+      become_user: postgres
+      register: pg
+    - assert:
+        that:
+          - keepalive.stdout == '300'
+          - pg.query_result[0].major == '15'
+          - pg.query_result[0].word == "it's"
+          - not pg.changed
+"#,
+            env!("CARGO_MANIFEST_DIR")
+        ),
+    )
+    .unwrap();
+    let b = format!("package_bundle={}", bundle.display());
+    ok(pgdeploy(
+        &home,
+        &["run", install.to_str().unwrap(), "-i", inv, "-e", &b],
+    ));
+    let again = ok(pgdeploy(
+        &home,
+        &["run", install.to_str().unwrap(), "-i", inv, "-e", &b],
+    ));
+    assert!(
+        again
+            .lines()
+            .any(|l| l.starts_with("pgnode01 ") && l.contains(" changed=0 ")),
+        "{again}"
+    );
 
     // Down leaves no bridge, no container, no mount.
     ok(lab(&["down"]));

@@ -6,7 +6,7 @@
 mod ini;
 mod pattern;
 
-pub use pattern::select_hosts;
+pub use pattern::{glob, select_hosts};
 
 use anyhow::{bail, Result};
 use indexmap::{IndexMap, IndexSet};

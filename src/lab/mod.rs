@@ -8,7 +8,7 @@
 //! node writes to its own upper layer, which survives a power-off (`lab stop`) as a disk would.
 
 mod net;
-mod rootfs;
+pub(crate) mod rootfs;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -256,8 +256,10 @@ fn inventory(dir: &Path, state: &State, subnet: &Subnet) -> Result<String> {
     s.push_str(&format!(
         "\n[all:vars]\nansible_user=root\nansible_ssh_private_key_file={}\nansible_ssh_common_args='-o UserKnownHostsFile={}'\n\
          cluster_vip={}\nvip_interface=host0\n\
-         # Inside a container /proc/meminfo shows the whole machine: size PostgreSQL for the lab.\n\
-         lab_memory_mb=512\n",
+         # Inside a container /proc/meminfo shows the whole machine: PostgreSQL is sized here\n\
+         # for three nodes sharing one machine, not from the host's memory.\n\
+         postgresql_memory_mb=512\nshared_buffers=128MB\neffective_cache_size=384MB\n\
+         maintenance_work_mem=64MB\nwork_mem=4MB\n",
         dir.join("id_ed25519").display(),
         dir.join("known_hosts").display(),
         subnet.host(100)?,

@@ -16,7 +16,7 @@ const PACKAGES: &str = "systemd,systemd-sysv,dbus,udev,openssh-server,sudo,iprou
 const COMPLETE: &str = ".pgdeploy-complete";
 
 /// The cached root filesystem, built on first use.
-pub(super) fn ensure() -> Result<PathBuf> {
+pub(crate) fn ensure() -> Result<PathBuf> {
     let cache = PathBuf::from(CACHE);
     if cache.join(COMPLETE).exists() {
         return Ok(cache);
@@ -71,7 +71,7 @@ pub(super) fn ensure_nspawn_runtime_dir() -> Result<()> {
 }
 
 /// Mounts `lower` read-only under a node's own writable layer at `node/root`.
-pub(super) fn mount_overlay(lower: &Path, node: &Path) -> Result<()> {
+pub(crate) fn mount_overlay(lower: &Path, node: &Path) -> Result<()> {
     for d in ["upper", "work", "root"] {
         std::fs::create_dir_all(node.join(d))?;
     }
@@ -89,7 +89,7 @@ pub(super) fn mount_overlay(lower: &Path, node: &Path) -> Result<()> {
 }
 
 /// Unmounts every mount below `dir` (deepest first).
-pub(super) fn unmount_under(dir: &Path) -> Result<()> {
+pub(crate) fn unmount_under(dir: &Path) -> Result<()> {
     let mounts = std::fs::read_to_string("/proc/mounts")?;
     let prefix = format!("{}/", dir.display());
     let mut points: Vec<&str> = mounts

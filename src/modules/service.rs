@@ -14,27 +14,28 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         bail!("{}: `name` is required", p.module);
     }
     let mut steps: Vec<String> = Vec::new();
-    let mut changed = false;
-    if daemon_reload {
-        steps.push("systemctl daemon-reload".into());
-        changed = true;
-    }
+    // daemon-reload makes systemd read unit files; like Ansible, it is not a change by itself.
+    // It runs with the probe, so the probe sees the new unit files.
+    let reload = if daemon_reload && !ctx.check {
+        "systemctl daemon-reload && "
+    } else {
+        ""
+    };
     let mut outcome = Outcome::ok();
-    if let Some(name) = &name {
+    let Some(name) = &name else {
+        if !reload.is_empty() {
+            ctx.sh_ok("systemctl daemon-reload", "systemctl daemon-reload")
+                .await?;
+        }
+        return Ok(outcome);
+    };
+    {
         let q = quote(name);
         let out = ctx
             .sh(&format!(
-                "{}systemctl show -p ActiveState -p UnitFileState -p LoadState {q}",
-                if daemon_reload && !ctx.check {
-                    "systemctl daemon-reload; "
-                } else {
-                    ""
-                }
+                "{reload}systemctl show -p ActiveState -p UnitFileState -p LoadState {q}"
             ))
             .await?;
-        if daemon_reload && !ctx.check {
-            steps.clear();
-        }
         let text = out.stdout_str();
         let prop = |k: &str| {
             text.lines()
@@ -87,15 +88,14 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         outcome = outcome
             .with("name", name.clone())
             .with("state", if running { "started" } else { "stopped" });
-        changed |= !steps.is_empty();
     }
-    outcome.changed = changed;
+    outcome.changed = !steps.is_empty();
     if steps.is_empty() || ctx.check {
         return Ok(outcome);
     }
     let out = ctx.sh(&steps.join(" && ")).await?;
     if !out.ok() {
-        let unit = name.clone().unwrap_or_default();
+        let unit = name.clone();
         let journal = ctx
             .sh(&format!(
                 "journalctl -u {} -n 20 --no-pager 2>/dev/null",

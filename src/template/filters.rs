@@ -60,7 +60,7 @@ pub(super) fn register(env: &mut Environment<'static>) {
     env.add_test("truthy", |v: Value| truthy(&v));
     env.add_test("falsy", |v: Value| !truthy(&v));
     env.add_function("lookup", lookup);
-    env.add_function("query", lookup);
+    env.add_function("query", query);
 }
 
 fn err(msg: impl Into<String>) -> Error {
@@ -543,6 +543,11 @@ fn lookup(kind: String, args: Rest<String>, kw: Kwargs) -> Result<Value, Error> 
                     .or(default.clone())
                     .unwrap_or(Value::from("")),
             ),
+            "fileglob" => {
+                let mut found = fileglob(arg)?;
+                found.sort();
+                out.extend(found.into_iter().map(Value::from));
+            }
             "file" => out.push(Value::from(
                 std::fs::read_to_string(arg)
                     .map_err(|e| err(format!("lookup('file', '{arg}'): {e}")))?
@@ -561,6 +566,33 @@ fn lookup(kind: String, args: Rest<String>, kw: Kwargs) -> Result<Value, Error> 
     } else {
         Value::from(out)
     })
+}
+
+/// `query(...)`: like `lookup` but always a list (Ansible's `wantlist=True`).
+fn query(kind: String, args: Rest<String>, kw: Kwargs) -> Result<Value, Error> {
+    let v = lookup(kind, args, kw)?;
+    Ok(match v.kind() {
+        ValueKind::Seq => v,
+        _ => Value::from(vec![v]),
+    })
+}
+
+/// Local files matching a `dir/*.ext` pattern (wildcards in the file name only).
+fn fileglob(pattern: &str) -> Result<Vec<String>, Error> {
+    let path = std::path::Path::new(pattern);
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("*");
+    let entries = std::fs::read_dir(dir).map_err(|e| err(format!("fileglob {pattern}: {e}")))?;
+    Ok(entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_file())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|f| crate::inventory::glob(name, f))
+        .map(|f| dir.join(f).display().to_string())
+        .collect())
 }
 
 #[cfg(test)]
@@ -691,6 +723,25 @@ mod tests {
             "d"
         );
         assert_eq!(r("{{ 42 | type_debug }} {{ 'x' | type_debug }}"), "int str");
+    }
+
+    #[test]
+    fn fileglob_lists_matching_files() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["b.deb", "a.deb", "Packages"] {
+            std::fs::write(dir.path().join(f), "").unwrap();
+        }
+        let d = dir.path().display();
+        assert_eq!(
+            r(&format!(
+                "{{{{ query('fileglob', '{d}/*.deb') | map('basename') | join(',') }}}}"
+            )),
+            "a.deb,b.deb"
+        );
+        assert_eq!(
+            r(&format!("{{{{ query('fileglob', '{d}/*') | length }}}}")),
+            "3"
+        );
     }
 
     #[test]
