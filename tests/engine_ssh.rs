@@ -590,17 +590,8 @@ fn ctrl_c_stops_at_once_and_reports_what_ran() {
         "slow.yml",
         "- hosts: web\n  gather_facts: no\n  tasks:\n    - ping:\n    - pause: { seconds: 120 }\n    - ping:\n",
     );
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_pgdeploy"))
-        .args([
-            "run",
-            pb.to_str().unwrap(),
-            "-i",
-            inv.to_str().unwrap(),
-            "--known-hosts",
-        ])
-        .arg(lab.path().join("known_hosts"))
-        .env("HOME", lab.path().join("home"))
-        .env_remove("SSH_AUTH_SOCK")
+    let child = lab
+        .command(&["run", pb.to_str().unwrap(), "-i", inv.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -665,17 +656,7 @@ fn ssh_agent_keys_are_used() {
         "- hosts: web\n  gather_facts: no\n  tasks:\n    - ping:\n",
     );
     let run = |with_agent: bool| {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_pgdeploy"));
-        c.args([
-            "run",
-            pb.to_str().unwrap(),
-            "-i",
-            inv.to_str().unwrap(),
-            "--known-hosts",
-        ])
-        .arg(lab.path().join("known_hosts"))
-        .env("HOME", lab.path().join("home"))
-        .env_remove("SSH_AUTH_SOCK");
+        let mut c = lab.command(&["run", pb.to_str().unwrap(), "-i", inv.to_str().unwrap()]);
         if with_agent {
             c.env("SSH_AUTH_SOCK", &sock);
         }

@@ -239,16 +239,20 @@ impl Lab {
         self.pgdeploy(&args)
     }
 
-    /// Runs `pgdeploy ARGS` with this lab's known_hosts and a private HOME (no agent).
-    pub fn pgdeploy(&self, args: &[&str]) -> Run {
-        let out = Command::new(env!("CARGO_BIN_EXE_pgdeploy"))
-            .args(args)
+    /// `pgdeploy ARGS` with this lab's known_hosts and a private HOME, without an agent.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pgdeploy"));
+        c.args(args)
             .arg("--known-hosts")
             .arg(self.path().join("known_hosts"))
             .env("HOME", self.path().join("home"))
-            .env_remove("SSH_AUTH_SOCK")
-            .output()
-            .expect("run pgdeploy");
+            .env_remove("SSH_AUTH_SOCK");
+        c
+    }
+
+    /// Runs `pgdeploy ARGS` (see [`Lab::command`]).
+    pub fn pgdeploy(&self, args: &[&str]) -> Run {
+        let out = self.command(args).output().expect("run pgdeploy");
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
