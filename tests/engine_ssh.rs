@@ -710,3 +710,68 @@ fn a_large_file_is_streamed_and_compared_by_hash() {
     second.assert_code(0);
     assert_eq!(second.recap("h1").1, 0, "same hash: nothing sent again");
 }
+
+#[test]
+fn tags_set_fact_run_once_and_flush_handlers() {
+    let lab = Lab::start(2);
+    let inv = lab.inventory("root", "");
+    let pb = lab.write(
+        "misc2.yml",
+        r#"
+- hosts: web
+  gather_facts: no
+  tasks:
+    - name: chosen once for all hosts
+      set_fact:
+        leader: "{{ inventory_hostname }}"
+        marker: "{{ base }}/{{ inventory_hostname }}"
+      run_once: true
+      tags: [always]
+    - name: tagged config
+      copy: { content: "x\n", dest: "{{ base }}/{{ inventory_hostname }}.conf" }
+      notify: reload
+      tags: [config]
+    - meta: flush_handlers
+    - name: the handler ran before this task
+      command: test -e {{ base }}/{{ inventory_hostname }}.reloaded
+      changed_when: false
+      tags: [config]
+    - name: untagged
+      file: { path: "{{ base }}/{{ inventory_hostname }}.untagged", state: touch }
+    - name: never, unless asked
+      file: { path: "{{ base }}/{{ inventory_hostname }}.never", state: touch }
+      tags: [never, debug]
+    - assert:
+        that:
+          - leader == 'h1'
+          - marker.endswith('/h1')
+      tags: [always]
+  handlers:
+    - name: reload
+      file: { path: "{{ base }}/{{ inventory_hostname }}.reloaded", state: touch }
+"#,
+    );
+    let b = format!("base={}", lab.path().display());
+    let r = lab.run(&pb, &inv, &["-e", &b, "--tags", "config", "-v"]);
+    r.assert_code(0);
+    let p = |n: &str| lab.path().join(n).exists();
+    assert!(p("h1.conf") && p("h2.conf") && p("h1.reloaded") && p("h2.reloaded"));
+    assert!(
+        !p("h1.untagged") && !p("h1.never"),
+        "--tags config selects only config (and always)"
+    );
+    assert!(
+        r.stdout.contains("$ ") && r.stdout.contains("test -e"),
+        "-v shows the commands:\n{}",
+        r.stdout
+    );
+    let r = lab.run(&pb, &inv, &["-e", &b, "--skip-tags", "config"]);
+    r.assert_code(0);
+    assert!(p("h1.untagged") && !p("h1.never"));
+    lab.run(&pb, &inv, &["-e", &b, "--tags", "debug"])
+        .assert_code(0);
+    assert!(
+        p("h1.never") && p("h2.never"),
+        "a `never` task runs when its tag is asked for"
+    );
+}

@@ -80,6 +80,8 @@ struct Inherited {
     any_errors_fatal: bool,
     run_once: bool,
     delegate_to: Option<String>,
+    /// Handlers: notification selects them, so --tags/--skip-tags do not.
+    ignore_tags: bool,
 }
 
 pub struct Engine {
@@ -347,7 +349,7 @@ impl Engine {
                     .await
             }
             Action::Module { .. } => {
-                if !self.tags_select(&here.tags) {
+                if !here.ignore_tags && !self.tags_select(&here.tags) {
                     return Ok(true);
                 }
                 self.run_module_task(ctx, task, &here, hosts).await
@@ -428,6 +430,7 @@ impl Engine {
                 become_user: inh.become_user.clone(),
                 environment: inh.environment.clone(),
                 check_mode: inh.check_mode,
+                ignore_tags: true,
                 ..Default::default()
             };
             Box::pin(self.run_task(ctx, handler, &here, &targets)).await?;
