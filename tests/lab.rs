@@ -4,36 +4,11 @@
 //! One test, in sequence: the lab is one per machine (one bridge). Needs root,
 //! systemd-container and debootstrap; without them it fails saying what to install.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::lab::{need, ok, pgdeploy};
+use std::path::PathBuf;
 use std::process::Command;
-
-struct Run {
-    code: i32,
-    out: String,
-}
-
-fn pgdeploy(home: &Path, args: &[&str]) -> Run {
-    let o = Command::new(env!("CARGO_BIN_EXE_pgdeploy"))
-        .args(args)
-        // An empty HOME: host keys are trusted only through the lab's known_hosts.
-        .env("HOME", home)
-        .env_remove("SSH_AUTH_SOCK")
-        .output()
-        .unwrap();
-    Run {
-        code: o.status.code().unwrap_or(-1),
-        out: format!(
-            "{}\n{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    }
-}
-
-fn ok(r: Run) -> String {
-    assert_eq!(r.code, 0, "{}", r.out);
-    r.out
-}
 
 /// Powers the lab off even when an assertion fails.
 struct Teardown(PathBuf, PathBuf);
@@ -50,20 +25,6 @@ fn ssh_port_open(ip: &str) -> bool {
         std::time::Duration::from_secs(2),
     )
     .is_ok()
-}
-
-fn need(cmd: &str, package: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {cmd}"))
-        .output()
-        .unwrap()
-        .status
-        .success();
-    assert!(
-        found,
-        "the lab test needs {cmd}: apt-get install -y {package}"
-    );
 }
 
 #[test]

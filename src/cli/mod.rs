@@ -68,6 +68,9 @@ pub struct Common {
     /// Seconds to wait for a host's SSH connection.
     #[arg(long = "connect-timeout", value_name = "SECONDS", default_value_t = 10)]
     pub connect_timeout: u64,
+    /// A vars file below the inventory in precedence (defaults such as vars/main.yml; repeatable).
+    #[arg(long = "vars-file", value_name = "FILE")]
+    pub vars_files: Vec<PathBuf>,
     /// A directory of templates that override the built-in ones.
     #[arg(long = "templates", value_name = "DIR")]
     pub templates: Option<PathBuf>,
@@ -132,7 +135,11 @@ impl Common {
 pub async fn run_playbook(common: &Common, playbook: &Path) -> Result<i32> {
     let pb = crate::playbook::load_playbook(playbook).map_err(bad)?;
     let inv = common.load_inventory()?;
-    let opts = common.options(serde_json::Map::new())?;
+    let mut defaults = serde_json::Map::new();
+    for f in &common.vars_files {
+        defaults.extend(crate::vars::load_vars_file(f).map_err(bad)?);
+    }
+    let opts = common.options(defaults)?;
     let mut dirs = Vec::new();
     if let Some(d) = &common.templates {
         dirs.push(d.clone());
@@ -140,7 +147,7 @@ pub async fn run_playbook(common: &Common, playbook: &Path) -> Result<i32> {
     if let Some(d) = playbook.parent() {
         dirs.push(d.join("templates"));
     }
-    let templates = Templates::new(dirs, &[]);
+    let templates = Templates::new(dirs, crate::template::BUILTIN_TEMPLATES);
     let secrets = Secrets::new();
     let report = Arc::new(Reporter::new(secrets, common.json, common.verbose));
     let mut engine = Engine::new(inv, opts, templates, report.clone());

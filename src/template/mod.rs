@@ -35,6 +35,8 @@ pub struct Templates {
 /// Templates shipped inside the binary.
 pub type Builtin = &'static [(&'static str, &'static str)];
 
+include!(concat!(env!("OUT_DIR"), "/builtin_templates.rs"));
+
 impl Templates {
     pub fn new(dirs: Vec<PathBuf>, builtin: Builtin) -> Templates {
         let mut env = Environment::new();

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod lab;
+
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

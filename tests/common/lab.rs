@@ -1,0 +1,105 @@
+//! Running pgdeploy against the lab (systemd-nspawn hosts), for the lab and cluster tests.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Run {
+    pub code: i32,
+    pub out: String,
+}
+
+/// Runs pgdeploy with an empty HOME: host keys are trusted only through the lab's known_hosts.
+pub fn pgdeploy(home: &Path, args: &[&str]) -> Run {
+    let o = Command::new(env!("CARGO_BIN_EXE_pgdeploy"))
+        .args(args)
+        .env("HOME", home)
+        .env_remove("SSH_AUTH_SOCK")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        out: format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    }
+}
+
+pub fn ok(r: Run) -> String {
+    assert_eq!(r.code, 0, "{}", r.out);
+    r.out
+}
+
+/// A lab in a temporary directory, powered off when dropped (even after a failed assertion).
+pub struct TestLab {
+    pub tmp: tempfile::TempDir,
+    pub home: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl TestLab {
+    pub fn up() -> TestLab {
+        let uid = Command::new("id").arg("-u").output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&uid.stdout).trim(),
+            "0",
+            "the lab tests need root (bridge, mounts, containers)"
+        );
+        need("systemd-nspawn", "systemd-container");
+        need("debootstrap", "debootstrap");
+        let tmp = tempfile::Builder::new()
+            .prefix("pgdeploy-lab-")
+            .tempdir()
+            .unwrap();
+        let home = tmp.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let dir = tmp.path().join("lab");
+        let lab = TestLab { tmp, home, dir };
+        ok(lab.lab(&["up"]));
+        lab
+    }
+
+    pub fn lab(&self, args: &[&str]) -> Run {
+        let mut a = vec!["lab"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["--dir", self.dir.to_str().unwrap()]);
+        pgdeploy(&self.home, &a)
+    }
+
+    pub fn inventory(&self) -> String {
+        self.dir.join("inventory").display().to_string()
+    }
+
+    pub fn pgdeploy(&self, args: &[&str]) -> Run {
+        pgdeploy(&self.home, args)
+    }
+
+    /// Builds the offline bundle (in the test's directory) and returns its path.
+    pub fn bundle(&self) -> PathBuf {
+        let bundle = self.tmp.path().join("bundle");
+        ok(self.pgdeploy(&["bundle", "--out", bundle.to_str().unwrap()]));
+        bundle
+    }
+}
+
+impl Drop for TestLab {
+    fn drop(&mut self) {
+        let _ = self.lab(&["down"]);
+    }
+}
+
+pub fn need(cmd: &str, package: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .output()
+        .unwrap()
+        .status
+        .success();
+    assert!(
+        found,
+        "the lab tests need {cmd}: apt-get install -y {package}"
+    );
+}
