@@ -78,18 +78,45 @@ fn type_b_core_deploys_and_reruns_clean() {
     .unwrap();
     ok(lab.pgdeploy(&["run", check.to_str().unwrap(), "-i", &inv]));
     let again = ok(lab.pgdeploy(&args));
-    for host in ["pgnode01", "pgnode02", "pgnode03"] {
-        assert!(
-            again
-                .lines()
-                .any(|l| l.starts_with(&format!("{host} ")) && l.contains(" changed=0 ")),
-            "the re-run must change nothing on {host}:\n{again}"
-        );
-    }
-    for out in [&first, &again] {
+    assert_nothing_changed(&again);
+
+    // After a switchover the inventory's `master` is a replica: a re-run still converges and
+    // touches nothing.
+    let switch = lab.tmp.path().join("switch.yml");
+    std::fs::write(
+        &switch,
+        r#"
+- hosts: pgnode01
+  gather_facts: no
+  tasks:
+    - command: patronictl -c /etc/patroni/config.yml switchover --candidate pgnode02 --force
+      become: yes
+      become_user: postgres
+    - uri: { url: "http://10.77.0.12:8008/primary" }
+      register: p
+      until: p.status == 200
+      retries: 30
+      delay: 1
+"#,
+    )
+    .unwrap();
+    ok(lab.pgdeploy(&["run", switch.to_str().unwrap(), "-i", &inv]));
+    let after_switch = ok(lab.pgdeploy(&args));
+    assert_nothing_changed(&after_switch);
+    for out in [&first, &again, &after_switch] {
         assert!(
             !out.contains(SUPERUSER_PW) && !out.contains(REPLICATION_PW),
             "a password was printed:\n{out}"
+        );
+    }
+}
+
+fn assert_nothing_changed(out: &str) {
+    for host in ["pgnode01", "pgnode02", "pgnode03"] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(&format!("{host} ")) && l.contains(" changed=0 ")),
+            "the re-run must change nothing on {host}:\n{out}"
         );
     }
 }
