@@ -84,12 +84,29 @@ async fn main() {
             Ok(code) => code,
             Err(e) => cli::report_error(&e),
         },
-        Command::Cluster { .. } => cli::not_yet("cluster", "The cluster playbooks (Type B, then Type A) are the next step of the roadmap; `pgdeploy run` runs any playbook today."),
+        Command::Cluster { common } => match cli::cluster(&common).await {
+            Ok(code) => code,
+            Err(e) => cli::report_error(&e),
+        },
         Command::AddNode { .. } => cli::not_yet("add-node", "It follows the cluster flow."),
-        Command::Restore { .. } => cli::not_yet("restore", "Point-in-time recovery follows the cluster flow."),
-        Command::Remove { .. } => cli::not_yet("remove", "It follows the cluster flow; it will refuse without --unsafe and the cluster name."),
-        Command::Check { .. } => cli::not_yet("check", "The health report follows the cluster flow."),
-        Command::Lab { action, node, nodes, subnet, dir } => cli::lab(&action, node.as_deref(), nodes, &subnet, &dir),
+        Command::Restore { .. } => cli::not_yet(
+            "restore",
+            "Point-in-time recovery follows the cluster flow.",
+        ),
+        Command::Remove { .. } => cli::not_yet(
+            "remove",
+            "It follows the cluster flow; it will refuse without --unsafe and the cluster name.",
+        ),
+        Command::Check { .. } => {
+            cli::not_yet("check", "The health report follows the cluster flow.")
+        }
+        Command::Lab {
+            action,
+            node,
+            nodes,
+            subnet,
+            dir,
+        } => cli::lab(&action, node.as_deref(), nodes, &subnet, &dir),
         Command::Bundle { out } => match pgdeploy::bundle::build(&out) {
             Ok(()) => 0,
             Err(e) => cli::report_error(&e),

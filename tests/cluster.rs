@@ -6,28 +6,14 @@ mod common;
 
 use common::lab::{ok, TestLab};
 
-const SUPERUSER_PW: &str = "Su-Secret-4471";
-const REPLICATION_PW: &str = "Repl-Secret-9032";
-
 #[test]
 fn type_b_core_deploys_and_reruns_clean() {
     let lab = TestLab::up();
     let bundle = lab.bundle();
     let inv = lab.inventory();
-    let args = [
-        "run",
-        "playbooks/cluster.yml",
-        "-i",
-        &inv,
-        "--vars-file",
-        "vars/main.yml",
-        "-e",
-        &format!("package_bundle={}", bundle.display()),
-        "-e",
-        &format!("patroni_superuser_password={SUPERUSER_PW}"),
-        "-e",
-        &format!("patroni_replication_password={REPLICATION_PW}"),
-    ];
+    // No passwords given: pgdeploy generates them once and keeps them beside the inventory.
+    let bundle_var = format!("package_bundle={}", bundle.display());
+    let args = ["cluster", "-i", &inv, "-e", &bundle_var];
     let first = ok(lab.pgdeploy(&args));
     let check = lab.tmp.path().join("check.yml");
     std::fs::write(
@@ -103,11 +89,24 @@ fn type_b_core_deploys_and_reruns_clean() {
     ok(lab.pgdeploy(&["run", switch.to_str().unwrap(), "-i", &inv]));
     let after_switch = ok(lab.pgdeploy(&args));
     assert_nothing_changed(&after_switch);
+    // The generated passwords: kept in a 0600 file, reused (the re-runs changed nothing),
+    // never printed.
+    let secrets = lab.dir.join("pgdeploy-secrets.yml");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&secrets).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let kept = std::fs::read_to_string(&secrets).unwrap();
+    let passwords: Vec<&str> = kept
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(": ").map(|(_, v)| v.trim_matches('"')))
+        .collect();
+    assert_eq!(passwords.len(), 2, "{kept}");
     for out in [&first, &again, &after_switch] {
-        assert!(
-            !out.contains(SUPERUSER_PW) && !out.contains(REPLICATION_PW),
-            "a password was printed:\n{out}"
-        );
+        for pw in &passwords {
+            assert!(!out.contains(pw), "a password was printed:\n{out}");
+        }
     }
 }
 

@@ -131,14 +131,82 @@ impl Common {
     }
 }
 
+/// The defaults pgdeploy ships (postgresql_cluster's variable names).
+const BUILTIN_VARS: &str = include_str!("../../vars/main.yml");
+
 /// Runs a playbook against the inventory; returns the exit code.
 pub async fn run_playbook(common: &Common, playbook: &Path) -> Result<i32> {
-    let pb = crate::playbook::load_playbook(playbook).map_err(bad)?;
-    let inv = common.load_inventory()?;
     let mut defaults = serde_json::Map::new();
     for f in &common.vars_files {
         defaults.extend(crate::vars::load_vars_file(f).map_err(bad)?);
     }
+    run_with_defaults(common, playbook, defaults).await
+}
+
+/// `pgdeploy cluster`: the built-in cluster playbook with the built-in defaults, and passwords
+/// left empty generated once and kept beside the inventory.
+pub async fn cluster(common: &Common) -> Result<i32> {
+    let inv_path = common.inventory.clone().ok_or_else(|| {
+        bad(anyhow!(
+            "no inventory: pass one with -i FILE (see inventory.example, or `pgdeploy lab up`)"
+        ))
+    })?;
+    let mut defaults = match crate::yaml::parse_json(BUILTIN_VARS, "vars/main.yml (built in)")? {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    for f in &common.vars_files {
+        defaults.extend(crate::vars::load_vars_file(f).map_err(bad)?);
+    }
+    let inv = common.load_inventory()?;
+    let extra = crate::vars::parse_extra_vars(&common.extra_vars).map_err(bad)?;
+    let names: Vec<String> = defaults
+        .get("pgdeploy_generated_passwords")
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    // A password counts as given when -e, any host's inventory vars or a vars file set it.
+    let given = |name: &str| -> Option<String> {
+        let from = |m: &serde_json::Map<String, serde_json::Value>| {
+            m.get(name)
+                .and_then(|v| v.as_str())
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        from(&extra)
+            .or_else(|| inv.hosts.keys().find_map(|h| from(&inv.host_vars(h))))
+            .or_else(|| from(&defaults))
+    };
+    let generated = crate::vars::generated::fill(
+        &crate::vars::generated::secrets_path(&inv_path),
+        &names,
+        given,
+    )?;
+    defaults.extend(generated);
+    let dir = std::env::temp_dir().join(format!("pgdeploy-playbooks-{}", std::process::id()));
+    for (rel, text) in crate::playbook::BUILTIN_PLAYBOOKS {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, text)?;
+    }
+    let result = run_with_defaults(common, &dir.join("cluster.yml"), defaults).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn run_with_defaults(
+    common: &Common,
+    playbook: &Path,
+    defaults: serde_json::Map<String, serde_json::Value>,
+) -> Result<i32> {
+    let pb = crate::playbook::load_playbook(playbook).map_err(bad)?;
+    let inv = common.load_inventory()?;
     let opts = common.options(defaults)?;
     let mut dirs = Vec::new();
     if let Some(d) = &common.templates {

@@ -14,6 +14,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+include!(concat!(env!("OUT_DIR"), "/builtin_playbooks.rs"));
+
 /// Where something was written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Origin {

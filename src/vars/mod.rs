@@ -4,6 +4,7 @@
 //! before children) < inventory host vars < facts < play vars < set_fact/register < `-e`.
 //! The engine merges the layers; this module reads the ones that come from files and flags.
 
+pub mod generated;
 mod secrets;
 
 pub use secrets::{is_secret_name, Secrets};
