@@ -51,9 +51,29 @@ fn type_b_core_deploys_and_reruns_clean() {
       delay: 1
     - assert:
         that: row.query_result[0].standby == 't'
+- hosts: pgnode03
+  gather_facts: no
+  tasks:
+    - name: clients through the VIP reach the leader
+      postgresql_query:
+        query: "SELECT pg_is_in_recovery() AS standby, (SELECT count(*) FROM pgdeploy_probe) AS n"
+        login_host: "{{ cluster_vip }}"
+        login_user: postgres
+        login_password: "{{ patroni_superuser_password }}"
+      register: via_vip
+    - assert:
+        that:
+          - via_vip.query_result[0].standby == 'f'
+          - via_vip.query_result[0].n == '1'
 - hosts: postgres_cluster
   gather_facts: no
   tasks:
+    - name: the VIP is on the leader (pgnode01) only
+      command: ip -o -4 addr show dev host0
+      register: addrs
+      changed_when: false
+    - assert:
+        that: "(' ' ~ cluster_vip ~ '/' in addrs.stdout) == (inventory_hostname == 'pgnode01')"
     - name: no stray one-member etcd data
       stat: { path: /var/lib/etcd/default }
       register: stray
@@ -62,7 +82,16 @@ fn type_b_core_deploys_and_reruns_clean() {
 "#,
     )
     .unwrap();
-    ok(lab.pgdeploy(&["run", check.to_str().unwrap(), "-i", &inv]));
+    let secrets = lab.dir.join("pgdeploy-secrets.yml");
+    let secrets_arg = secrets.to_str().unwrap();
+    ok(lab.pgdeploy(&[
+        "run",
+        check.to_str().unwrap(),
+        "-i",
+        &inv,
+        "--vars-file",
+        secrets_arg,
+    ]));
     let again = ok(lab.pgdeploy(&args));
     assert_nothing_changed(&again);
 
@@ -83,6 +112,16 @@ fn type_b_core_deploys_and_reruns_clean() {
       until: p.status == 200
       retries: 30
       delay: 1
+- hosts: pgnode02
+  gather_facts: no
+  tasks:
+    - name: the VIP follows the new leader
+      command: ip -o -4 addr show dev host0
+      register: addrs
+      until: "' 10.77.0.100/' in addrs.stdout"
+      retries: 30
+      delay: 1
+      changed_when: false
 "#,
     )
     .unwrap();
@@ -91,7 +130,6 @@ fn type_b_core_deploys_and_reruns_clean() {
     assert_nothing_changed(&after_switch);
     // The generated passwords: kept in a 0600 file, reused (the re-runs changed nothing),
     // never printed.
-    let secrets = lab.dir.join("pgdeploy-secrets.yml");
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(&secrets).unwrap().permissions(),
     );
