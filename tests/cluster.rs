@@ -61,10 +61,20 @@ fn type_b_core_deploys_and_reruns_clean() {
         login_user: postgres
         login_password: "{{ patroni_superuser_password }}"
       register: via_vip
+    - name: and through PgBouncer on the VIP
+      postgresql_query:
+        query: "SELECT pg_is_in_recovery() AS standby, (SELECT count(*) FROM pgdeploy_probe) AS n"
+        login_host: "{{ cluster_vip }}"
+        login_port: 6432
+        login_user: postgres
+        login_password: "{{ patroni_superuser_password }}"
+      register: via_bouncer
     - assert:
         that:
           - via_vip.query_result[0].standby == 'f'
           - via_vip.query_result[0].n == '1'
+          - via_bouncer.query_result[0].standby == 'f'
+          - via_bouncer.query_result[0].n == '1'
 - hosts: postgres_cluster
   gather_facts: no
   tasks:
