@@ -14,7 +14,33 @@ fn type_b_core_deploys_and_reruns_clean() {
     // No passwords given: pgdeploy generates them once and keeps them beside the inventory.
     let bundle_var = format!("package_bundle={}", bundle.display());
     let args = ["cluster", "-i", &inv, "-e", &bundle_var];
+    // A postgresql_cluster setting pgdeploy does not support stops the run before any change.
+    let refused = lab.pgdeploy(&[
+        "cluster",
+        "-i",
+        &inv,
+        "-e",
+        &bundle_var,
+        "-e",
+        "dcs_type=consul",
+    ]);
+    assert_eq!(refused.code, 2, "{}", refused.out);
+    assert!(
+        refused.out.contains("dcs_type: consul is not supported"),
+        "{}",
+        refused.out
+    );
+    assert_nothing_changed(&refused.out);
     let first = ok(lab.pgdeploy(&args));
+    assert!(
+        first.contains("members: pgnode01 (leader, running), pgnode02 (replica, "),
+        "{first}"
+    );
+    let url = "postgresql://10.77.0.11:5432,10.77.0.12:5432,10.77.0.13:5432/postgres?target_session_attrs=read-write";
+    assert!(
+        first.contains(url),
+        "the summary gives the multi-host URL:\n{first}"
+    );
     let check = lab.tmp.path().join("check.yml");
     std::fs::write(
         &check,
@@ -75,6 +101,14 @@ fn type_b_core_deploys_and_reruns_clean() {
           - via_vip.query_result[0].n == '1'
           - via_bouncer.query_result[0].standby == 'f'
           - via_bouncer.query_result[0].n == '1'
+    - name: the multi-host URL of the summary reaches the leader
+      command: psql "postgresql://postgres@10.77.0.11:5432,10.77.0.12:5432,10.77.0.13:5432/postgres?target_session_attrs=read-write" -Atc "SELECT pg_is_in_recovery()"
+      environment:
+        PGPASSWORD: "{{ patroni_superuser_password }}"
+      register: url
+      changed_when: false
+    - assert:
+        that: url.stdout == 'f'
 - hosts: postgres_cluster
   gather_facts: no
   tasks:
