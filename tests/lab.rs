@@ -6,18 +6,8 @@
 
 mod common;
 
-use common::lab::{need, ok, pgdeploy};
-use std::path::PathBuf;
+use common::lab::{ok, pgdeploy, TestLab};
 use std::process::Command;
-
-/// Powers the lab off even when an assertion fails.
-struct Teardown(PathBuf, PathBuf);
-
-impl Drop for Teardown {
-    fn drop(&mut self) {
-        let _ = pgdeploy(&self.1, &["lab", "down", "--dir", self.0.to_str().unwrap()]);
-    }
-}
 
 fn ssh_port_open(ip: &str) -> bool {
     std::net::TcpStream::connect_timeout(
@@ -29,31 +19,11 @@ fn ssh_port_open(ip: &str) -> bool {
 
 #[test]
 fn lab_hosts_behave_like_real_hosts() {
-    let uid = Command::new("id").arg("-u").output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&uid.stdout).trim(),
-        "0",
-        "the lab test needs root (bridge, mounts, containers)"
-    );
-    need("systemd-nspawn", "systemd-container");
-    need("debootstrap", "debootstrap");
-    let tmp = tempfile::Builder::new()
-        .prefix("pgdeploy-lab-")
-        .tempdir()
-        .unwrap();
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let dir = tmp.path().join("lab");
+    let t = TestLab::up();
+    let (tmp, home, dir) = (&t.tmp, &t.home, &t.dir);
     let d = dir.to_str().unwrap();
-    let _teardown = Teardown(dir.clone(), home.clone());
-    let lab = |args: &[&str]| {
-        let mut a = vec!["lab"];
-        a.extend_from_slice(args);
-        a.extend_from_slice(&["--dir", d]);
-        pgdeploy(&home, &a)
-    };
+    let lab = |args: &[&str]| t.lab(args);
 
-    ok(lab(&["up"]));
     // A second `lab up` over a running (stale) lab cleans it first.
     ok(lab(&["up"]));
     let inventory = dir.join("inventory");
@@ -146,10 +116,10 @@ fn lab_hosts_behave_like_real_hosts() {
     )
     .unwrap();
     let inv = inventory.to_str().unwrap();
-    ok(pgdeploy(&home, &["run", play.to_str().unwrap(), "-i", inv]));
-    ok(pgdeploy(&home, &["run", vip.to_str().unwrap(), "-i", inv]));
+    ok(pgdeploy(home, &["run", play.to_str().unwrap(), "-i", inv]));
+    ok(pgdeploy(home, &["run", vip.to_str().unwrap(), "-i", inv]));
     ok(pgdeploy(
-        &home,
+        home,
         &[
             "run",
             play.to_str().unwrap(),
@@ -180,7 +150,7 @@ fn lab_hosts_behave_like_real_hosts() {
     assert!(ssh_port_open("10.77.0.13"));
     let ping = tmp.path().join("ping.yml");
     std::fs::write(&ping, "- hosts: pgnode03\n  gather_facts: no\n  tasks:\n    - command: cat /root/written-as\n      changed_when: false\n").unwrap();
-    ok(pgdeploy(&home, &["run", ping.to_str().unwrap(), "-i", inv]));
+    ok(pgdeploy(home, &["run", ping.to_str().unwrap(), "-i", inv]));
 
     // A cut link: the host runs but nobody reaches it, until healed.
     ok(lab(&["cut", "pgnode02"]));
@@ -191,22 +161,19 @@ fn lab_hosts_behave_like_real_hosts() {
     let from1 = tmp.path().join("from1.yml");
     std::fs::write(&from1, "- hosts: pgnode01\n  gather_facts: no\n  tasks:\n    - command: ping -c1 -W2 10.77.0.12\n      changed_when: false\n").unwrap();
     assert_eq!(
-        pgdeploy(&home, &["run", from1.to_str().unwrap(), "-i", inv]).code,
+        pgdeploy(home, &["run", from1.to_str().unwrap(), "-i", inv]).code,
         2,
         "pgnode01 still reaches a cut pgnode02"
     );
     ok(lab(&["heal", "pgnode02"]));
-    ok(pgdeploy(
-        &home,
-        &["run", from1.to_str().unwrap(), "-i", inv],
-    ));
+    ok(pgdeploy(home, &["run", from1.to_str().unwrap(), "-i", inv]));
     assert!(ssh_port_open("10.77.0.12"));
 
     // The offline bundle: postgresql-15 installs on a host that has no internet and no apt
     // sources at all; a second run ships nothing (same hashes) and changes nothing.
     let bundle = tmp.path().join("bundle");
     ok(pgdeploy(
-        &home,
+        home,
         &["bundle", "--out", bundle.to_str().unwrap()],
     ));
     assert!(bundle.join("Packages").exists() && bundle.join("Release").exists());
@@ -258,11 +225,11 @@ fn lab_hosts_behave_like_real_hosts() {
     .unwrap();
     let b = format!("package_bundle={}", bundle.display());
     ok(pgdeploy(
-        &home,
+        home,
         &["run", install.to_str().unwrap(), "-i", inv, "-e", &b],
     ));
     let again = ok(pgdeploy(
-        &home,
+        home,
         &["run", install.to_str().unwrap(), "-i", inv, "-e", &b],
     ));
     assert!(
