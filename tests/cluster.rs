@@ -15,6 +15,7 @@ fn type_b_core_deploys_and_reruns_clean() {
     let bundle_var = format!("package_bundle={}", bundle.display());
     let args = ["cluster", "-i", &inv, "-e", &bundle_var];
     // A postgresql_cluster setting pgdeploy does not support stops the run before any change.
+    // Pre-flight: every problem of a host is reported together, and nothing changes.
     let refused = lab.pgdeploy(&[
         "cluster",
         "-i",
@@ -23,10 +24,19 @@ fn type_b_core_deploys_and_reruns_clean() {
         &bundle_var,
         "-e",
         "dcs_type=consul",
+        "-e",
+        "cluster_vip=192.168.99.100",
     ]);
     assert_eq!(refused.code, 2, "{}", refused.out);
     assert!(
         refused.out.contains("dcs_type: consul is not supported"),
+        "{}",
+        refused.out
+    );
+    assert!(
+        refused
+            .out
+            .contains("cluster_vip 192.168.99.100 is not in this host's subnet 10.77.0.0/24"),
         "{}",
         refused.out
     );
