@@ -133,6 +133,9 @@ impl std::error::Error for YamlError {}
 
 /// Reads a YAML file into one document node (an empty file is `null`).
 pub fn load_file(path: &Path) -> Result<Node> {
+    if let Some(text) = crate::playbook::builtin_source(path) {
+        return parse(text, &path.display().to_string());
+    }
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
     parse(&text, &path.display().to_string())

@@ -1,46 +1,91 @@
-//! The cluster playbook (Type B core so far) deployed to the lab from bare hosts with the
-//! offline bundle: a 3-member etcd, a Patroni leader and two streaming replicas, checked with
-//! real SQL; a re-run changes nothing; the passwords never show.
+//! Type B deployed to the lab from bare hosts with the offline bundle: pre-flight refusals that
+//! change nothing, a 3-member etcd, a Patroni leader and two streaming replicas checked with
+//! real SQL, users and databases, the VIP on the leader, PgBouncer, Patroni's REST API locked for
+//! state-changing requests; a re-run changes nothing (not one file under /etc), also after a
+//! switchover; passwords never show.
 
 mod common;
 
 use common::lab::{ok, TestLab};
 
+const VARS: &str = r#"
+timezone: Etc/UTC
+postgresql_users:
+  - { name: app, password: "app-pw-first-7f3a", flags: "LOGIN,CREATEDB" }
+postgresql_databases:
+  - { db: appdb, owner: app }
+postgresql_parameters:
+  - { option: log_min_duration_statement, value: "1000" }
+  - { option: max_connections, value: "120" }
+"#;
+
 #[test]
-fn type_b_core_deploys_and_reruns_clean() {
+fn type_b_deploys_converges_and_reruns_clean() {
     let lab = TestLab::up();
     let bundle = lab.bundle();
     let inv = lab.inventory();
-    // No passwords given: pgdeploy generates them once and keeps them beside the inventory.
+    let vars = lab.tmp.path().join("cluster-vars.yml");
+    std::fs::write(&vars, VARS).unwrap();
+    let vars_arg = format!("@{}", vars.display());
     let bundle_var = format!("package_bundle={}", bundle.display());
-    let args = ["cluster", "-i", &inv, "-e", &bundle_var];
-    // A postgresql_cluster setting pgdeploy does not support stops the run before any change.
+    let args = ["cluster", "-i", &inv, "-e", &bundle_var, "-e", &vars_arg];
+    let with = |extra: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend_from_slice(extra);
+        lab.pgdeploy(&a)
+    };
+
     // Pre-flight: every problem of a host is reported together, and nothing changes.
-    let refused = lab.pgdeploy(&[
-        "cluster",
-        "-i",
-        &inv,
-        "-e",
-        &bundle_var,
-        "-e",
-        "dcs_type=consul",
-        "-e",
-        "cluster_vip=192.168.99.100",
-    ]);
+    let refused = with(&["-e", "dcs_type=consul", "-e", "cluster_vip=192.168.99.100"]);
     assert_eq!(refused.code, 2, "{}", refused.out);
-    assert!(
-        refused.out.contains("dcs_type: consul is not supported"),
-        "{}",
-        refused.out
-    );
-    assert!(
-        refused
-            .out
-            .contains("cluster_vip 192.168.99.100 is not in this host's subnet 10.77.0.0/24"),
-        "{}",
-        refused.out
-    );
+    for problem in [
+        "dcs_type: consul is not supported",
+        "cluster_vip 192.168.99.100 is not in this host's subnet 10.77.0.0/24",
+    ] {
+        assert!(refused.out.contains(problem), "{problem}:\n{}", refused.out);
+    }
     assert_nothing_changed(&refused.out);
+    // A VIP some other machine answers for (the lab's bridge), a port held by a stranger, and
+    // a data directory the DCS does not know.
+    ok(lab.play(
+        "squat.yml",
+        r#"
+- hosts: pgnode02
+  gather_facts: no
+  tasks:
+    - command: systemd-run --unit=squatter systemd-socket-activate -l 8008 /bin/cat
+- hosts: pgnode03
+  gather_facts: no
+  tasks:
+    - shell: mkdir -p /var/lib/postgresql/15/main && echo 15 > /var/lib/postgresql/15/main/PG_VERSION
+"#,
+        &[],
+    ));
+    let refused = with(&["-e", "cluster_vip=10.77.0.1"]);
+    assert_eq!(refused.code, 2, "{}", refused.out);
+    for problem in [
+        "cluster_vip 10.77.0.1 answers from ",
+        "port 8008 is taken by `systemd-socket-",
+        "a data directory exists (/var/lib/postgresql/15/main/PG_VERSION) but the DCS cannot be reached",
+    ] {
+        assert!(refused.out.contains(problem), "{problem}:\n{}", refused.out);
+    }
+    assert_nothing_changed(&refused.out);
+    ok(lab.play(
+        "unsquat.yml",
+        r#"
+- hosts: pgnode02
+  gather_facts: no
+  tasks:
+    - command: systemctl stop squatter
+- hosts: pgnode03
+  gather_facts: no
+  tasks:
+    - command: rm -rf /var/lib/postgresql
+"#,
+        &[],
+    ));
+
     let first = ok(lab.pgdeploy(&args));
     assert!(
         first.contains("members: pgnode01 (leader, running), pgnode02 (replica, "),
@@ -51,10 +96,97 @@ fn type_b_core_deploys_and_reruns_clean() {
         first.contains(url),
         "the summary gives the multi-host URL:\n{first}"
     );
-    let check = lab.tmp.path().join("check.yml");
+    for skipped in ["skipped on pgnode01, a container", "vm.swappiness"] {
+        assert!(first.contains(skipped), "{skipped}:\n{first}");
+    }
+    let secrets = lab.dir.join("pgdeploy-secrets.yml");
+    let secrets_arg = secrets.to_str().unwrap();
+    let with_secrets = ["--vars-file", secrets_arg, "-e", &vars_arg];
+    ok(lab.play("check.yml", CHECK, &with_secrets));
+
+    // The re-run changes nothing: no task reports a change and no file under /etc is written.
+    ok(lab.play("mark.yml", MARK, &[]));
+    let again = ok(lab.pgdeploy(&args));
+    assert_nothing_changed(&again);
+    ok(lab.play("untouched.yml", UNTOUCHED, &[]));
+
+    // A user's new password converges (and works); the old one stops working.
+    let new_pw = lab.tmp.path().join("new-pw.yml");
     std::fs::write(
-        &check,
+        &new_pw,
+        VARS.replace("app-pw-first-7f3a", "app-pw-second-9c1d"),
+    )
+    .unwrap();
+    let new_pw_arg = format!("@{}", new_pw.display());
+    let args = ["cluster", "-i", &inv, "-e", &bundle_var, "-e", &new_pw_arg];
+    let changed_pw = ok(lab.pgdeploy(&args));
+    assert!(
+        changed_pw.contains("changed: [pgnode01] => (item=app)"),
+        "{changed_pw}"
+    );
+    ok(lab.play(
+        "login-new-pw.yml",
         r#"
+- hosts: pgnode02
+  gather_facts: no
+  tasks:
+    - command: psql "postgresql://app@10.77.0.100:6432/appdb" -Atc "SELECT current_user"
+      environment: { PGPASSWORD: app-pw-second-9c1d }
+      register: new
+      changed_when: false
+    - command: psql "postgresql://app@10.77.0.100:5432/appdb" -Atc "SELECT 1"
+      environment: { PGPASSWORD: app-pw-first-7f3a }
+      register: old
+      failed_when: old.rc == 0
+      changed_when: false
+    - assert: { that: "new.stdout == 'app'" }
+"#,
+        &[],
+    ));
+
+    // After a switchover the inventory's `master` is a replica: a re-run still converges and
+    // touches nothing.
+    ok(lab.play("switch.yml", SWITCH, &[]));
+    ok(lab.play("mark.yml", MARK, &[]));
+    let after_switch = ok(lab.pgdeploy(&args));
+    assert_nothing_changed(&after_switch);
+    ok(lab.play("untouched.yml", UNTOUCHED, &[]));
+
+    // A member that does not come back: the wait fails and shows that unit's journal there.
+    ok(lab.play("break.yml", BREAK, &[]));
+    let broken = with(&["-e", &new_pw_arg, "-e", "patroni_wait_retries=2"]);
+    assert_eq!(broken.code, 2, "{}", broken.out);
+    for shown in [
+        "every member is the leader or a streaming replica failed on pgnode03",
+        "last lines of `journalctl -u patroni` there:",
+        "pgnode03 patroni[",
+    ] {
+        assert!(broken.out.contains(shown), "{shown}:\n{}", broken.out);
+    }
+
+    // The generated passwords: kept in a 0600 file, reused (the re-runs changed nothing),
+    // never printed; nor are the users' passwords.
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&secrets).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let kept = std::fs::read_to_string(&secrets).unwrap();
+    let mut passwords: Vec<&str> = kept
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(": ").map(|(_, v)| v.trim_matches('"')))
+        .collect();
+    assert_eq!(passwords.len(), 3, "{kept}");
+    passwords.extend(["app-pw-first-7f3a", "app-pw-second-9c1d"]);
+    for out in [&first, &again, &changed_pw, &after_switch, &broken.out] {
+        for pw in &passwords {
+            assert!(!out.contains(pw), "a password was printed:\n{out}");
+        }
+    }
+}
+
+/// What the first deploy must have built, checked from the hosts with real SQL and requests.
+const CHECK: &str = r#"
 - hosts: master
   gather_facts: no
   tasks:
@@ -68,49 +200,51 @@ fn type_b_core_deploys_and_reruns_clean() {
         that:
           - rep.query_result | map(attribute='application_name') | list == ['pgnode02', 'pgnode03']
           - rep.query_result | map(attribute='state') | unique | list == ['streaming']
-    - name: a row written on the leader
+    - name: settings from the base file, the DCS and the vars
       postgresql_query:
-        query: "CREATE TABLE IF NOT EXISTS pgdeploy_probe (v text); INSERT INTO pgdeploy_probe VALUES ('hello')"
+        query: >-
+          SELECT current_setting('shared_buffers') AS sb, current_setting('work_mem') AS wm,
+                 current_setting('max_connections') AS mc,
+                 current_setting('log_min_duration_statement') AS lmd,
+                 current_setting('password_encryption') AS pe,
+                 (SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = 'app') AS scram,
+                 (SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'appdb') AS owner
       become: yes
       become_user: postgres
-- hosts: replica
-  gather_facts: no
-  tasks:
-    - name: is read back on every replica
-      postgresql_query:
-        query: "SELECT pg_is_in_recovery() AS standby, (SELECT count(*) FROM pgdeploy_probe WHERE v = 'hello') AS n"
-      become: yes
-      become_user: postgres
-      register: row
-      until: row.query_result | default([]) | length > 0 and row.query_result[0].n == '1'
-      retries: 10
-      delay: 1
+      register: s
     - assert:
-        that: row.query_result[0].standby == 't'
+        that:
+          - s.query_result[0].sb == '128MB'
+          - s.query_result[0].wm == '4MB'
+          - s.query_result[0].mc == '120'
+          - s.query_result[0].lmd == '1s'
+          - s.query_result[0].pe == 'scram-sha-256'
+          - s.query_result[0].scram == 't'
+          - s.query_result[0].owner == 'app'
+    - name: Patroni's REST API refuses a state-changing request without its password
+      uri:
+        url: "http://10.77.0.11:8008/restart"
+        method: POST
+        body: "{}"
+        body_format: json
+        status_code: 401
+    - name: and takes a read-only one
+      uri: { url: "http://10.77.0.11:8008/cluster" }
 - hosts: pgnode03
   gather_facts: no
   tasks:
-    - name: clients through the VIP reach the leader
-      postgresql_query:
-        query: "SELECT pg_is_in_recovery() AS standby, (SELECT count(*) FROM pgdeploy_probe) AS n"
-        login_host: "{{ cluster_vip }}"
-        login_user: postgres
-        login_password: "{{ patroni_superuser_password }}"
+    - name: a row through the VIP
+      command: psql "postgresql://app@{{ cluster_vip }}:5432/appdb" -Atc "CREATE TABLE probe (via text); INSERT INTO probe VALUES ('vip5432'); SELECT pg_is_in_recovery()"
+      environment: { PGPASSWORD: "{{ postgresql_users[0].password }}" }
       register: via_vip
-    - name: and through PgBouncer on the VIP
-      postgresql_query:
-        query: "SELECT pg_is_in_recovery() AS standby, (SELECT count(*) FROM pgdeploy_probe) AS n"
-        login_host: "{{ cluster_vip }}"
-        login_port: 6432
-        login_user: postgres
-        login_password: "{{ patroni_superuser_password }}"
+    - name: and one through PgBouncer on the VIP
+      command: psql "postgresql://app@{{ cluster_vip }}:6432/appdb" -Atc "INSERT INTO probe VALUES ('vip6432'); SELECT pg_is_in_recovery()"
+      environment: { PGPASSWORD: "{{ postgresql_users[0].password }}" }
       register: via_bouncer
     - assert:
         that:
-          - via_vip.query_result[0].standby == 'f'
-          - via_vip.query_result[0].n == '1'
-          - via_bouncer.query_result[0].standby == 'f'
-          - via_bouncer.query_result[0].n == '1'
+          - via_vip.stdout_lines[-1] == 'f'
+          - via_bouncer.stdout_lines[-1] == 'f'
     - name: the multi-host URL of the summary reaches the leader
       command: psql "postgresql://postgres@10.77.0.11:5432,10.77.0.12:5432,10.77.0.13:5432/postgres?target_session_attrs=read-write" -Atc "SELECT pg_is_in_recovery()"
       environment:
@@ -119,6 +253,21 @@ fn type_b_core_deploys_and_reruns_clean() {
       changed_when: false
     - assert:
         that: url.stdout == 'f'
+- hosts: replica
+  gather_facts: no
+  tasks:
+    - name: both rows are read back on every replica
+      postgresql_query:
+        query: "SELECT pg_is_in_recovery() AS standby, string_agg(via, ',' ORDER BY via) AS rows FROM probe"
+        db: appdb
+      become: yes
+      become_user: postgres
+      register: row
+      until: row.query_result | default([]) | length > 0 and row.query_result[0].rows == 'vip5432,vip6432'
+      retries: 10
+      delay: 1
+    - assert:
+        that: row.query_result[0].standby == 't'
 - hosts: postgres_cluster
   gather_facts: no
   tasks:
@@ -131,30 +280,43 @@ fn type_b_core_deploys_and_reruns_clean() {
     - name: no stray one-member etcd data
       stat: { path: /var/lib/etcd/default }
       register: stray
+    - name: system preparation
+      command: cat /etc/timezone /etc/default/locale /etc/hosts /etc/security/limits.d/pgdeploy.conf
+      register: sys
+      changed_when: false
+    - name: PostgreSQL listens on the host, the VIP and localhost, not on every interface
+      shell: ss -Htln 'sport = :5432' | awk '{print $4}' | sort | tr '\n' ' '
+      register: listen
+      changed_when: false
     - assert:
-        that: not stray.stat.exists
-"#,
-    )
-    .unwrap();
-    let secrets = lab.dir.join("pgdeploy-secrets.yml");
-    let secrets_arg = secrets.to_str().unwrap();
-    ok(lab.pgdeploy(&[
-        "run",
-        check.to_str().unwrap(),
-        "-i",
-        &inv,
-        "--vars-file",
-        secrets_arg,
-    ]));
-    let again = ok(lab.pgdeploy(&args));
-    assert_nothing_changed(&again);
+        that:
+          - not stray.stat.exists
+          - "'Etc/UTC' in sys.stdout and 'LANG=C.UTF-8' in sys.stdout"
+          - "'10.77.0.12 pgnode02' in sys.stdout and 'postgres  hard  nofile  200000' in sys.stdout"
+          - listen.stdout == '10.77.0.100:5432 ' ~ ansible_host ~ ':5432 127.0.0.1:5432 '
+"#;
 
-    // After a switchover the inventory's `master` is a replica: a re-run still converges and
-    // touches nothing.
-    let switch = lab.tmp.path().join("switch.yml");
-    std::fs::write(
-        &switch,
-        r#"
+const MARK: &str = r#"
+- hosts: all
+  gather_facts: no
+  tasks:
+    - command: touch /run/pgdeploy-rerun-mark
+"#;
+
+const UNTOUCHED: &str = r#"
+- hosts: all
+  gather_facts: no
+  tasks:
+    - name: no file under /etc was written by the re-run
+      command: find /etc -newer /run/pgdeploy-rerun-mark -type f
+      register: written
+      changed_when: false
+    - assert:
+        that: written.stdout == ''
+        fail_msg: "written: {{ written.stdout }}"
+"#;
+
+const SWITCH: &str = r#"
 - hosts: pgnode01
   gather_facts: no
   tasks:
@@ -176,38 +338,27 @@ fn type_b_core_deploys_and_reruns_clean() {
       retries: 30
       delay: 1
       changed_when: false
-"#,
-    )
-    .unwrap();
-    ok(lab.pgdeploy(&["run", switch.to_str().unwrap(), "-i", &inv]));
-    let after_switch = ok(lab.pgdeploy(&args));
-    assert_nothing_changed(&after_switch);
-    // The generated passwords: kept in a 0600 file, reused (the re-runs changed nothing),
-    // never printed.
-    let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(&secrets).unwrap().permissions(),
-    );
-    assert_eq!(mode & 0o777, 0o600);
-    let kept = std::fs::read_to_string(&secrets).unwrap();
-    let passwords: Vec<&str> = kept
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_once(": ").map(|(_, v)| v.trim_matches('"')))
-        .collect();
-    assert_eq!(passwords.len(), 2, "{kept}");
-    for out in [&first, &again, &after_switch] {
-        for pw in &passwords {
-            assert!(!out.contains(pw), "a password was printed:\n{out}");
-        }
-    }
-}
+"#;
+
+/// Patroni on pgnode03 paused (so it does not restart PostgreSQL) and PostgreSQL stopped.
+const BREAK: &str = r#"
+- hosts: pgnode03
+  gather_facts: no
+  tasks:
+    - command: patronictl -c /etc/patroni/config.yml pause --wait
+      become: yes
+      become_user: postgres
+    - command: /usr/lib/postgresql/15/bin/pg_ctl -D /var/lib/postgresql/15/main stop -m fast
+      become: yes
+      become_user: postgres
+"#;
 
 fn assert_nothing_changed(out: &str) {
     for host in ["pgnode01", "pgnode02", "pgnode03"] {
         assert!(
             out.lines()
                 .any(|l| l.starts_with(&format!("{host} ")) && l.contains(" changed=0 ")),
-            "the re-run must change nothing on {host}:\n{out}"
+            "the run must change nothing on {host}:\n{out}"
         );
     }
 }

@@ -476,6 +476,11 @@ fn blocks_rescue_always_and_retries() {
         - file: { path: "{{ base }}/{{ inventory_hostname }}.block", state: touch }
       rescue:
         - file: { path: "{{ base }}/{{ inventory_hostname }}.rescued", state: touch }
+        - name: the rescue knows what failed
+          assert:
+            that:
+              - ansible_failed_task.name == '/bin/false' or ansible_failed_task.name is search('command')
+              - ansible_failed_result.rc == 1
       always:
         - file: { path: "{{ base }}/{{ inventory_hostname }}.always", state: touch }
     - name: retry until a file appears

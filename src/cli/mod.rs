@@ -131,8 +131,11 @@ impl Common {
     }
 }
 
-/// The defaults pgdeploy ships (postgresql_cluster's variable names).
-const BUILTIN_VARS: &str = include_str!("../../vars/main.yml");
+/// The defaults pgdeploy ships (postgresql_cluster's variable names), in order.
+const BUILTIN_VARS: &[(&str, &str)] = &[
+    ("vars/main.yml", include_str!("../../vars/main.yml")),
+    ("vars/system.yml", include_str!("../../vars/system.yml")),
+];
 
 /// Runs a playbook against the inventory; returns the exit code.
 pub async fn run_playbook(common: &Common, playbook: &Path) -> Result<i32> {
@@ -151,10 +154,14 @@ pub async fn cluster(common: &Common) -> Result<i32> {
             "no inventory: pass one with -i FILE (see inventory.example, or `pgdeploy lab up`)"
         ))
     })?;
-    let mut defaults = match crate::yaml::parse_json(BUILTIN_VARS, "vars/main.yml (built in)")? {
-        serde_json::Value::Object(m) => m,
-        _ => serde_json::Map::new(),
-    };
+    let mut defaults = serde_json::Map::new();
+    for (name, text) in BUILTIN_VARS {
+        if let serde_json::Value::Object(m) =
+            crate::yaml::parse_json(text, &format!("{name} (built in)"))?
+        {
+            defaults.extend(m);
+        }
+    }
     for f in &common.vars_files {
         defaults.extend(crate::vars::load_vars_file(f).map_err(bad)?);
     }
@@ -187,17 +194,8 @@ pub async fn cluster(common: &Common) -> Result<i32> {
         given,
     )?;
     defaults.extend(generated);
-    let dir = std::env::temp_dir().join(format!("pgdeploy-playbooks-{}", std::process::id()));
-    for (rel, text) in crate::playbook::BUILTIN_PLAYBOOKS {
-        let path = dir.join(rel);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(&path, text)?;
-    }
-    let result = run_with_defaults(common, &dir.join("cluster.yml"), defaults).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    let playbook = Path::new(crate::playbook::BUILTIN_ROOT).join("cluster.yml");
+    run_with_defaults(common, &playbook, defaults).await
 }
 
 async fn run_with_defaults(

@@ -1,7 +1,7 @@
 //! One module task on its hosts: loops, conditions, retries, register, and the report.
 
 use super::vars::Snapshot;
-use super::{Engine, HostStatus, Inherited, PlayCtx};
+use super::{Engine, Inherited, PlayCtx};
 use crate::modules::{self, ModuleCtx, Outcome};
 use crate::playbook::{Action, Task};
 use crate::report::{Line, Status};
@@ -114,14 +114,8 @@ impl Engine {
             }
             self.apply_result(task, here, &host, res);
         }
-        if any_failed && here.any_errors_fatal {
-            for h in hosts {
-                if self.status.get(h) == Some(&HostStatus::Active) {
-                    self.status.insert(h.clone(), HostStatus::Failed);
-                }
-            }
-            self.report
-                .note("any_errors_fatal: a host failed, so the play stops on every host");
+        if any_failed && here.any_errors_fatal && !here.rescuable {
+            self.fail_all_active(hosts);
             return Ok(false);
         }
         Ok(true)
@@ -385,22 +379,15 @@ impl Engine {
         let check =
             (self.opts.check || here.check_mode == Some(true)) && here.check_mode != Some(false);
         let trace = Mutex::new(Vec::new());
+        // `-e` gives strings: "2" counts as 2.
+        let number = |v: serde_json::Value| v.as_u64().or_else(|| v.as_str()?.trim().parse().ok());
         let retries = match &task.retries {
-            Some(v) => self
-                .templates
-                .render_value(v, &vars, &origin)?
-                .as_u64()
-                .or_else(|| v.as_str()?.parse().ok())
-                .unwrap_or(3),
+            Some(v) => number(self.templates.render_value(v, &vars, &origin)?).unwrap_or(3),
             None if task.until.is_some() => 3,
             None => 0,
         };
         let delay = match &task.delay {
-            Some(v) => self
-                .templates
-                .render_value(v, &vars, &origin)?
-                .as_u64()
-                .unwrap_or(5),
+            Some(v) => number(self.templates.render_value(v, &vars, &origin)?).unwrap_or(5),
             None => 5,
         };
         let mut attempt = 0;

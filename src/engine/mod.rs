@@ -78,6 +78,9 @@ struct Inherited {
     check_mode: Option<bool>,
     ignore_errors: bool,
     any_errors_fatal: bool,
+    /// Inside a block with a rescue section: a failure there is the rescue's to handle, so
+    /// any_errors_fatal waits for it.
+    rescuable: bool,
     run_once: bool,
     delegate_to: Option<String>,
     /// Handlers: notification selects them, so --tags/--skip-tags do not.
@@ -299,7 +302,11 @@ impl Engine {
                 always,
             } => {
                 let entered = hosts.to_vec();
-                let mut go_on = self.run_list(ctx, block, &here, &entered).await?;
+                let in_block = Inherited {
+                    rescuable: here.rescuable || !rescue.is_empty(),
+                    ..here.clone()
+                };
+                let mut go_on = self.run_list(ctx, block, &in_block, &entered).await?;
                 let failed: Vec<String> = entered
                     .iter()
                     .filter(|h| self.status.get(*h) == Some(&HostStatus::Failed))
@@ -312,6 +319,13 @@ impl Engine {
                         self.report.result(Line::new(h, &name, Status::Rescued));
                     }
                     go_on = self.run_list(ctx, rescue, &here, &failed).await? && go_on;
+                    let unrescued = failed
+                        .iter()
+                        .any(|h| self.status.get(h) == Some(&HostStatus::Failed));
+                    if unrescued && here.any_errors_fatal && !here.rescuable && go_on {
+                        self.fail_all_active(hosts);
+                        go_on = false;
+                    }
                 }
                 if !always.is_empty() {
                     let still_failed: Vec<String> = entered
@@ -553,6 +567,17 @@ impl Engine {
         Ok(true)
     }
 
+    /// any_errors_fatal: every host still running fails too, and the play stops.
+    fn fail_all_active(&mut self, hosts: &[String]) {
+        for h in hosts {
+            if self.status.get(h) == Some(&HostStatus::Active) {
+                self.status.insert(h.clone(), HostStatus::Failed);
+            }
+        }
+        self.report
+            .note("any_errors_fatal: a host failed, so the play stops on every host");
+    }
+
     /// Applies a host's task result: register, set_fact, notify, status, report.
     fn apply_result(
         &mut self,
@@ -584,6 +609,16 @@ impl Engine {
             self.status
                 .insert(host.to_string(), HostStatus::Unreachable);
         } else if res.failed && !res.ignored {
+            // What a rescue section reads, as in Ansible.
+            state.set_facts.insert(
+                "ansible_failed_task".into(),
+                serde_json::json!({ "name": task.display_name() }),
+            );
+            if let Some(r) = &res.registered {
+                state
+                    .set_facts
+                    .insert("ansible_failed_result".into(), r.clone());
+            }
             self.status.insert(host.to_string(), HostStatus::Failed);
         }
     }

@@ -15,6 +15,8 @@ dev=$(ip -4 route show default 2>/dev/null | awk '{for (i=1;i<NF;i++) if ($i=="d
 echo "default_dev=$dev"
 echo "default_gw=$(ip -4 route show default 2>/dev/null | awk '{print $3; exit}')"
 echo "default_addr=$(ip -4 -o addr show dev "$dev" scope global 2>/dev/null | awk '{print $4; exit}')"
+echo "default_mac=$(cat /sys/class/net/"$dev"/address 2>/dev/null)"
+df -P -B1 --output=target,size,avail 2>/dev/null | awk 'NR>1 {print "mount=" $1 " " $2 " " $3}'
 echo "all_addrs=$(ip -4 -o addr show scope global 2>/dev/null | awk '{split($4,a,"/"); printf "%s ", a[1]}')"
 if [ -d /run/systemd/system ]; then echo "systemd=yes"; else echo "systemd=no"; fi
 virt=$(systemd-detect-virt -c 2>/dev/null); [ -n "$virt" ] || { [ -f /run/systemd/container ] && virt=$(cat /run/systemd/container); }
@@ -133,6 +135,7 @@ pub fn parse(output: &str) -> Map<String, Value> {
         json!({
             "address": address, "interface": get("default_dev"), "netmask": netmask(prefix),
             "prefix": prefix.to_string(), "network": network, "gateway": get("default_gw"),
+            "macaddress": get("default_mac"),
         }),
     );
     set(
@@ -144,6 +147,21 @@ pub fn parse(output: &str) -> Map<String, Value> {
                 .collect(),
         ),
     );
+    // Ansible's shape: one entry per mounted filesystem, sizes in bytes.
+    let mounts = output
+        .lines()
+        .filter_map(|l| l.strip_prefix("mount="))
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (mount, total, avail) = (w.next()?, w.next()?, w.next()?);
+            Some(json!({
+                "mount": mount,
+                "size_total": total.parse::<u64>().ok()?,
+                "size_available": avail.parse::<u64>().ok()?,
+            }))
+        })
+        .collect();
+    set("mounts", Value::Array(mounts));
     set(
         "service_mgr",
         Value::String(
@@ -189,7 +207,7 @@ mod tests {
     #[test]
     fn parses_debian_container() {
         let out = "os_id=debian\nos_version=12\nos_like=\nos_codename=bookworm\nhostname=pg1\nfqdn=pg1\nmem_kb=24000000\ncpus=2\n\
-                   default_dev=host0\ndefault_gw=10.77.0.1\ndefault_addr=10.77.0.11/24\nall_addrs=10.77.0.11 10.77.0.100 \nsystemd=yes\ncontainer=systemd-nspawn\nuser=root\nuid=0\n";
+                   default_dev=host0\ndefault_gw=10.77.0.1\ndefault_addr=10.77.0.11/24\ndefault_mac=0a:1b:2c:3d:4e:5f\nmount=/ 1000 400\nmount=/var/lib 2000 1500\nall_addrs=10.77.0.11 10.77.0.100 \nsystemd=yes\ncontainer=systemd-nspawn\nuser=root\nuid=0\n";
         let f = parse(out);
         assert_eq!(f["ansible_distribution"], "Debian");
         assert_eq!(f["ansible_os_family"], "Debian");
@@ -200,6 +218,9 @@ mod tests {
         assert_eq!(f["ansible_default_ipv4"]["network"], "10.77.0.0");
         assert_eq!(f["ansible_default_ipv4"]["interface"], "host0");
         assert_eq!(f["ansible_is_container"], true);
+        assert_eq!(f["ansible_default_ipv4"]["macaddress"], "0a:1b:2c:3d:4e:5f");
+        assert_eq!(f["ansible_mounts"][1]["mount"], "/var/lib");
+        assert_eq!(f["ansible_mounts"][1]["size_available"], 1500);
         assert_eq!(f["ansible_all_ipv4_addresses"][1], "10.77.0.100");
         assert_eq!(f["ansible_facts"]["distribution"], "Debian");
     }

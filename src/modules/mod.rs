@@ -12,6 +12,8 @@ mod files;
 mod lineinfile;
 mod local;
 mod postgresql;
+mod postgresql_role;
+mod scram;
 mod service;
 mod stat;
 mod sysctl;
@@ -358,6 +360,47 @@ const SPECS: &[(&str, &[&str], bool)] = &[
         false,
     ),
     (
+        "postgresql_user",
+        &[
+            "name",
+            "user",
+            "password",
+            "role_attr_flags",
+            "state",
+            "encrypted",
+            "db",
+            "login_db",
+            "login_user",
+            "login_host",
+            "login_port",
+            "port",
+            "login_unix_socket",
+            "login_password",
+        ],
+        false,
+    ),
+    (
+        "postgresql_db",
+        &[
+            "name",
+            "db",
+            "owner",
+            "encoding",
+            "lc_collate",
+            "lc_ctype",
+            "template",
+            "state",
+            "login_db",
+            "login_user",
+            "login_host",
+            "login_port",
+            "port",
+            "login_unix_socket",
+            "login_password",
+        ],
+        false,
+    ),
+    (
         "postgresql_query",
         &[
             "query",
@@ -481,6 +524,26 @@ impl ModuleCtx<'_> {
     }
 
     pub async fn sh_as(&self, script: &str, stdin: Stdin, user: Option<String>) -> Result<Output> {
+        self.exec_as(script, stdin, user, true).await
+    }
+
+    /// As `sh_as`, but the output stays out of -v traces (it holds password verifiers).
+    pub async fn sh_as_untraced(
+        &self,
+        script: &str,
+        stdin: Stdin,
+        user: Option<String>,
+    ) -> Result<Output> {
+        self.exec_as(script, stdin, user, false).await
+    }
+
+    async fn exec_as(
+        &self,
+        script: &str,
+        stdin: Stdin,
+        user: Option<String>,
+        traced: bool,
+    ) -> Result<Output> {
         let opts = ExecOptions {
             become_user: user,
             env: self.env.clone(),
@@ -488,13 +551,12 @@ impl ModuleCtx<'_> {
         };
         let out = self.conn.exec(script, stdin, &opts).await?;
         if let Ok(mut t) = self.trace.lock() {
-            t.push(format!(
-                "$ {}\n{}{}[rc={}]",
-                script.trim(),
-                out.stdout_str(),
-                out.stderr_str(),
-                out.code
-            ));
+            let output = if traced {
+                format!("{}{}", out.stdout_str(), out.stderr_str())
+            } else {
+                "(output not traced)\n".into()
+            };
+            t.push(format!("$ {}\n{output}[rc={}]", script.trim(), out.code));
         }
         Ok(out)
     }
@@ -724,6 +786,8 @@ pub async fn run(name: &str, params: &Map<String, Value>, ctx: &ModuleCtx<'_>) -
         "wait_for" => wait_for::run(&p, ctx).await,
         "uri" => uri::run(&p, ctx).await,
         "postgresql_query" => postgresql::query(&p, ctx).await,
+        "postgresql_user" => postgresql_role::user(&p, ctx).await,
+        "postgresql_db" => postgresql_role::db(&p, ctx).await,
         "ping" => local::ping(&p, ctx).await,
         "set_fact" | "assert" | "fail" | "debug" | "pause" => {
             local::run(name, &p, ctx.templates, ctx.vars).await

@@ -21,38 +21,12 @@ pub async fn query(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
             sql = sql.replace(&format!("%({k})s"), &literal(v));
         }
     }
-    let db = p
-        .str("login_db")?
-        .or(p.str("db")?)
-        .unwrap_or_else(|| "postgres".into());
-    let port = p
-        .str("login_port")?
-        .or(p.str("port")?)
-        .unwrap_or_else(|| "5432".into());
-    let mut cmd = format!(
-        "psql -X -q --csv -v ON_ERROR_STOP=1 -d {} -p {}",
-        quote(&db),
-        quote(&port)
-    );
-    if let Some(u) = p.str("login_user")? {
-        cmd.push_str(&format!(" -U {}", quote(&u)));
-    }
-    if let Some(h) = p.str("login_host")?.or(p.str("login_unix_socket")?) {
-        cmd.push_str(&format!(" -h {}", quote(&h)));
-    }
+    let psql = psql_command(p, true)?;
     let read_only = is_read_only(&sql);
     if ctx.check && !read_only && !ctx.force_run {
         return Ok(Outcome::changed().with_msg("would run the statement in a real run"));
     }
-    let mut script = String::new();
-    if let Some(pw) = p.str("login_password")? {
-        script.push_str(&format!("PGPASSWORD={} ", quote(&pw)));
-    }
-    script.push_str(&cmd);
-    let become_as = ctx.become_user.clone().or(Some("postgres".into()));
-    let out = ctx
-        .sh_as(&script, Stdin::Bytes(sql.clone().into_bytes()), become_as)
-        .await?;
+    let out = run_sql(ctx, &psql, &sql, true).await?;
     if !out.ok() {
         return Ok(
             Outcome::failed(format!("query failed: {}", out.stderr_str().trim()))
@@ -75,6 +49,55 @@ pub async fn query(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     Ok(outcome)
 }
 
+/// The psql command line for a task's login_* parameters (CSV output, stop at the first error).
+/// `db` is the database to connect to, except in postgresql_db where it names the database
+/// the task creates (`db_is_login: false`).
+pub fn psql_command(p: &Params<'_>, db_is_login: bool) -> Result<String> {
+    let mut db = p.str("login_db")?;
+    if db_is_login {
+        db = db.or(p.str("db")?);
+    }
+    let db = db.unwrap_or_else(|| "postgres".into());
+    let port = p
+        .str("login_port")?
+        .or(p.str("port")?)
+        .unwrap_or_else(|| "5432".into());
+    // From /: the login user's directory may not be readable by the user psql runs as.
+    let mut cmd = String::from("cd / && ");
+    if let Some(pw) = p.str("login_password")? {
+        cmd.push_str(&format!("PGPASSWORD={} ", quote(&pw)));
+    }
+    cmd.push_str(&format!(
+        "psql -X -q --csv -v ON_ERROR_STOP=1 -d {} -p {}",
+        quote(&db),
+        quote(&port)
+    ));
+    if let Some(u) = p.str("login_user")? {
+        cmd.push_str(&format!(" -U {}", quote(&u)));
+    }
+    if let Some(h) = p.str("login_host")?.or(p.str("login_unix_socket")?) {
+        cmd.push_str(&format!(" -h {}", quote(&h)));
+    }
+    Ok(cmd)
+}
+
+/// Runs SQL (on stdin, so it is in no process list) as the task's become_user, postgres by
+/// default. `traced: false` keeps the output out of -v traces (password verifiers).
+pub async fn run_sql(
+    ctx: &ModuleCtx<'_>,
+    psql: &str,
+    sql: &str,
+    traced: bool,
+) -> Result<crate::transport::Output> {
+    let become_as = ctx.become_user.clone().or(Some("postgres".into()));
+    let stdin = Stdin::Bytes(sql.as_bytes().to_vec());
+    if traced {
+        ctx.sh_as(psql, stdin, become_as).await
+    } else {
+        ctx.sh_as_untraced(psql, stdin, become_as).await
+    }
+}
+
 fn is_read_only(sql: &str) -> bool {
     let first = sql
         .trim_start()
@@ -89,7 +112,7 @@ fn is_read_only(sql: &str) -> bool {
 }
 
 /// A SQL literal: numbers and booleans as they are, strings quoted with `'` doubled.
-fn literal(v: &Value) -> String {
+pub fn literal(v: &Value) -> String {
     match v {
         Value::Null => "NULL".into(),
         Value::Bool(b) => b.to_string(),

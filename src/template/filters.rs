@@ -36,6 +36,7 @@ pub(super) fn register(env: &mut Environment<'static>) {
     env.add_filter("items2dict", items2dict);
     env.add_filter("hash", hash);
     env.add_filter("ipaddr", ipaddr);
+    env.add_filter("extract", extract);
     env.add_filter("ansible.utils.ipaddr", ipaddr);
     env.add_filter("difference", difference);
     env.add_filter("intersect", intersect);
@@ -407,6 +408,24 @@ fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
 
 /// `ipaddr` for IPv4: `ipaddr` (valid or false), `'address'`, `'network'`, `'prefix'`,
 /// `'netmask'`, `'network/prefix'`.
+/// `key | extract(container, morekeys)`: container[key], then each of morekeys in turn
+/// (`groups['x'] | map('extract', hostvars, 'ansible_host')`).
+fn extract(key: Value, container: Value, morekeys: Option<Value>) -> Result<Value, Error> {
+    let mut v = container.get_item(&key)?;
+    let more: Vec<Value> = match morekeys {
+        None => vec![],
+        Some(m) if m.kind() == ValueKind::Seq => m.try_iter()?.collect(),
+        Some(m) => vec![m],
+    };
+    for k in more {
+        if v.is_undefined() {
+            break;
+        }
+        v = v.get_item(&k)?;
+    }
+    Ok(v)
+}
+
 fn ipaddr(v: Value, query: Option<String>) -> Value {
     let text = plain(&v);
     let Some((addr, prefix)) = parse_cidr(&text) else {

@@ -507,4 +507,49 @@ mod tests {
         assert!(!t.eval_bool("{{ n }}", &c, "t").unwrap());
         assert!(t.eval_bool("n == 0", &c, "t").unwrap());
     }
+
+    #[test]
+    fn per_group_settings_merge_as_the_system_role_does() {
+        let c = ctx(json!({
+            "group_names": ["postgres_cluster", "balancers"],
+            "conf": {
+                "etcd_cluster": [{"name": "x.never", "value": "1"}],
+                "postgres_cluster": [{"name": "vm.swappiness", "value": "1"}, {"name": "net.a", "value": "2"}],
+                "balancers": [{"name": "net.a", "value": "2"}],
+            },
+        }));
+        let out = tpl()
+            .render_str(
+                "{{ conf | dict2items | selectattr('key', 'in', group_names) | map(attribute='value') | flatten \
+                 | items2dict(key_name='name', value_name='value') | dict2items(key_name='name', value_name='value') \
+                 | rejectattr('name', 'match', '^net\\.') | map(attribute='name') | join(',') }}",
+                &c,
+                "t",
+            )
+            .unwrap();
+        assert_eq!(out, "vm.swappiness");
+    }
+
+    #[test]
+    fn extract_and_dotted_attributes() {
+        let c = ctx(json!({
+            "names": ["a", "b", "c"],
+            "hv": {
+                "a": {"inventory_hostname": "a", "pg": {"stat": {"exists": true}}, "ip": "10.0.0.1"},
+                "b": {"inventory_hostname": "b", "pg": {"stat": {"exists": false}}, "ip": "10.0.0.2"},
+                "c": {"inventory_hostname": "c", "pg": {"stat": {"exists": true}}, "ip": "10.0.0.3"},
+            },
+        }));
+        let t = tpl();
+        let r = |e: &str| t.render_str(e, &c, "t").unwrap();
+        assert_eq!(
+            r("{{ names | map('extract', hv, 'ip') | join(',') }}"),
+            "10.0.0.1,10.0.0.2,10.0.0.3"
+        );
+        assert_eq!(r("{{ names | map('extract', hv, ['pg', 'stat', 'exists']) | select | list | length }}"), "2");
+        assert_eq!(
+            r("{{ names | map('extract', hv) | selectattr('pg.stat.exists') | map(attribute='inventory_hostname') | join(',') }}"),
+            "a,c"
+        );
+    }
 }

@@ -76,6 +76,16 @@ impl TestLab {
         pgdeploy(&self.home, args)
     }
 
+    /// Writes a playbook into the test's directory and runs it against the lab's hosts.
+    pub fn play(&self, name: &str, yaml: &str, extra: &[&str]) -> Run {
+        let path = self.tmp.path().join(name);
+        std::fs::write(&path, yaml).unwrap();
+        let inv = self.inventory();
+        let mut args = vec!["run", path.to_str().unwrap(), "-i", &inv];
+        args.extend_from_slice(extra);
+        self.pgdeploy(&args)
+    }
+
     /// Builds the offline bundle (in the test's directory) and returns its path.
     pub fn bundle(&self) -> PathBuf {
         let bundle = self.tmp.path().join("bundle");

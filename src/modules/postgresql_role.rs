@@ -1,0 +1,233 @@
+//! postgresql_user and postgresql_db: roles and databases converged through psql.
+//!
+//! A password is compared with the role's stored SCRAM verifier and, when it differs, set as a
+//! new verifier made here: the clear password never reaches the server, its logs or psql's
+//! command line, and an unchanged password reports no change.
+
+use super::postgresql::{literal, parse_csv_rows, psql_command, run_sql};
+use super::{scram, ModuleCtx, Outcome, Params};
+use anyhow::{bail, Result};
+use serde_json::Value;
+
+/// Role attributes as CREATE ROLE names them, and their pg_authid columns.
+const ROLE_ATTRS: &[(&str, &str)] = &[
+    ("SUPERUSER", "rolsuper"),
+    ("CREATEROLE", "rolcreaterole"),
+    ("CREATEDB", "rolcreatedb"),
+    ("LOGIN", "rolcanlogin"),
+    ("REPLICATION", "rolreplication"),
+    ("BYPASSRLS", "rolbypassrls"),
+    ("INHERIT", "rolinherit"),
+];
+
+/// `"LOGIN,CREATEDB,NOSUPERUSER"` as (column, wanted) pairs.
+fn parse_flags(flags: &str) -> Result<Vec<(&'static str, &'static str, bool)>> {
+    let mut out = Vec::new();
+    for f in flags
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+    {
+        let up = f.to_ascii_uppercase();
+        let (name, on) = match up.strip_prefix("NO") {
+            Some(rest) if ROLE_ATTRS.iter().any(|(n, _)| *n == rest) => (rest.to_string(), false),
+            _ => (up.clone(), true),
+        };
+        let Some((n, col)) = ROLE_ATTRS.iter().find(|(n, _)| *n == name) else {
+            bail!(
+                "postgresql_user: unknown role_attr_flags entry `{f}`; it takes {} (or NO before one)",
+                ROLE_ATTRS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            );
+        };
+        out.push((*n, *col, on));
+    }
+    Ok(out)
+}
+
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+pub async fn user(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+    let name = p.req_any(&["name", "user"])?;
+    let state = p.str("state")?.unwrap_or_else(|| "present".into());
+    let flags = parse_flags(&p.str("role_attr_flags")?.unwrap_or_default())?;
+    let password = p.str("password")?.filter(|pw| !pw.is_empty());
+    let psql = psql_command(p, true)?;
+    let probe = format!(
+        "SELECT {}, coalesce(rolpassword, '') AS pw FROM pg_authid WHERE rolname = {}",
+        ROLE_ATTRS
+            .iter()
+            .map(|(_, c)| *c)
+            .collect::<Vec<_>>()
+            .join(", "),
+        literal(&Value::String(name.clone()))
+    );
+    let out = run_sql(ctx, &psql, &probe, false).await?;
+    if !out.ok() {
+        return Ok(Outcome::failed(format!(
+            "postgresql_user {name}: {}",
+            out.stderr_str().trim()
+        )));
+    }
+    let row = parse_csv_rows(&out.stdout_str()).into_iter().next();
+    let role = ident(&name);
+    let (sql, what) = match (state.as_str(), &row) {
+        ("absent", None) => return Ok(Outcome::ok()),
+        ("absent", Some(_)) => (format!("DROP ROLE {role}"), format!("drop role {name}")),
+        ("present", None) => {
+            let mut sql = format!("CREATE USER {role}");
+            let attrs: Vec<String> = flags
+                .iter()
+                .map(|(n, _, on)| format!("{}{n}", if *on { "" } else { "NO" }))
+                .collect();
+            if !attrs.is_empty() {
+                sql.push_str(&format!(" {}", attrs.join(" ")));
+            }
+            if let Some(pw) = &password {
+                sql.push_str(&format!(" PASSWORD '{}'", scram::verifier(pw)?));
+            }
+            let shown = if attrs.is_empty() {
+                "LOGIN".into()
+            } else {
+                attrs.join(" ")
+            };
+            (sql, format!("create role {name} ({shown})"))
+        }
+        ("present", Some(row)) => {
+            let has = |col: &str| row.get(col).and_then(Value::as_str) == Some("t");
+            let mut changes: Vec<String> = flags
+                .iter()
+                .filter(|(_, col, on)| has(col) != *on)
+                .map(|(n, _, on)| format!("{}{n}", if *on { "" } else { "NO" }))
+                .collect();
+            let stored = row.get("pw").and_then(Value::as_str).unwrap_or_default();
+            let mut what = changes.join(" ");
+            if let Some(pw) = &password {
+                if !scram::matches(stored, pw) {
+                    changes.push(format!("PASSWORD '{}'", scram::verifier(pw)?));
+                    what = format!("{what} (new password)").trim().to_string();
+                }
+            }
+            if changes.is_empty() {
+                return Ok(Outcome::ok());
+            }
+            (
+                format!("ALTER ROLE {role} WITH {}", changes.join(" ")),
+                format!("alter role {name}: {what}"),
+            )
+        }
+        (other, _) => bail!("postgresql_user: state `{other}` must be present or absent"),
+    };
+    apply(ctx, &psql, &sql, what, &name).await
+}
+
+pub async fn db(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+    let name = p.req_any(&["name", "db"])?;
+    let state = p.str("state")?.unwrap_or_else(|| "present".into());
+    if state != "present" {
+        bail!(
+            "postgresql_db: state `{state}` is not supported: pgdeploy creates databases and \
+             never drops one (drop it yourself with psql if you mean it)"
+        );
+    }
+    let psql = psql_command(p, false)?;
+    let probe = format!(
+        "SELECT pg_get_userbyid(datdba) AS owner, pg_encoding_to_char(encoding) AS encoding, \
+         datcollate, datctype FROM pg_database WHERE datname = {}",
+        literal(&Value::String(name.clone()))
+    );
+    let out = run_sql(ctx, &psql, &probe, true).await?;
+    if !out.ok() {
+        return Ok(Outcome::failed(format!(
+            "postgresql_db {name}: {}",
+            out.stderr_str().trim()
+        )));
+    }
+    let owner = p.str("owner")?.filter(|o| !o.is_empty());
+    let wanted = [
+        ("encoding", "ENCODING", p.str("encoding")?),
+        ("datcollate", "LC_COLLATE", p.str("lc_collate")?),
+        ("datctype", "LC_CTYPE", p.str("lc_ctype")?),
+    ];
+    let (sql, what) = match parse_csv_rows(&out.stdout_str()).into_iter().next() {
+        None => {
+            let mut sql = format!("CREATE DATABASE {}", ident(&name));
+            if let Some(o) = &owner {
+                sql.push_str(&format!(" OWNER {}", ident(o)));
+            }
+            if let Some(t) = p.str("template")? {
+                sql.push_str(&format!(" TEMPLATE {}", ident(&t)));
+            }
+            for (_, kw, v) in &wanted {
+                if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
+                    sql.push_str(&format!(" {kw} {}", literal(&Value::String(v.clone()))));
+                }
+            }
+            (sql, format!("create database {name}"))
+        }
+        Some(row) => {
+            for (col, kw, v) in &wanted {
+                let have = row.get(*col).and_then(Value::as_str).unwrap_or_default();
+                if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
+                    if !v.eq_ignore_ascii_case(have) {
+                        return Ok(Outcome::failed(format!(
+                            "database {name} exists with {kw} {have}, the task wants {v}: an \
+                             existing database keeps it (dump and restore into a new one)"
+                        )));
+                    }
+                }
+            }
+            let have = row.get("owner").and_then(Value::as_str).unwrap_or_default();
+            match &owner {
+                Some(o) if o != have => (
+                    format!("ALTER DATABASE {} OWNER TO {}", ident(&name), ident(o)),
+                    format!("owner of {name}: {have} -> {o}"),
+                ),
+                _ => return Ok(Outcome::ok()),
+            }
+        }
+    };
+    apply(ctx, &psql, &sql, what, &name).await
+}
+
+async fn apply(
+    ctx: &ModuleCtx<'_>,
+    psql: &str,
+    sql: &str,
+    what: String,
+    name: &str,
+) -> Result<Outcome> {
+    if ctx.check {
+        return Ok(Outcome::changed().with_msg(format!("would {what}")));
+    }
+    let out = run_sql(ctx, psql, sql, true).await?;
+    if !out.ok() {
+        return Ok(Outcome::failed(format!(
+            "{name}: {}",
+            out.stderr_str().trim()
+        )));
+    }
+    Ok(Outcome::changed().with_msg(what))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_flags() {
+        let f = parse_flags("LOGIN, nosuperuser,CREATEDB").unwrap();
+        assert_eq!(
+            f,
+            vec![
+                ("LOGIN", "rolcanlogin", true),
+                ("SUPERUSER", "rolsuper", false),
+                ("CREATEDB", "rolcreatedb", true)
+            ]
+        );
+        let err = parse_flags("LOGIN,SUPER").unwrap_err().to_string();
+        assert!(err.contains("`SUPER`"), "{err}");
+        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
+    }
+}
