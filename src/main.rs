@@ -97,9 +97,10 @@ async fn main() {
             "remove",
             "It follows the cluster flow; it will refuse without --unsafe and the cluster name.",
         ),
-        Command::Check { .. } => {
-            cli::not_yet("check", "The health report follows the cluster flow.")
-        }
+        Command::Check { common } => match cli::check(&common).await {
+            Ok(code) => code,
+            Err(e) => cli::report_error(&e),
+        },
         Command::Lab {
             action,
             node,

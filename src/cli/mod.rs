@@ -149,6 +149,18 @@ pub async fn run_playbook(common: &Common, playbook: &Path) -> Result<i32> {
 /// `pgdeploy cluster`: the built-in cluster playbook with the built-in defaults, and passwords
 /// left empty generated once and kept beside the inventory.
 pub async fn cluster(common: &Common) -> Result<i32> {
+    builtin(common, "cluster.yml", true).await
+}
+
+/// `pgdeploy check`: the built-in read-only health report. It reads the kept passwords but
+/// never writes the file.
+pub async fn check(common: &Common) -> Result<i32> {
+    builtin(common, "check.yml", false).await
+}
+
+/// Runs a built-in playbook with the built-in defaults; `generate`: passwords left empty are
+/// generated and kept (else only the kept ones are read).
+async fn builtin(common: &Common, name: &str, generate: bool) -> Result<i32> {
     let inv_path = common.inventory.clone().ok_or_else(|| {
         bad(anyhow!(
             "no inventory: pass one with -i FILE (see inventory.example, or `pgdeploy lab up`)"
@@ -188,13 +200,13 @@ pub async fn cluster(common: &Common) -> Result<i32> {
             .or_else(|| inv.hosts.keys().find_map(|h| from(&inv.host_vars(h))))
             .or_else(|| from(&defaults))
     };
-    let generated = crate::vars::generated::fill(
-        &crate::vars::generated::secrets_path(&inv_path),
-        &names,
-        given,
-    )?;
-    defaults.extend(generated);
-    let playbook = Path::new(crate::playbook::BUILTIN_ROOT).join("cluster.yml");
+    let secrets = crate::vars::generated::secrets_path(&inv_path);
+    if generate {
+        defaults.extend(crate::vars::generated::fill(&secrets, &names, given)?);
+    } else if secrets.exists() {
+        defaults.extend(crate::vars::load_vars_file(&secrets).map_err(bad)?);
+    }
+    let playbook = Path::new(crate::playbook::BUILTIN_ROOT).join(name);
     run_with_defaults(common, &playbook, defaults).await
 }
 
