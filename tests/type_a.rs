@@ -1,0 +1,380 @@
+//! Type A (HAProxy + keepalived, synchronous_mode) deployed to the lab from bare hosts, then
+//! day two: `pgdeploy check` green and red, configuration changes (a reload-only one and a
+//! restart-needing one, with a leader all along), a Patroni failover and a HAProxy outage.
+
+mod common;
+
+use common::lab::{ok, Run, TestLab};
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const VARS: &str = r#"
+with_haproxy_load_balancing: true
+synchronous_mode: true
+postgresql_users:
+  - { name: app, password: "app-pw-a-51c2" }
+postgresql_databases:
+  - { db: appdb, owner: app }
+"#;
+
+const NODES: [(&str, &str); 3] = [
+    ("pgnode01", "10.77.0.11"),
+    ("pgnode02", "10.77.0.12"),
+    ("pgnode03", "10.77.0.13"),
+];
+
+#[test]
+fn type_a_deploys_and_survives_day_two() {
+    let lab = TestLab::up();
+    let bundle = lab.bundle();
+    let inv = lab.inventory();
+    let vars = lab.tmp.path().join("type-a.yml");
+    std::fs::write(&vars, VARS).unwrap();
+    let vars_arg = format!("@{}", vars.display());
+    let bundle_var = format!("package_bundle={}", bundle.display());
+    let cluster = |extra: &[&str]| {
+        let mut a = vec!["cluster", "-i", &inv, "-e", &bundle_var, "-e", &vars_arg];
+        a.extend_from_slice(extra);
+        lab.pgdeploy(&a)
+    };
+    let check = || lab.pgdeploy(&["check", "-i", &inv, "-e", &vars_arg]);
+
+    let first = ok(cluster(&[]));
+    assert!(
+        first.contains("HAProxy on 10.77.0.100: read-write postgresql://10.77.0.100:5000/postgres, read-only port 5001, sync replicas port 5002, async replicas port 5003"),
+        "{first}"
+    );
+    ok(lab.play("ports.yml", PORTS, &["-e", &vars_arg]));
+
+    // check: green, red while a member is stopped, green again.
+    let green = ok(check());
+    assert!(green.contains("healthy"), "{green}");
+    ok(lab.play("stop.yml", &patroni_on("pgnode03", "stop"), &[]));
+    let red = check();
+    assert_eq!(red.code, 2, "{}", red.out);
+    assert!(
+        red.out.contains("pgnode03: Patroni does not answer"),
+        "{}",
+        red.out
+    );
+    ok(lab.play("start.yml", &patroni_on("pgnode03", "start"), &[]));
+    until(Duration::from_secs(60), "check is green again", || {
+        check().code == 0
+    });
+
+    let again = ok(cluster(&[]));
+    assert_nothing_changed(&again);
+
+    // A reload-only change: shown by --check --diff, which touches nothing; then live, with no
+    // restart.
+    let dry = ok(cluster(&["-e", "work_mem=8MB", "--check", "--diff"]));
+    assert!(
+        dry.contains("-work_mem = '4MB'") && dry.contains("+work_mem = '8MB'"),
+        "{dry}"
+    );
+    let before = ok(lab.play("settings.yml", SETTINGS, &[]));
+    assert!(
+        before.contains("4MB|"),
+        "--check changed nothing:\n{before}"
+    );
+    ok(cluster(&["-e", "work_mem=8MB"]));
+    let after = ok(lab.play("settings.yml", SETTINGS, &[]));
+    assert_eq!(
+        start_times(&before),
+        start_times(&after),
+        "work_mem needs no restart:\n{before}\n{after}"
+    );
+    assert_eq!(after.matches("8MB|100|").count(), 3, "{after}");
+
+    // A restart-needing change through Patroni's dynamic configuration: a leader all along.
+    let dry = ok(cluster(&[
+        "-e",
+        "work_mem=8MB",
+        "-e",
+        "max_connections=150",
+        "--check",
+    ]));
+    assert!(
+        dry.contains("postgresql.parameters.max_connections: 100 -> 150"),
+        "{dry}"
+    );
+    let watch = LeaderWatch::start();
+    ok(cluster(&[
+        "-e",
+        "work_mem=8MB",
+        "-e",
+        "max_connections=150",
+    ]));
+    let (polls, leaderless) = watch.stop();
+    assert!(polls > 10, "the watch polled {polls} times");
+    assert_eq!(
+        leaderless, 0,
+        "polls without a leader while members restarted"
+    );
+    let after = ok(lab.play("settings.yml", SETTINGS, &[]));
+    assert_eq!(after.matches("8MB|150|").count(), 3, "{after}");
+    ok(cluster(&[
+        "-e",
+        "work_mem=8MB",
+        "-e",
+        "max_connections=150",
+    ]));
+
+    // Patroni stopped on the leader: a replica is promoted within 30 s; 5000 follows, and the
+    // row written before is there.
+    ok(lab.play("stop.yml", &patroni_on("pgnode01", "stop"), &[]));
+    let stopped = Instant::now();
+    let mut new_leader = None;
+    while new_leader.is_none() && stopped.elapsed() < Duration::from_secs(30) {
+        new_leader = NODES[1..]
+            .iter()
+            .find(|(_, ip)| http_status(ip, 8008, "/primary") == Some(200))
+            .map(|(n, _)| *n);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let new_leader = new_leader.expect("no replica was promoted within 30 s");
+    let promoted_in = stopped.elapsed();
+    println!("failover: {new_leader} promoted {promoted_in:?} after Patroni stopped on the leader");
+    let follow = ok(lab.play(
+        "follow.yml",
+        &FOLLOW.replace("NEW_LEADER", new_leader),
+        &["-e", &vars_arg],
+    ));
+    assert!(follow.contains("failed=0"), "{follow}");
+
+    // HAProxy stopped (and kept down) on the VIP holder: keepalived moves the VIP, and 5000
+    // keeps answering.
+    let holder = vip_holder(&lab);
+    ok(lab.play(
+        "haproxy-down.yml",
+        &format!(
+            "- hosts: {holder}\n  gather_facts: no\n  tasks:\n    - command: systemctl stop haproxy\n"
+        ),
+        &[],
+    ));
+    until(
+        Duration::from_secs(30),
+        "the VIP leaves the host without HAProxy",
+        || {
+            let now = vip_holder(&lab);
+            !now.is_empty() && now != holder
+        },
+    );
+    ok(lab.play(
+        "through-vip.yml",
+        THROUGH_VIP,
+        &["-e", &vars_arg, "-l", new_leader],
+    ));
+}
+
+/// Through every HAProxy port, from pgnode01: 5000 reaches the leader and takes a row that
+/// every replica reads back; 5001 reaches both replicas; 5002 the sync one, 5003 the async one;
+/// 7000 lists the backends.
+const PORTS: &str = r#"
+- hosts: pgnode01
+  gather_facts: no
+  tasks:
+    - name: a row through 5000
+      command: psql "postgresql://app@{{ cluster_vip }}:5000/appdb" -Atc "CREATE TABLE probe (v text); INSERT INTO probe VALUES ('via5000'); SELECT split_part(current_setting('listen_addresses'), ',', 1), pg_is_in_recovery()"
+      environment: { PGPASSWORD: "{{ postgresql_users[0].password }}" }
+      register: w
+    - name: reads through 5001, 5002 and 5003
+      shell: |
+        for p in 5001 5001 5001 5001 5002 5003; do
+          echo "$p $(psql "postgresql://app@{{ cluster_vip }}:$p/appdb" -Atc "SELECT split_part(current_setting('listen_addresses'), ',', 1), pg_is_in_recovery()")"
+        done
+      environment: { PGPASSWORD: "{{ postgresql_users[0].password }}" }
+      register: r
+      changed_when: false
+    - name: who is the sync standby
+      uri: { url: "http://10.77.0.11:8008/cluster" }
+      register: c
+    - name: HAProxy's statistics
+      uri: { url: "http://{{ cluster_vip }}:7000/;csv" }
+      register: stats
+    - assert:
+        that:
+          - w.stdout_lines[-1] == '10.77.0.11|f'
+          - r.stdout_lines | select('match', '^5001 ') | map('regex_replace', '^5001 ', '') | unique | sort | list == ['10.77.0.12|t', '10.77.0.13|t']
+          - ('5002 ' ~ sync_ip ~ '|t') in r.stdout_lines
+          - ('5003 ' ~ async_ip ~ '|t') in r.stdout_lines
+          - stats.content is search('\nmaster,pgnode01,([^,]*,){15}UP,')
+          - stats.content is search('\nreplicas,pgnode02,([^,]*,){15}UP,')
+          - stats.content is search('\nmaster,pgnode02,([^,]*,){15}DOWN,')
+      vars:
+        sync: "{{ (c.json.members | selectattr('role', 'equalto', 'sync_standby') | first).name }}"
+        sync_ip: "{{ hostvars[sync]['ansible_host'] }}"
+        async_ip: "{{ '10.77.0.13' if sync_ip == '10.77.0.12' else '10.77.0.12' }}"
+- hosts: replica
+  gather_facts: no
+  tasks:
+    - name: the row is read back on every replica
+      postgresql_query:
+        query: "SELECT pg_is_in_recovery() AS standby, (SELECT count(*) FROM probe WHERE v = 'via5000') AS n"
+        db: appdb
+      become: yes
+      become_user: postgres
+      register: row
+      until: row.query_result[0].n == '1'
+      retries: 10
+      delay: 1
+    - assert:
+        that: row.query_result[0].standby == 't'
+"#;
+
+/// work_mem, max_connections and the postmaster's start time on every member.
+const SETTINGS: &str = r#"
+- hosts: postgres_cluster
+  gather_facts: no
+  tasks:
+    - command: psql -Atc "SELECT current_setting('work_mem') || '|' || current_setting('max_connections') || '|' || pg_postmaster_start_time()"
+      become: yes
+      become_user: postgres
+      register: s
+      changed_when: false
+    - debug: msg="setting {{ inventory_hostname }} {{ s.stdout }}"
+"#;
+
+/// After the failover: 5000 reaches the new leader and the row written before is there.
+const FOLLOW: &str = r#"
+- hosts: NEW_LEADER
+  gather_facts: no
+  tasks:
+    - name: 5000 follows the new leader
+      command: psql "postgresql://app@{{ cluster_vip }}:5000/appdb" -Atc "SELECT split_part(current_setting('listen_addresses'), ',', 1), pg_is_in_recovery(), (SELECT count(*) FROM probe WHERE v = 'via5000')"
+      environment: { PGPASSWORD: "{{ postgresql_users[0].password }}" }
+      register: f
+      until: f.rc == 0 and f.stdout == ansible_host ~ '|f|1'
+      retries: 20
+      delay: 1
+      changed_when: false
+"#;
+
+const THROUGH_VIP: &str = r#"
+- hosts: all
+  gather_facts: no
+  tasks:
+    - name: 5000 answers through the VIP on its new holder
+      command: psql "postgresql://app@{{ cluster_vip }}:5000/appdb" -Atc "SELECT NOT pg_is_in_recovery()"
+      environment: { PGPASSWORD: "{{ postgresql_users[0].password }}" }
+      register: v
+      until: v.rc == 0 and v.stdout == 't'
+      retries: 20
+      delay: 1
+      changed_when: false
+"#;
+
+fn patroni_on(host: &str, action: &str) -> String {
+    format!("- hosts: {host}\n  gather_facts: no\n  tasks:\n    - command: systemctl {action} patroni\n")
+}
+
+/// The postmaster start times in SETTINGS' output, per host.
+fn start_times(out: &str) -> Vec<String> {
+    let mut v: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.split_once("=> setting ").map(|(_, s)| s.to_string()))
+        .map(|s| {
+            let (host, rest) = s.split_once(' ').unwrap_or_default();
+            format!("{host} {}", rest.rsplit('|').next().unwrap_or_default())
+        })
+        .collect();
+    v.sort();
+    assert_eq!(v.len(), 3, "{out}");
+    v
+}
+
+/// The host whose interface holds the VIP (empty when none).
+fn vip_holder(lab: &TestLab) -> String {
+    let r: Run = lab.play(
+        "vip.yml",
+        "- hosts: postgres_cluster\n  gather_facts: no\n  tasks:\n    - command: ip -o -4 addr show\n      register: a\n      changed_when: false\n    - debug: msg=\"holder {{ inventory_hostname }}\"\n      when: \"' 10.77.0.100/' in a.stdout\"\n",
+        &[],
+    );
+    r.out
+        .lines()
+        .find_map(|l| {
+            l.split_once("=> holder ")
+                .map(|(_, h)| h.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+fn until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// A plain HTTP GET from this machine (the lab's bridge reaches the hosts); the status code.
+fn http_status(ip: &str, port: u16, path: &str) -> Option<u16> {
+    let addr = format!("{ip}:{port}").parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// Polls etcd for Patroni's leader key while a run restarts members: each poll must find one.
+struct LeaderWatch {
+    stop: Arc<AtomicBool>,
+    polls: Arc<AtomicUsize>,
+    leaderless: Arc<AtomicUsize>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl LeaderWatch {
+    fn start() -> LeaderWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let polls = Arc::new(AtomicUsize::new(0));
+        let leaderless = Arc::new(AtomicUsize::new(0));
+        let (s, p, l) = (stop.clone(), polls.clone(), leaderless.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let key = "/v2/keys/service/postgres-cluster/leader";
+                let found = NODES
+                    .iter()
+                    .any(|(_, ip)| http_status(ip, 2379, key) == Some(200));
+                p.fetch_add(1, Ordering::Relaxed);
+                if !found {
+                    l.fetch_add(1, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        LeaderWatch {
+            stop,
+            polls,
+            leaderless,
+            thread,
+        }
+    }
+
+    fn stop(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+        (
+            self.polls.load(Ordering::Relaxed),
+            self.leaderless.load(Ordering::Relaxed),
+        )
+    }
+}
+
+fn assert_nothing_changed(out: &str) {
+    for (host, _) in NODES {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(&format!("{host} ")) && l.contains(" changed=0 ")),
+            "the run must change nothing on {host}:\n{out}"
+        );
+    }
+}
