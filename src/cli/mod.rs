@@ -1,11 +1,14 @@
 //! The commands behind `main.rs`: one function per command, and the exit codes.
 
+mod ansible_cfg;
+
 use crate::engine::{Engine, RunOptions};
 use crate::inventory::Inventory;
 use crate::report::Reporter;
 use crate::template::Templates;
 use crate::transport::{HostKeyPolicy, KnownHosts};
 use crate::vars::Secrets;
+use ansible_cfg::AnsibleCfg;
 use anyhow::{anyhow, Result};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,9 +50,9 @@ pub struct Common {
     /// Skip tasks with these tags (comma-separated).
     #[arg(long = "skip-tags", value_delimiter = ',')]
     pub skip_tags: Vec<String>,
-    /// Hosts worked on at once.
-    #[arg(short = 'f', long, default_value_t = 50)]
-    pub forks: usize,
+    /// Hosts worked on at once [default: ansible.cfg's forks, else 50].
+    #[arg(short = 'f', long)]
+    pub forks: Option<usize>,
     /// Show commands and their output (-vv for more).
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -65,9 +68,9 @@ pub struct Common {
     /// Seconds a single command may run before it is abandoned (default: no limit).
     #[arg(long = "timeout", value_name = "SECONDS")]
     pub timeout: Option<u64>,
-    /// Seconds to wait for a host's SSH connection.
-    #[arg(long = "connect-timeout", value_name = "SECONDS", default_value_t = 10)]
-    pub connect_timeout: u64,
+    /// Seconds to wait for a host's SSH connection [default: ansible.cfg's timeout, else 10].
+    #[arg(long = "connect-timeout", value_name = "SECONDS")]
+    pub connect_timeout: Option<u64>,
     /// A vars file below the inventory in precedence (defaults such as vars/main.yml; repeatable).
     #[arg(long = "vars-file", value_name = "FILE")]
     pub vars_files: Vec<PathBuf>,
@@ -95,6 +98,17 @@ fn bad(e: anyhow::Error) -> anyhow::Error {
 impl Common {
     fn options(&self, defaults: serde_json::Map<String, serde_json::Value>) -> Result<RunOptions> {
         let extra_vars = crate::vars::parse_extra_vars(&self.extra_vars).map_err(bad)?;
+        let cfg = AnsibleCfg::find();
+        if cfg.host_key_checking_off {
+            eprintln!(
+                "WARNING: {}: host_key_checking = False is ignored: pgdeploy always verifies host \
+                 keys (pass --known-hosts FILE, or --accept-new-host-keys to record unknown ones)",
+                cfg.path
+                    .as_deref()
+                    .unwrap_or(Path::new("ansible.cfg"))
+                    .display()
+            );
+        }
         let mut files = self.known_hosts.clone();
         if let Some(home) = std::env::var_os("HOME") {
             files.push(PathBuf::from(home).join(".ssh/known_hosts"));
@@ -102,7 +116,7 @@ impl Common {
         Ok(RunOptions {
             check: self.check,
             diff: self.diff,
-            forks: self.forks.max(1),
+            forks: self.forks.or(cfg.forks).unwrap_or(50).max(1),
             limit: self.limit.clone(),
             tags: self.tags.clone(),
             skip_tags: self.skip_tags.clone(),
@@ -116,13 +130,25 @@ impl Common {
                     HostKeyPolicy::Strict
                 },
             },
-            connect_timeout: Duration::from_secs(self.connect_timeout.max(1)),
+            connect_timeout: Duration::from_secs(
+                self.connect_timeout.or(cfg.timeout).unwrap_or(10).max(1),
+            ),
             task_timeout: self.timeout.map(Duration::from_secs),
+            ssh_config: crate::transport::SshConfig::load_user(),
+            default_user: cfg.remote_user.clone(),
+            default_key: cfg.private_key_file.clone(),
         })
     }
 
+    /// -i, else ansible.cfg's inventory.
+    fn inventory_path(&self) -> Option<PathBuf> {
+        self.inventory
+            .clone()
+            .or_else(|| AnsibleCfg::find().inventory)
+    }
+
     fn load_inventory(&self) -> Result<Inventory> {
-        let path = self.inventory.clone().ok_or_else(|| {
+        let path = self.inventory_path().ok_or_else(|| {
             bad(anyhow!(
                 "no inventory: pass one with -i FILE (see inventory.example)"
             ))
@@ -161,7 +187,7 @@ pub async fn check(common: &Common) -> Result<i32> {
 /// Runs a built-in playbook with the built-in defaults; `generate`: passwords left empty are
 /// generated and kept (else only the kept ones are read).
 async fn builtin(common: &Common, name: &str, generate: bool) -> Result<i32> {
-    let inv_path = common.inventory.clone().ok_or_else(|| {
+    let inv_path = common.inventory_path().ok_or_else(|| {
         bad(anyhow!(
             "no inventory: pass one with -i FILE (see inventory.example, or `pgdeploy lab up`)"
         ))

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex as AsyncMutex;
 
-pub use vars::target_for;
+pub use vars::{expand_home, target_for};
 
 /// How a run behaves (from the command line).
 #[derive(Clone)]
@@ -39,6 +39,11 @@ pub struct RunOptions {
     pub known_hosts: KnownHosts,
     pub connect_timeout: Duration,
     pub task_timeout: Option<Duration>,
+    /// ~/.ssh/config, for hosts whose inventory variables do not say.
+    pub ssh_config: crate::transport::SshConfig,
+    /// ansible.cfg's remote_user and private_key_file.
+    pub default_user: Option<String>,
+    pub default_key: Option<std::path::PathBuf>,
 }
 
 /// How a host stands in the run.

@@ -4,7 +4,7 @@ use super::{Engine, PlayCtx, RunOptions};
 use crate::inventory::Inventory;
 use crate::template::{LazyMap, Templates, Vars};
 use crate::transport::{default_key_files, KnownHosts, Target};
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -145,7 +145,7 @@ fn var_str(vars: &Map<String, Value>, names: &[&str]) -> Option<String> {
     })
 }
 
-fn expand_home(path: &str) -> PathBuf {
+pub fn expand_home(path: &str) -> PathBuf {
     match path.strip_prefix("~/") {
         Some(rest) => std::env::var_os("HOME")
             .map(PathBuf::from)
@@ -157,7 +157,9 @@ fn expand_home(path: &str) -> PathBuf {
 
 /// `-o Key=Value` options inside `ansible_ssh_common_args` / `ansible_ssh_extra_args`.
 fn ssh_option(args: &str, key: &str) -> Option<String> {
-    let words: Vec<&str> = args.split_whitespace().collect();
+    let owned = crate::transport::split_words(args, false)
+        .unwrap_or_else(|_| args.split_whitespace().map(str::to_string).collect());
+    let words: Vec<&str> = owned.iter().map(String::as_str).collect();
     for (i, w) in words.iter().enumerate() {
         let opt = if *w == "-o" {
             words.get(i + 1).copied()
@@ -194,19 +196,35 @@ pub fn target_for(inv: &Inventory, host: &str, opts: &RunOptions) -> Result<(Tar
             other => Ok(other),
         }
     };
-    let address = get(&["ansible_host", "ansible_ssh_host"])?.unwrap_or_else(|| host.to_string());
-    let port = match get(&["ansible_port", "ansible_ssh_port"])? {
+    // Inventory variables first, then ~/.ssh/config (matched on the name ssh would be given),
+    // then ansible.cfg, then OpenSSH's defaults.
+    let ssh_name = get(&["ansible_host", "ansible_ssh_host"])?.unwrap_or_else(|| host.to_string());
+    let ssh_cfg = |key: &str| opts.ssh_config.get(&ssh_name, key);
+    let address = match get(&["ansible_host", "ansible_ssh_host"])? {
+        Some(a) => a,
+        None => ssh_cfg("HostName").unwrap_or_else(|| host.to_string()),
+    };
+    let port_text = get(&["ansible_port", "ansible_ssh_port"])?.or_else(|| ssh_cfg("Port"));
+    let port = match port_text {
         Some(p) => p
             .parse()
             .map_err(|_| anyhow!("{host}: ansible_port `{p}` is not a port number"))?,
         None => 22,
     };
     let user = get(&["ansible_user", "ansible_ssh_user"])?
+        .or_else(|| ssh_cfg("User"))
+        .or_else(|| opts.default_user.clone())
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "root".into());
     let key_files = match get(&["ansible_ssh_private_key_file", "ansible_private_key_file"])? {
         Some(k) => vec![expand_home(&k)],
-        None => default_key_files(),
+        None => match ssh_cfg("IdentityFile")
+            .map(|k| expand_home(&k))
+            .or(opts.default_key.clone())
+        {
+            Some(k) => vec![k],
+            None => default_key_files(),
+        },
     };
     let args = [
         get(&["ansible_ssh_common_args"])?,
@@ -244,8 +262,133 @@ pub fn target_for(inv: &Inventory, host: &str, opts: &RunOptions) -> Result<(Tar
             "ansible_sudo_pass",
         ])?,
         connect_timeout: opts.connect_timeout,
+        jump: None,
+    };
+    let jump_spec = proxy_jump(&args).or_else(|| ssh_cfg("ProxyJump"));
+    let target = match jump_spec.filter(|j| !j.eq_ignore_ascii_case("none")) {
+        Some(spec) => with_jump(inv, opts, target, &spec, 0)?,
+        None => target,
     };
     Ok((target, known))
+}
+
+/// The bastion named by `-o ProxyJump=`, `-J`, or Ansible's documented
+/// `-o ProxyCommand="ssh -W %h:%p -q user@bastion"`.
+fn proxy_jump(args: &str) -> Option<String> {
+    if let Some(j) = ssh_option(args, "ProxyJump") {
+        return Some(j);
+    }
+    let words = crate::transport::split_words(args, false).unwrap_or_default();
+    if let Some(i) = words.iter().position(|w| w == "-J") {
+        return words.get(i + 1).cloned();
+    }
+    let cmd = ssh_option(args, "ProxyCommand")?;
+    let parts = crate::transport::split_words(&cmd, false).ok()?;
+    if parts.first().map(String::as_str) != Some("ssh") || !parts.iter().any(|p| p == "-W") {
+        return None;
+    }
+    // The destination is the word that is not an option or an option's value; -p and -l
+    // give its port and user.
+    let (mut dest, mut port, mut user) = (None, None, None);
+    let mut i = 1;
+    while i < parts.len() {
+        let p = parts[i].as_str();
+        let value = parts.get(i + 1).cloned();
+        match p {
+            "-p" => port = value,
+            "-l" => user = value,
+            "-W" | "-i" | "-o" | "-F" | "-J" => {}
+            _ if p.starts_with('-') => {
+                i += 1;
+                continue;
+            }
+            _ => {
+                dest = Some(p.to_string());
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    let mut dest = dest?;
+    if let Some(u) = user.filter(|_| !dest.contains('@')) {
+        dest = format!("{u}@{dest}");
+    }
+    if let Some(p) = port {
+        dest = format!("{dest}:{p}");
+    }
+    Some(dest)
+}
+
+/// Puts `target` behind the bastions of `spec` (`[user@]host[:port]`, comma-separated hops).
+/// A bastion that is an inventory host is reached with its own variables.
+fn with_jump(
+    inv: &Inventory,
+    opts: &RunOptions,
+    mut target: Target,
+    spec: &str,
+    depth: usize,
+) -> Result<Target> {
+    if depth > 4 {
+        bail!("{}: ProxyJump chains deeper than 4 hops", target.name);
+    }
+    let hops: Vec<&str> = spec
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .collect();
+    let Some((last, before)) = hops.split_last() else {
+        return Ok(target);
+    };
+    let (user, rest) = match last.split_once('@') {
+        Some((u, r)) => (Some(u.to_string()), r),
+        None => (None, *last),
+    };
+    let (name, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => (h, p.parse::<u16>().ok()),
+        _ => (rest, None),
+    };
+    let mut jump = if inv.hosts.contains_key(name) {
+        let (mut t, _) = target_for(inv, name, opts)?;
+        t.jump = None;
+        t
+    } else {
+        Target {
+            name: name.to_string(),
+            address: opts
+                .ssh_config
+                .get(name, "HostName")
+                .unwrap_or_else(|| name.to_string()),
+            port: opts
+                .ssh_config
+                .get(name, "Port")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(22),
+            user: opts
+                .ssh_config
+                .get(name, "User")
+                .unwrap_or_else(|| target.user.clone()),
+            key_files: match opts.ssh_config.get(name, "IdentityFile") {
+                Some(k) => vec![expand_home(&k)],
+                None => target.key_files.clone(),
+            },
+            password: None,
+            become_password: None,
+            connect_timeout: target.connect_timeout,
+            jump: None,
+        }
+    };
+    if let Some(u) = user {
+        jump.user = u;
+    }
+    if let Some(p) = port {
+        jump.port = p;
+    }
+    if !before.is_empty() {
+        jump = with_jump(inv, opts, jump, &before.join(","), depth + 1)?;
+    }
+    target.jump = Some(Box::new(jump));
+    Ok(target)
 }
 
 #[cfg(test)]
@@ -265,5 +408,19 @@ mod tests {
             Some("no")
         );
         assert_eq!(ssh_option(a, "ProxyJump").as_deref(), Some("b"));
+        assert_eq!(proxy_jump(a).as_deref(), Some("b"));
+        assert_eq!(
+            proxy_jump(r#"-o ProxyCommand="ssh -W %h:%p -q admin@bastion.example""#).as_deref(),
+            Some("admin@bastion.example")
+        );
+        assert_eq!(
+            proxy_jump(r#"-o ProxyCommand="ssh -W %h:%p -p 2200 -l ops bastion""#).as_deref(),
+            Some("ops@bastion:2200")
+        );
+        assert_eq!(
+            proxy_jump("-J ops@jump:2200").as_deref(),
+            Some("ops@jump:2200")
+        );
+        assert_eq!(proxy_jump("-o ServerAliveInterval=5"), None);
     }
 }

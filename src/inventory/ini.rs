@@ -189,7 +189,7 @@ fn literal(v: &str) -> Value {
     Value::String(v.to_string())
 }
 
-fn split_port(name: &str) -> (String, Option<u16>) {
+pub(super) fn split_port(name: &str) -> (String, Option<u16>) {
     // `host:2222`, but not an IPv6 address.
     if name.matches(':').count() == 1 {
         if let Some((h, p)) = name.split_once(':') {

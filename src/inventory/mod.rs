@@ -1,10 +1,12 @@
-//! The inventory: hosts, groups and their variables, read from Ansible's INI format.
+//! The inventory: hosts, groups and their variables, read from Ansible's INI or YAML format,
+//! with `group_vars/` and `host_vars/` beside it.
 //!
 //! Everything is kept in definition order, because Ansible's users expect `groups['x'][0]` to be
 //! the first host they wrote.
 
 mod ini;
 mod pattern;
+mod yaml_inv;
 
 pub use pattern::{glob, select_hosts};
 
@@ -36,6 +38,38 @@ pub struct Inventory {
     pub groups: IndexMap<String, Group>,
 }
 
+/// The variables kept for one group or host in a group_vars/ or host_vars/ directory.
+fn vars_for(dir: &Path, name: &str) -> Result<Map<String, Value>> {
+    let mut out = Map::new();
+    if !dir.is_dir() {
+        return Ok(out);
+    }
+    for ext in ["", ".yml", ".yaml", ".json"] {
+        let p = dir.join(format!("{name}{ext}"));
+        if p.is_file() {
+            out.extend(crate::vars::load_vars_file(&p)?);
+        }
+    }
+    let sub = dir.join(name);
+    if sub.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&sub)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.is_file()
+                    && matches!(
+                        p.extension().and_then(|e| e.to_str()),
+                        Some("yml" | "yaml" | "json")
+                    )
+            })
+            .collect();
+        files.sort();
+        for f in files {
+            out.extend(crate::vars::load_vars_file(&f)?);
+        }
+    }
+    Ok(out)
+}
+
 impl Inventory {
     /// Reads an inventory file.
     pub fn load(path: &Path) -> Result<Inventory> {
@@ -45,10 +79,40 @@ impl Inventory {
                 path.display()
             )
         })?;
-        let mut inv = ini::parse(&text, &path.display().to_string())?;
+        let origin = path.display().to_string();
+        let mut inv = if yaml_inv::looks_like_yaml(path, &text) {
+            yaml_inv::parse(&text, &origin)?
+        } else {
+            ini::parse(&text, &origin)?
+        };
         inv.path = Some(path.to_path_buf());
-        inv.finish(&path.display().to_string())?;
+        inv.finish(&origin)?;
+        if let Some(dir) = path.parent() {
+            inv.load_var_dirs(dir)?;
+        }
         Ok(inv)
+    }
+
+    /// Parses YAML inventory text.
+    pub fn from_yaml(text: &str, origin: &str) -> Result<Inventory> {
+        let mut inv = yaml_inv::parse(text, origin)?;
+        inv.finish(origin)?;
+        Ok(inv)
+    }
+
+    /// `group_vars/NAME` and `host_vars/NAME` beside the inventory, as Ansible reads them: a
+    /// file (`NAME`, `NAME.yml`, `NAME.yaml`, `NAME.json`) or a directory of such files, read
+    /// in name order. They override the variables written in the inventory file itself.
+    fn load_var_dirs(&mut self, dir: &Path) -> Result<()> {
+        for name in self.groups.keys().cloned().collect::<Vec<_>>() {
+            let vars = vars_for(&dir.join("group_vars"), &name)?;
+            self.groups[&name].vars.extend(vars);
+        }
+        for name in self.hosts.keys().cloned().collect::<Vec<_>>() {
+            let vars = vars_for(&dir.join("host_vars"), &name)?;
+            self.hosts[&name].vars.extend(vars);
+        }
+        Ok(())
     }
 
     /// Parses INI text (for tests and for inventories built in memory).
@@ -293,5 +357,86 @@ ansible_user='postgres'
             err.contains("a -> b -> a") || err.contains("b -> a -> b"),
             "{err}"
         );
+    }
+
+    const PGCLUSTER_YAML: &str = r#"
+all:
+  vars:
+    ansible_user: root
+  children:
+    etcd_cluster:
+      hosts:
+        pgnode01: { ansible_host: 10.0.0.11 }
+        pgnode[02:03]:
+    master:
+      hosts:
+        pgnode01: { hostname: pg-one }
+    replica:
+      hosts:
+        pgnode[02:03]:
+          new_node: true
+      vars:
+        replica_only: yes
+    postgres_cluster:
+      children:
+        master:
+        replica:
+balancers:
+  hosts:
+    lb1:2222:
+"#;
+
+    #[test]
+    fn yaml_inventory_loads_like_ini() {
+        let inv = Inventory::from_yaml(PGCLUSTER_YAML, "inv.yml").unwrap();
+        assert_eq!(
+            inv.group_hosts("postgres_cluster"),
+            vec!["pgnode01", "pgnode02", "pgnode03"]
+        );
+        assert_eq!(inv.group_hosts("all").len(), 4);
+        let v = inv.host_vars("pgnode01");
+        assert_eq!(v["ansible_host"], "10.0.0.11");
+        assert_eq!(v["hostname"], "pg-one");
+        assert_eq!(v["ansible_user"], "root");
+        let v = inv.host_vars("pgnode03");
+        assert_eq!(v["new_node"], true);
+        assert_eq!(v["replica_only"], true);
+        assert_eq!(inv.host_vars("lb1")["ansible_port"], 2222);
+    }
+
+    #[test]
+    fn yaml_inventory_errors_name_the_line() {
+        let err = Inventory::from_yaml(
+            "all:
+  children:
+    db:
+      host:
+        a:
+",
+            "inv.yml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("inv.yml:4:"), "{err}");
+        assert!(err.contains("did you mean `hosts`"), "{err}");
+    }
+
+    #[test]
+    fn group_and_host_vars_directories_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = dir.path().join("hosts.ini");
+        std::fs::write(&inv, "[db]\na x=inline\nb\n[db:vars]\ny=inline\n").unwrap();
+        std::fs::create_dir_all(dir.path().join("group_vars/all")).unwrap();
+        std::fs::create_dir_all(dir.path().join("host_vars")).unwrap();
+        std::fs::write(dir.path().join("group_vars/db.yml"), "y: from_group_vars\n").unwrap();
+        std::fs::write(dir.path().join("group_vars/all/10.yml"), "z: one\n").unwrap();
+        std::fs::write(dir.path().join("group_vars/all/20.yml"), "z: two\n").unwrap();
+        std::fs::write(dir.path().join("host_vars/a"), "x: from_host_vars\n").unwrap();
+        let inv = Inventory::load(&inv).unwrap();
+        let a = inv.host_vars("a");
+        assert_eq!(a["x"], "from_host_vars");
+        assert_eq!(a["y"], "from_group_vars");
+        assert_eq!(a["z"], "two");
+        assert!(inv.host_vars("b").get("x").is_none());
     }
 }

@@ -7,9 +7,11 @@
 
 mod known_hosts;
 mod quote;
+mod ssh_config;
 
 pub use known_hosts::{HostKeyPolicy, KeyVerdict, KnownHosts};
 pub use quote::{join as quote_join, quote, split_words};
+pub use ssh_config::SshConfig;
 
 use anyhow::{anyhow, bail, Context, Result};
 use russh::client::{self, Handle};
@@ -34,6 +36,9 @@ pub struct Target {
     pub password: Option<String>,
     pub become_password: Option<String>,
     pub connect_timeout: Duration,
+    /// A bastion to go through (ProxyJump): the connection to this host is tunnelled through
+    /// an SSH connection to it. Its host key is verified like any other.
+    pub jump: Option<Box<Target>>,
 }
 
 /// What a command printed and how it ended.
@@ -119,6 +124,8 @@ pub struct Connection {
     target: Target,
     /// Whether `sudo` asks this login user for a password (found out once, on first use).
     sudo_asks_password: OnceCell<bool>,
+    /// The bastion's connection, kept open while the tunnel through it is used.
+    _jump: Option<Box<Connection>>,
 }
 
 impl Connection {
@@ -141,8 +148,37 @@ impl Connection {
             port: target.port,
             verdict: verdict.clone(),
         };
-        let addr = (target.address.as_str(), target.port);
-        let connect = client::connect(Arc::new(config), addr, client);
+        let config = Arc::new(config);
+        let mut jump_conn = None;
+        let connect = async {
+            match &target.jump {
+                None => {
+                    let addr = (target.address.as_str(), target.port);
+                    client::connect(config, addr, client).await
+                }
+                Some(jump) => {
+                    let via = Box::pin(Connection::connect(jump, known))
+                        .await
+                        .map_err(|e| {
+                            russh::Error::IO(std::io::Error::other(format!(
+                                "through the jump host {}: {e:#}",
+                                jump.name
+                            )))
+                        })?;
+                    let channel = via
+                        .handle
+                        .channel_open_direct_tcpip(
+                            target.address.clone(),
+                            target.port as u32,
+                            "127.0.0.1",
+                            0,
+                        )
+                        .await?;
+                    jump_conn = Some(Box::new(via));
+                    client::connect_stream(config, channel.into_stream(), client).await
+                }
+            }
+        };
         let result = tokio::time::timeout(target.connect_timeout, connect).await;
         let mut handle = match result {
             Err(_) => {
@@ -174,6 +210,7 @@ impl Connection {
             handle,
             target: target.clone(),
             sudo_asks_password: OnceCell::new(),
+            _jump: jump_conn,
         })
     }
 
