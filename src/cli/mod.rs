@@ -50,6 +50,15 @@ pub struct Common {
     /// Skip tasks with these tags (comma-separated).
     #[arg(long = "skip-tags", value_delimiter = ',')]
     pub skip_tags: Vec<String>,
+    /// Print each play's hosts and stop (nothing runs).
+    #[arg(long = "list-hosts")]
+    pub list_hosts: bool,
+    /// Print each play's tasks and stop (nothing runs).
+    #[arg(long = "list-tasks")]
+    pub list_tasks: bool,
+    /// Skip the tasks before the first task with this name.
+    #[arg(long = "start-at-task", value_name = "NAME")]
+    pub start_at_task: Option<String>,
     /// Hosts worked on at once [default: ansible.cfg's forks, else 50].
     #[arg(short = 'f', long)]
     pub forks: Option<usize>,
@@ -135,6 +144,7 @@ impl Common {
             ),
             task_timeout: self.timeout.map(Duration::from_secs),
             ssh_config: crate::transport::SshConfig::load_user(),
+            start_at_task: self.start_at_task.clone(),
             default_user: cfg.remote_user.clone(),
             default_key: cfg.private_key_file.clone(),
         })
@@ -254,7 +264,24 @@ async fn run_with_defaults(
     let templates = Templates::new(dirs, crate::template::BUILTIN_TEMPLATES);
     let secrets = Secrets::new();
     let report = Arc::new(Reporter::new(secrets, common.json, common.verbose));
+    if let Some(name) = &common.start_at_task {
+        if !pb.names_task(name) {
+            return Err(bad(anyhow!(
+                "--start-at-task: no task is named `{name}` in {}",
+                pb.path.display()
+            )));
+        }
+    }
     let mut engine = Engine::new(inv, opts, templates, report.clone());
+    if common.list_hosts || common.list_tasks {
+        if common.list_hosts {
+            print!("{}", engine.list_hosts(&pb).map_err(bad)?);
+        }
+        if common.list_tasks {
+            print!("{}", engine.list_tasks(&pb));
+        }
+        return Ok(exit::OK);
+    }
     let result = tokio::select! {
         r = engine.run_playbook(&pb) => Some(r),
         _ = tokio::signal::ctrl_c() => None,

@@ -12,7 +12,7 @@ use crate::playbook::{Action, Play, Playbook, Task};
 use crate::report::{Line, Reporter, Status};
 use crate::template::Templates;
 use crate::transport::{Connection, KnownHosts, Target};
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use futures::stream::{self, StreamExt};
 use indexmap::{IndexMap, IndexSet};
 use serde_json::{Map, Value};
@@ -41,6 +41,8 @@ pub struct RunOptions {
     pub task_timeout: Option<Duration>,
     /// ~/.ssh/config, for hosts whose inventory variables do not say.
     pub ssh_config: crate::transport::SshConfig,
+    /// `--start-at-task`: tasks before the first one with this name are skipped.
+    pub start_at_task: Option<String>,
     /// ansible.cfg's remote_user and private_key_file.
     pub default_user: Option<String>,
     pub default_key: Option<std::path::PathBuf>,
@@ -101,6 +103,8 @@ pub struct Engine {
     hosts: HashMap<String, HostState>,
     status: IndexMap<String, HostStatus>,
     groups: minijinja::Value,
+    /// False until the --start-at-task task is reached.
+    started: bool,
 }
 
 impl Engine {
@@ -126,6 +130,7 @@ impl Engine {
             hosts: HashMap::new(),
             status: IndexMap::new(),
             groups,
+            started: true,
         }
     }
 
@@ -134,7 +139,85 @@ impl Engine {
     }
 
     /// Runs every play of a playbook.
+    /// `--list-hosts`: each play and the hosts it would run on (after --limit).
+    pub fn list_hosts(&self, pb: &Playbook) -> Result<String> {
+        let mut out = String::new();
+        for (i, play) in pb.plays.iter().enumerate() {
+            let hosts = self.play_hosts(play)?;
+            out.push_str(&format!(
+                "play #{} ({}): {}\tHOST COUNT: {}\n",
+                i + 1,
+                play.hosts,
+                play.name,
+                hosts.len()
+            ));
+            for h in hosts {
+                out.push_str(&format!("    {h}\n"));
+            }
+        }
+        Ok(out)
+    }
+
+    /// `--list-tasks`: each play's tasks as they would run (blocks opened, imports read,
+    /// tags filtered; an include_tasks is listed as itself: its file is read when it runs).
+    pub fn list_tasks(&self, pb: &Playbook) -> String {
+        fn walk(e: &Engine, tasks: &[Task], inherited: &[String], out: &mut String, depth: usize) {
+            for t in tasks {
+                let mut tags = inherited.to_vec();
+                tags.extend(t.tags.iter().cloned());
+                match &t.action {
+                    Action::Block {
+                        block,
+                        rescue,
+                        always,
+                    } => {
+                        for list in [block, rescue, always] {
+                            walk(e, list, &tags, out, depth);
+                        }
+                    }
+                    _ => {
+                        if !e.tags_select(&tags) {
+                            continue;
+                        }
+                        let shown = if tags.is_empty() {
+                            String::new()
+                        } else {
+                            format!("\tTAGS: [{}]", tags.join(", "))
+                        };
+                        out.push_str(&format!(
+                            "{}{}{shown}\n",
+                            "    ".repeat(depth),
+                            t.display_name()
+                        ));
+                    }
+                }
+            }
+        }
+        let mut out = String::new();
+        for (i, play) in pb.plays.iter().enumerate() {
+            out.push_str(&format!(
+                "play #{} ({}): {}\n",
+                i + 1,
+                play.hosts,
+                play.name
+            ));
+            for list in [&play.pre_tasks, &play.tasks, &play.post_tasks] {
+                walk(self, list, &play.tags, &mut out, 1);
+            }
+        }
+        out
+    }
+
     pub async fn run_playbook(&mut self, pb: &Playbook) -> Result<RunSummary> {
+        if let Some(name) = &self.opts.start_at_task {
+            if !pb.names_task(name) {
+                bail!(
+                    "--start-at-task: no task is named `{name}` in {}",
+                    pb.path.display()
+                );
+            }
+            self.started = false;
+        }
         for play in &pb.plays {
             let proceed = self.run_play(play).await?;
             if !proceed {
@@ -200,15 +283,8 @@ impl Engine {
             play_vars.extend(crate::vars::load_vars_file(&path)?);
         }
         self.report.secrets.scan(&play_vars);
-        let ctx = PlayCtx {
-            play,
-            vars: Arc::new(play_vars),
-            hosts: hosts.clone(),
-        };
-        if play.gather_facts {
-            self.gather_facts(&hosts).await;
-        }
-        self.register_templated_secrets(&ctx, &hosts);
+        let play_vars = Arc::new(play_vars);
+        let batches = serial_batches(play.serial.as_ref(), &hosts)?;
         let base = Inherited {
             become_: play.become_,
             become_user: play.become_user.clone(),
@@ -218,13 +294,48 @@ impl Engine {
             tags: play.tags.clone(),
             ..Default::default()
         };
-        for list in [&play.pre_tasks, &play.tasks, &play.post_tasks] {
-            if !self.run_list(&ctx, list, &base, &hosts).await? {
+        for (n, batch) in batches.iter().enumerate() {
+            if batches.len() > 1 {
+                self.report.note(&format!(
+                    "serial batch {} of {}: {}",
+                    n + 1,
+                    batches.len(),
+                    batch.join(", ")
+                ));
+            }
+            let ctx = PlayCtx {
+                play,
+                vars: play_vars.clone(),
+                hosts: hosts.clone(),
+                batch: batch.clone(),
+            };
+            if play.gather_facts {
+                self.gather_facts(batch).await;
+            }
+            self.register_templated_secrets(&ctx, batch);
+            for list in [&play.pre_tasks, &play.tasks, &play.post_tasks] {
+                if !self.run_list(&ctx, list, &base, batch).await? {
+                    return Ok(false);
+                }
+                self.flush_handlers(&ctx, &base, batch).await?;
+            }
+            // As in Ansible: when every host of a batch failed, the play (and the run) ends.
+            if self.active(batch).is_empty() {
+                self.report
+                    .note("every host of the batch failed: no more hosts left");
                 return Ok(false);
             }
-            self.flush_handlers(&ctx, &base, &hosts).await?;
         }
         Ok(true)
+    }
+
+    /// max_fail_percentage: more of the batch's hosts failed than the play allows.
+    fn too_many_failed(&self, ctx: &PlayCtx<'_>) -> bool {
+        let Some(max) = ctx.play.max_fail_percentage else {
+            return false;
+        };
+        let failed = ctx.batch.len() - self.active(&ctx.batch).len();
+        failed > 0 && (failed as f64) * 100.0 / (ctx.batch.len() as f64) > max
     }
 
     fn active(&self, hosts: &[String]) -> Vec<String> {
@@ -249,6 +360,14 @@ impl Engine {
                 return Ok(true);
             }
             if !Box::pin(self.run_task(ctx, task, inh, &active)).await? {
+                return Ok(false);
+            }
+            if self.too_many_failed(ctx) {
+                self.fail_all_active(&ctx.batch);
+                self.report.note(&format!(
+                    "max_fail_percentage {}% exceeded: the play stops",
+                    ctx.play.max_fail_percentage.unwrap_or_default()
+                ));
                 return Ok(false);
             }
         }
@@ -370,6 +489,12 @@ impl Engine {
             Action::Module { .. } => {
                 if !here.ignore_tags && !self.tags_select(&here.tags) {
                     return Ok(true);
+                }
+                if !self.started {
+                    if self.opts.start_at_task.as_deref() != Some(task.display_name().as_str()) {
+                        return Ok(true);
+                    }
+                    self.started = true;
                 }
                 self.run_module_task(ctx, task, &here, hosts).await
             }
@@ -633,5 +758,52 @@ impl Engine {
 struct PlayCtx<'a> {
     play: &'a Play,
     vars: Arc<Map<String, Value>>,
+    /// Every host of the play.
     hosts: Vec<String>,
+    /// The hosts of the current `serial` batch (all of them without `serial`).
+    batch: Vec<String>,
+}
+
+/// Splits the play's hosts into `serial` batches: a number, a percentage of the play's hosts
+/// (rounded down, at least 1), or a list of those, whose last entry repeats.
+fn serial_batches(serial: Option<&Value>, hosts: &[String]) -> Result<Vec<Vec<String>>> {
+    let Some(serial) = serial else {
+        return Ok(vec![hosts.to_vec()]);
+    };
+    let size = |v: &Value| -> Result<usize> {
+        let n =
+            match v {
+                Value::Number(n) => n.as_f64().unwrap_or(0.0) as usize,
+                Value::String(s) if s.trim().ends_with('%') => {
+                    let pct: f64 =
+                        s.trim().trim_end_matches('%').trim().parse().map_err(|_| {
+                            anyhow!("serial: `{s}` is not a number or a percentage")
+                        })?;
+                    (hosts.len() as f64 * pct / 100.0).floor() as usize
+                }
+                Value::String(s) => s
+                    .trim()
+                    .parse()
+                    .map_err(|_| anyhow!("serial: `{s}` is not a number or a percentage"))?,
+                other => bail!("serial: {other} is not a number or a percentage"),
+            };
+        Ok(n.max(1))
+    };
+    let sizes: Vec<usize> = match serial {
+        Value::Array(items) => items.iter().map(size).collect::<Result<_>>()?,
+        one => vec![size(one)?],
+    };
+    if sizes.is_empty() {
+        return Ok(vec![hosts.to_vec()]);
+    }
+    let mut batches = Vec::new();
+    let mut rest = hosts;
+    let mut i = 0;
+    while !rest.is_empty() {
+        let n = sizes[i.min(sizes.len() - 1)].min(rest.len());
+        batches.push(rest[..n].to_vec());
+        rest = &rest[n..];
+        i += 1;
+    }
+    Ok(batches)
 }

@@ -108,11 +108,16 @@ impl Engine {
             .into_iter()
             .map(Value::String)
             .collect();
+        let batch: Vec<Value> = self
+            .active(&ctx.batch)
+            .into_iter()
+            .map(Value::String)
+            .collect();
         let inv_path = self.inv.path.clone().unwrap_or_default();
         let magic = json!({
             "play_hosts": play_hosts,
             "ansible_play_hosts": play_hosts,
-            "ansible_play_batch": play_hosts,
+            "ansible_play_batch": batch,
             "ansible_play_hosts_all": ctx.hosts,
             "ansible_check_mode": self.opts.check,
             "ansible_diff_mode": self.opts.diff,

@@ -49,6 +49,24 @@ pub struct Playbook {
     pub plays: Vec<Play>,
 }
 
+impl Playbook {
+    /// Whether some task (in any play, block or import) has this name.
+    pub fn names_task(&self, name: &str) -> bool {
+        fn any(tasks: &[Task], name: &str) -> bool {
+            tasks.iter().any(|t| {
+                t.display_name() == name
+                    || matches!(&t.action, Action::Block { block, rescue, always }
+                        if any(block, name) || any(rescue, name) || any(always, name))
+            })
+        }
+        self.plays.iter().any(|p| {
+            [&p.pre_tasks, &p.tasks, &p.post_tasks]
+                .iter()
+                .any(|l| any(l, name))
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Play {
     pub name: String,

@@ -104,8 +104,38 @@ fn to_bool(v: Value) -> bool {
     }
 }
 
+/// As Ansible's `to_json` (Python's json.dumps): `{"a": 1, "b": [1, 2]}`.
 fn to_json(v: Value) -> Result<String, Error> {
-    serde_json::to_string(&json(&v)?).map_err(|e| err(e.to_string()))
+    fn write(v: &Json, out: &mut String) {
+        match v {
+            Json::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    write(item, out);
+                }
+                out.push(']');
+            }
+            Json::Object(map) => {
+                out.push('{');
+                for (i, (k, item)) in map.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    out.push_str(&Json::String(k.clone()).to_string());
+                    out.push_str(": ");
+                    write(item, out);
+                }
+                out.push('}');
+            }
+            scalar => out.push_str(&scalar.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(&json(&v)?, &mut out);
+    Ok(out)
 }
 
 fn to_nice_json(v: Value, kw: Kwargs) -> Result<String, Error> {
@@ -639,7 +669,7 @@ mod tests {
 
     #[test]
     fn json_and_yaml() {
-        assert_eq!(r("{{ {'a': [1, 'x']} | to_json }}"), r#"{"a":[1,"x"]}"#);
+        assert_eq!(r("{{ {'a': [1, 'x']} | to_json }}"), r#"{"a": [1, "x"]}"#);
         assert_eq!(
             r("{{ {'a': 1} | to_nice_json(indent=2) }}"),
             "{\n  \"a\": 1\n}"
@@ -672,14 +702,14 @@ mod tests {
 
     #[test]
     fn combine_and_ternary() {
-        assert_eq!(r("{{ ({'a': {'x': 1}, 'b': 1} | combine({'a': {'y': 2}}, recursive=true)) | to_json }}"), r#"{"a":{"x":1,"y":2},"b":1}"#);
+        assert_eq!(r("{{ ({'a': {'x': 1}, 'b': 1} | combine({'a': {'y': 2}}, recursive=true)) | to_json }}"), r#"{"a": {"x": 1, "y": 2}, "b": 1}"#);
         assert_eq!(
             r("{{ ({'a': {'x': 1}} | combine({'a': {'y': 2}})) | to_json }}"),
-            r#"{"a":{"y":2}}"#
+            r#"{"a": {"y": 2}}"#
         );
         assert_eq!(
             r("{{ ({'l': [1]} | combine({'l': [2]}, list_merge='append')).l | to_json }}"),
-            "[1,2]"
+            "[1, 2]"
         );
         assert_eq!(
             r("{{ true | ternary('on', 'off') }} {{ 'no' | ternary('on', 'off') }}"),
@@ -703,10 +733,19 @@ mod tests {
 
     #[test]
     fn lists() {
-        assert_eq!(r("{{ [1, [2, [3]], 4] | flatten | to_json }}"), "[1,2,3,4]");
-        assert_eq!(r("{{ [1, [2, [3]]] | flatten(1) | to_json }}"), "[1,2,[3]]");
-        assert_eq!(r("{{ [1, 2, 2, 3] | unique | list | to_json }}"), "[1,2,3]");
-        assert_eq!(r("{{ [1, 2, 3] | difference([2]) | to_json }} {{ [1, 2] | intersect([2, 3]) | to_json }} {{ [1] | union([2, 1]) | to_json }}"), "[1,3] [2] [1,2]");
+        assert_eq!(
+            r("{{ [1, [2, [3]], 4] | flatten | to_json }}"),
+            "[1, 2, 3, 4]"
+        );
+        assert_eq!(
+            r("{{ [1, [2, [3]]] | flatten(1) | to_json }}"),
+            "[1, 2, [3]]"
+        );
+        assert_eq!(
+            r("{{ [1, 2, 2, 3] | unique | list | to_json }}"),
+            "[1, 2, 3]"
+        );
+        assert_eq!(r("{{ [1, 2, 3] | difference([2]) | to_json }} {{ [1, 2] | intersect([2, 3]) | to_json }} {{ [1] | union([2, 1]) | to_json }}"), "[1, 3] [2] [1, 2]");
     }
 
     #[test]
@@ -733,10 +772,10 @@ mod tests {
         assert_eq!(r("{{ '15.4' is version('15', '>=') }} {{ '9.6' is version('10', '<') }} {{ '2.10' is version('2.9', 'gt') }}"), "True True True");
         assert_eq!(r("{{ 'node01' is match('node') }} {{ 'xnode' is match('node') }} {{ 'xnode' is search('node') }}"), "True False True");
         assert_eq!(r("{{ '%02d-%s' | format(7, 'x') }}"), "07-x");
-        assert_eq!(r("{{ range(1, 4) | list | to_json }}"), "[1,2,3]");
+        assert_eq!(r("{{ range(1, 4) | list | to_json }}"), "[1, 2, 3]");
         assert_eq!(r("{{ {'failed': false, 'changed': true} is succeeded }} {{ {'changed': true} is changed }}"), "True True");
         assert_eq!(r("{{ [{'n': 1}, {'n': 2}] | selectattr('n', 'gt', 1) | map(attribute='n') | list | to_json }}"), "[2]");
-        assert_eq!(r("{{ 'a,b' .split(',') | to_json }}"), r#"["a","b"]"#);
+        assert_eq!(r("{{ 'a,b' .split(',') | to_json }}"), r#"["a", "b"]"#);
         assert_eq!(
             r("{{ lookup('env', 'PGDEPLOY_SURELY_UNSET_X', default='d') }}"),
             "d"
