@@ -71,6 +71,44 @@ fn loops_when_register_handlers_and_changed() {
     assert_eq!(read("h1.handler"), "restarted\n");
     assert_eq!(read("h2.handler"), "restarted\n");
     assert_eq!(common::mode_of(&lab.path().join("h2/logs")) & 0o777, 0o750);
+    // A no-op loop probes all its items in one round trip (-v shows where answers came from).
+    let r = lab.run(&pb, &inv, &["-e", &base, "-e", "run=3", "-v"]);
+    r.assert_code(0);
+    assert_eq!(
+        r.all().matches("answered by the loop's read-ahead").count(),
+        6,
+        "{}",
+        r.all()
+    );
+}
+
+/// Items that depend on each other: the second edit matches the line the first one wrote. The
+/// read-ahead must not answer the second item with what the file held before the first.
+#[test]
+fn dependent_loop_items_see_each_others_changes() {
+    let lab = Lab::start(1);
+    let inv = lab.inventory("root", "");
+    let pb = lab.write(
+        "edits.yml",
+        r#"
+- hosts: h1
+  gather_facts: false
+  tasks:
+    - lineinfile:
+        path: "{{ base }}/edits.conf"
+        regexp: "{{ item.re }}"
+        line: "{{ item.line }}"
+        create: true
+      loop:
+        - { re: "^port", line: "port = 5432" }
+        - { re: "^port = 5432$", line: "port = 6432" }
+        - { re: "^mode", line: "mode = fast" }
+"#,
+    );
+    let base = format!("base={}", lab.path().display());
+    lab.run(&pb, &inv, &["-e", &base]).assert_code(0);
+    let got = std::fs::read_to_string(lab.path().join("edits.conf")).unwrap();
+    assert_eq!(got, "port = 6432\nmode = fast\n");
 }
 
 /// The filters and tests playbooks commonly use, rendered into a file.

@@ -2,11 +2,12 @@
 
 use super::vars::Snapshot;
 use super::{Engine, Inherited, PlayCtx};
+use crate::modules::readahead::{self, ReadAhead};
 use crate::modules::{self, ModuleCtx, Outcome};
 use crate::playbook::{Action, Task};
 use crate::report::{Line, Status};
 use crate::template::OMIT;
-use crate::transport::Unreachable;
+use crate::transport::{ExecOptions, Stdin, Unreachable};
 use anyhow::{anyhow, bail, Result};
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Map, Value};
@@ -163,24 +164,18 @@ impl Engine {
             if !self.when_holds(&here.when, &vars, &origin)? {
                 return Ok(skipped());
             }
-            let one = self.run_once_on_host(snap, task, here, host, None).await?;
+            let one = self
+                .run_once_on_host(snap, task, here, host, None, None)
+                .await?;
             return Ok(one);
         };
         let items = self.loop_items(items_spec, &vars, &origin)?;
+        let mut ahead = self.read_ahead(snap, task, here, host, &items).await?;
         let mut total = HostResult::default();
         let mut results = Vec::new();
         let mut all_skipped = true;
         for (i, item) in items.iter().enumerate() {
-            let mut extra = Map::new();
-            extra.insert(task.loop_var.clone(), item.clone());
-            extra.insert(
-                "ansible_loop_var".into(),
-                Value::String(task.loop_var.clone()),
-            );
-            if let Some(iv) = &task.index_var {
-                extra.insert(iv.clone(), json!(i));
-            }
-            extra.insert("ansible_loop".into(), json!({"index": i + 1, "index0": i, "first": i == 0, "last": i + 1 == items.len(), "length": items.len()}));
+            let extra = item_vars(task, &items, i);
             let item_vars = snap.vars(host, &here.vars, Some(&extra));
             let label = match &task.label {
                 Some(l) => self.templates.render_str(l, &item_vars, &origin)?,
@@ -201,8 +196,12 @@ impl Engine {
             }
             all_skipped = false;
             let r = self
-                .run_once_on_host(snap, task, here, host, Some(&extra))
+                .run_once_on_host(snap, task, here, host, Some(&extra), ahead.as_ref())
                 .await?;
+            if r.changed || r.failed {
+                // What this item did may change what later items' probes would read.
+                ahead = None;
+            }
             total.changed |= r.changed;
             total.failed |= r.failed;
             total.unreachable |= r.unreachable;
@@ -241,6 +240,61 @@ impl Engine {
             "msg": if total.failed { "One or more items failed" } else { "All items completed" },
         }));
         Ok(total)
+    }
+
+    /// The probes of every item of a looped task, run in one command on the host (see
+    /// `modules::readahead`). None when the module or the task does not allow it.
+    async fn read_ahead(
+        &self,
+        snap: &Arc<Snapshot>,
+        task: &Task,
+        here: &Inherited,
+        host: &str,
+        items: &[Value],
+    ) -> Result<Option<ReadAhead>> {
+        let eligible = items.len() > 1
+            && here.delegate_to.is_none()
+            && task.module_name().is_some_and(readahead::reads_first);
+        if !eligible {
+            return Ok(None);
+        }
+        let origin = task.origin.to_string();
+        let recorder = ReadAhead::recorder();
+        for i in 0..items.len() {
+            let extra = item_vars(task, items, i);
+            let vars = snap.vars(host, &here.vars, Some(&extra));
+            if !self.when_holds(&here.when, &vars, &origin).unwrap_or(false) {
+                continue;
+            }
+            // Errors (an undefined variable, say) show when the item runs for real.
+            let _ = self
+                .run_once_on_host(snap, task, here, host, Some(&extra), Some(&recorder))
+                .await;
+        }
+        let distinct = ReadAhead::distinct(recorder.recorded());
+        let Some((first, _)) = distinct.first() else {
+            return Ok(None);
+        };
+        let (user, env) = (first.user.clone(), first.env.clone());
+        if distinct.len() < 2 && distinct.iter().all(|(_, n)| *n < 2)
+            || !distinct.iter().all(|(p, _)| p.user == user && p.env == env)
+        {
+            return Ok(None);
+        }
+        let batch: Vec<readahead::Probe> = distinct.iter().map(|(p, _)| p.clone()).collect();
+        let conn = self.connection(host).await?;
+        let opts = ExecOptions {
+            become_user: user,
+            env,
+            timeout: self.opts.task_timeout,
+        };
+        let out = conn
+            .exec(&ReadAhead::batch_script(&batch), Stdin::None, &opts)
+            .await?;
+        if !out.ok() {
+            return Ok(None);
+        }
+        Ok(Some(ReadAhead::serve(distinct, &out.stdout_str())))
     }
 
     /// Turns `loop:` / `with_*:` into the list of items.
@@ -307,6 +361,7 @@ impl Engine {
         here: &Inherited,
         host: &str,
         extra: Option<&Map<String, Value>>,
+        ahead: Option<&ReadAhead>,
     ) -> Result<HostResult> {
         let Action::Module { name, params } = &task.action else {
             bail!("not a module task");
@@ -412,8 +467,14 @@ impl Engine {
                         dir: &snap_dir(task),
                         trace: &trace,
                         facts: &facts,
+                        readahead: ahead,
                     };
-                    modules::run(name, &rendered, &mctx).await
+                    let run = modules::run(name, &rendered, &mctx).await;
+                    if matches!(ahead, Some(ReadAhead::Record(_))) {
+                        // Recording: the probe is noted; nothing ran.
+                        return Ok(HostResult::default());
+                    }
+                    run
                 }
                 // debug, set_fact, assert, fail and pause need no connection.
                 None => modules::run_local(name, &rendered, &self.templates, &vars).await,
@@ -577,4 +638,22 @@ mod tests {
             vec![json!("1"), json!("2")]
         );
     }
+}
+
+/// The variables a loop gives its item `i`: the loop variable, `ansible_loop` and the index.
+fn item_vars(task: &Task, items: &[Value], i: usize) -> Map<String, Value> {
+    let mut extra = Map::new();
+    extra.insert(task.loop_var.clone(), items[i].clone());
+    extra.insert(
+        "ansible_loop_var".into(),
+        Value::String(task.loop_var.clone()),
+    );
+    if let Some(iv) = &task.index_var {
+        extra.insert(iv.clone(), json!(i));
+    }
+    extra.insert(
+        "ansible_loop".into(),
+        json!({"index": i + 1, "index0": i, "first": i == 0, "last": i + 1 == items.len(), "length": items.len()}),
+    );
+    extra
 }

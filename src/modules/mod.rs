@@ -13,6 +13,7 @@ mod lineinfile;
 mod local;
 mod postgresql;
 mod postgresql_role;
+pub mod readahead;
 mod scram;
 mod service;
 mod stat;
@@ -511,6 +512,8 @@ pub struct ModuleCtx<'a> {
     pub trace: &'a Mutex<Vec<String>>,
     /// The facts of the host (os_family picks the package manager).
     pub facts: &'a Map<String, Value>,
+    /// A loop's probes, recorded or answered in one round trip (see `readahead`).
+    pub readahead: Option<&'a readahead::ReadAhead>,
 }
 
 impl ModuleCtx<'_> {
@@ -544,6 +547,35 @@ impl ModuleCtx<'_> {
         user: Option<String>,
         traced: bool,
     ) -> Result<Output> {
+        if let Some(ra) = self.readahead {
+            let probe = readahead::Probe {
+                script: script.to_string(),
+                user: user.clone(),
+                env: self.env.clone(),
+            };
+            match (ra, &stdin) {
+                (readahead::ReadAhead::Record(v), Stdin::None) => {
+                    if let Ok(mut v) = v.lock() {
+                        v.push(probe);
+                    }
+                    return Err(readahead::Recorded.into());
+                }
+                (readahead::ReadAhead::Record(_), _) => return Err(readahead::Recorded.into()),
+                (readahead::ReadAhead::Serve(_), Stdin::None) => {
+                    if let Some(out) = ra.answer(&probe) {
+                        if let Ok(mut t) = self.trace.lock() {
+                            t.push(format!(
+                                "$ {}\n(answered by the loop's read-ahead)\n[rc={}]",
+                                script.trim(),
+                                out.code
+                            ));
+                        }
+                        return Ok(out);
+                    }
+                }
+                _ => {}
+            }
+        }
         let opts = ExecOptions {
             become_user: user,
             env: self.env.clone(),

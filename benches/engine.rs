@@ -1,0 +1,311 @@
+//! The engine's speed against real OpenSSH servers on 127.0.1.N (`cargo bench --bench engine`,
+//! as root, like the integration tests). Prints a Markdown table for README.md.
+//!
+//! Per host, written with loops as an Ansible user would: 10 directories, 20 templates (~30
+//! lines, host vars and a loop), 5 lineinfile edits on one file, 10 commands guarded by
+//! `creates:`, one handler notified by the templates. Against 1, 10 and 30 hosts: the first run,
+//! the no-op second run, and two floors measured with the same SSH client: one connection per
+//! host sending 47 `true` commands one after another, and one script per host. Also the upload
+//! rate of a 150 MB file and pgdeploy's peak memory.
+
+#[path = "../tests/common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+
+use pgdeploy::transport::{Connection, ExecOptions, HostKeyPolicy, KnownHosts, Stdin, Target};
+use std::time::{Duration, Instant};
+
+const PLAYBOOK: &str = r#"
+- hosts: web
+  gather_facts: true
+  vars:
+    dirs: "{{ range(1, 11) | map('string') | list }}"
+    templates: "{{ range(1, 21) | map('string') | list }}"
+    settings:
+      - { key: max_connections, value: 100 }
+      - { key: shared_buffers, value: 128MB }
+      - { key: work_mem, value: 4MB }
+      - { key: port, value: 5432 }
+      - { key: listen_addresses, value: "'*'" }
+    marks: "{{ range(1, 11) | map('string') | list }}"
+  tasks:
+    - name: directories
+      file:
+        path: "{{ base }}/{{ inventory_hostname }}/d{{ item }}"
+        state: directory
+        mode: "0755"
+      loop: "{{ dirs }}"
+    - name: templates
+      template:
+        src: bench.conf.j2
+        dest: "{{ base }}/{{ inventory_hostname }}/d1/t{{ item }}.conf"
+      loop: "{{ templates }}"
+      notify: reload
+    - name: settings
+      lineinfile:
+        path: "{{ base }}/{{ inventory_hostname }}/settings.conf"
+        regexp: "^{{ item.key }} ="
+        line: "{{ item.key }} = {{ item.value }}"
+        create: true
+      loop: "{{ settings }}"
+    - name: one-time commands
+      command: touch {{ base }}/{{ inventory_hostname }}/mark{{ item }}
+      args:
+        creates: "{{ base }}/{{ inventory_hostname }}/mark{{ item }}"
+      loop: "{{ marks }}"
+  handlers:
+    - name: reload
+      command: "true"
+"#;
+
+const TEMPLATE: &str = r#"# Managed by the benchmark: {{ inventory_hostname }}
+# host {{ ansible_host }} port {{ ansible_port }}
+[main]
+name = {{ inventory_hostname }}
+address = {{ ansible_host }}
+user = {{ ansible_user }}
+template = {{ item }}
+{% for n in range(1, 8) %}
+option_{{ n }} = {{ n * 10 }}   # {{ inventory_hostname }}-{{ n }}
+{% endfor %}
+
+[peers]
+{% for h in groups['web'][:8] %}
+{{ h }} = {{ hostvars[h]['ansible_host'] }}:{{ hostvars[h]['ansible_port'] }}
+{% endfor %}
+
+[limits]
+nofile = 65536
+nproc = 4096
+memlock = unlimited
+stack = 8192
+
+[end]
+# {{ item }} of 20
+"#;
+
+/// A user with a plain home: on this kind of machine root's ~/.bashrc may be heavy (pyenv
+/// and the like), and Debian's bash reads ~/.bashrc for every command sshd starts: that
+/// would measure root's shell start-up, not pgdeploy.
+const BENCH_USER: &str = common::SUDO_USER;
+
+struct Measure {
+    seconds: f64,
+    peak_kib: u64,
+    ok: bool,
+    out: String,
+}
+
+/// Runs pgdeploy, timing it and sampling its peak resident memory (VmHWM).
+fn pgdeploy(lab: &common::Lab, args: &[&str]) -> Measure {
+    let start = Instant::now();
+    let mut child = lab
+        .command(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut peak = 0;
+    let out_reader = std::thread::spawn({
+        let mut stdout = child.stdout.take().unwrap();
+        move || {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut stdout, &mut s).ok();
+            s
+        }
+    });
+    let err_reader = std::thread::spawn({
+        let mut stderr = child.stderr.take().unwrap();
+        move || {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut stderr, &mut s).ok();
+            s
+        }
+    });
+    let status = loop {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            if let Some(kb) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kb);
+            }
+        }
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let seconds = start.elapsed().as_secs_f64();
+    let out = out_reader.join().unwrap() + &err_reader.join().unwrap();
+    Measure {
+        seconds,
+        peak_kib: peak,
+        ok: status.success(),
+        out,
+    }
+}
+
+fn targets(lab: &common::Lab, n: usize) -> Vec<Target> {
+    lab.hosts[..n]
+        .iter()
+        .map(|h| Target {
+            name: h.name.clone(),
+            address: h.ip.clone(),
+            port: h.port,
+            user: BENCH_USER.into(),
+            key_files: vec![lab.path().join("id_ed25519")],
+            password: None,
+            become_password: None,
+            connect_timeout: Duration::from_secs(10),
+            jump: None,
+        })
+        .collect()
+}
+
+/// The floors: one connection per host (opened beforehand), then `commands` commands one after
+/// another on each host, all hosts at once. Returns the seconds the commands took.
+async fn floor(lab: &common::Lab, n: usize, commands: usize, script: &str) -> f64 {
+    let known = KnownHosts {
+        files: vec![lab.path().join("known_hosts")],
+        policy: HostKeyPolicy::Strict,
+    };
+    let conns = futures::future::join_all(
+        targets(lab, n)
+            .iter()
+            .map(|t| Connection::connect(t, &known)),
+    )
+    .await;
+    let conns: Vec<Connection> = conns.into_iter().map(|c| c.unwrap()).collect();
+    let start = Instant::now();
+    futures::future::join_all(conns.iter().map(|c| async move {
+        for _ in 0..commands {
+            let out = c
+                .exec(script, Stdin::None, &ExecOptions::default())
+                .await
+                .unwrap();
+            assert!(out.ok());
+        }
+    }))
+    .await;
+    start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it,
+    // and must not spend minutes here.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("the engine benchmark runs with `cargo bench --bench engine`");
+        return;
+    }
+    let lab = common::Lab::start(30);
+    // The bench user works in the lab's directory.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(lab.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let world = |p: &std::path::Path| {
+        std::fs::create_dir_all(p).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
+    };
+    let pb = lab.write("bench.yml", PLAYBOOK);
+    std::fs::create_dir_all(lab.path().join("templates")).unwrap();
+    std::fs::write(lab.path().join("templates/bench.conf.j2"), TEMPLATE).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let script47: String = vec!["true"; 47].join("\n");
+    println!(
+        "| hosts | first run | no-op run | floor: 47 commands | floor: one script | peak memory |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for n in [1usize, 10, 30] {
+        let names: Vec<&str> = lab.hosts[..n].iter().map(|h| h.name.as_str()).collect();
+        let base = lab.path().join(format!("state{n}"));
+        world(&base);
+        let inv = lab.inventory(BENCH_USER, "");
+        let limit = names.join(",");
+        let base_arg = format!("base={}", base.display());
+        let args = [
+            "run",
+            pb.to_str().unwrap(),
+            "-i",
+            inv.to_str().unwrap(),
+            "-l",
+            &limit,
+            "-e",
+            &base_arg,
+        ];
+        let first = pgdeploy(&lab, &args);
+        assert!(first.ok, "{}", first.out);
+        let second = pgdeploy(&lab, &args);
+        assert!(second.ok, "{}", second.out);
+        assert!(
+            second.out.contains("changed=0"),
+            "the second run must change nothing:\n{}",
+            second.out
+        );
+        let f47 = rt.block_on(floor(&lab, n, 47, "true"));
+        let f1 = rt.block_on(floor(&lab, n, 1, &script47));
+        println!(
+            "| {n} | {:.2} s | {:.2} s | {:.2} s | {:.3} s | {:.0} MiB |",
+            first.seconds,
+            second.seconds,
+            f47,
+            f1,
+            first.peak_kib.max(second.peak_kib) as f64 / 1024.0
+        );
+    }
+    world(&lab.path().join("upload"));
+    upload(&lab);
+}
+
+/// A 150 MB file copied to one host (the copy module streams it through the connection).
+fn upload(lab: &common::Lab) {
+    let src = lab.path().join("big.bin");
+    let size: usize = 150 * 1000 * 1000;
+    {
+        let mut f = std::fs::File::create(&src).unwrap();
+        let mut block = vec![0u8; 1 << 20];
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        let mut written = 0;
+        while written < size {
+            for b in block.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            let n = block.len().min(size - written);
+            std::io::Write::write_all(&mut f, &block[..n]).unwrap();
+            written += n;
+        }
+    }
+    let pb = lab.write(
+        "upload.yml",
+        "- hosts: h1\n  gather_facts: false\n  tasks:\n    - copy: { src: \"{{ src }}\", dest: \"{{ dest }}\" }\n",
+    );
+    let inv = lab.inventory(BENCH_USER, "");
+    let dest = lab.path().join("upload/big.copy");
+    let src_arg = format!("src={}", src.display());
+    let dest_arg = format!("dest={}", dest.display());
+    let m = pgdeploy(
+        lab,
+        &[
+            "run",
+            pb.to_str().unwrap(),
+            "-i",
+            inv.to_str().unwrap(),
+            "-e",
+            &src_arg,
+            "-e",
+            &dest_arg,
+        ],
+    );
+    assert!(m.ok, "{}", m.out);
+    assert_eq!(std::fs::metadata(&dest).unwrap().len() as usize, size);
+    println!(
+        "\nupload of 150 MB to one host: {:.2} s, {:.0} MB/s (whole run, hashing included); peak memory {:.0} MiB",
+        m.seconds,
+        150.0 / m.seconds,
+        m.peak_kib as f64 / 1024.0
+    );
+}
