@@ -9,7 +9,6 @@
 //! rate of a 150 MB file and pgdeploy's peak memory.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use pgdeploy::transport::{Connection, ExecOptions, HostKeyPolicy, KnownHosts, Stdin, Target};

@@ -82,6 +82,47 @@ fn loops_when_register_handlers_and_changed() {
     );
 }
 
+/// Commands guarded by `creates:` in a loop: each runs exactly once on the first run (the
+/// read-ahead only ever runs their guards), none on the second, whose guards take one round trip.
+#[test]
+fn guarded_commands_in_a_loop_run_once() {
+    let lab = Lab::start(1);
+    let inv = lab.inventory("root", "");
+    let pb = lab.write(
+        "guarded.yml",
+        r#"
+- hosts: h1
+  gather_facts: false
+  tasks:
+    - shell: echo {{ item }} >> {{ base }}/ran.log && touch {{ base }}/done{{ item }}
+      args:
+        creates: "{{ base }}/done{{ item }}"
+      loop: [1, 2, 3]
+    - command: echo unguarded {{ item }}
+      loop: [a, b]
+      register: plain
+    - assert:
+        that: plain.results | map(attribute='stdout') | list == ['unguarded a', 'unguarded b']
+"#,
+    );
+    let base = format!("base={}", lab.path().display());
+    lab.run(&pb, &inv, &["-e", &base]).assert_code(0);
+    let log = || std::fs::read_to_string(lab.path().join("ran.log")).unwrap();
+    assert_eq!(log(), "1\n2\n3\n");
+    let again = lab.run(&pb, &inv, &["-e", &base, "-v"]);
+    again.assert_code(0);
+    assert_eq!(log(), "1\n2\n3\n");
+    assert_eq!(
+        again
+            .all()
+            .matches("answered by the loop's read-ahead")
+            .count(),
+        3,
+        "{}",
+        again.all()
+    );
+}
+
 /// Items that depend on each other: the second edit matches the line the first one wrote. The
 /// read-ahead must not answer the second item with what the file held before the first.
 #[test]

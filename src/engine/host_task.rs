@@ -288,13 +288,14 @@ impl Engine {
             env,
             timeout: self.opts.task_timeout,
         };
+        let token = ReadAhead::token();
         let out = conn
-            .exec(&ReadAhead::batch_script(&batch), Stdin::None, &opts)
+            .exec(&ReadAhead::batch_script(&batch, &token), Stdin::None, &opts)
             .await?;
         if !out.ok() {
             return Ok(None);
         }
-        Ok(Some(ReadAhead::serve(distinct, &out.stdout_str())))
+        Ok(Some(ReadAhead::serve(distinct, &out.stdout, &token)))
     }
 
     /// Turns `loop:` / `with_*:` into the list of items.
@@ -623,23 +624,6 @@ fn printf_int(format: &str, i: i64) -> String {
     .into_owned()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sequences() {
-        assert_eq!(
-            sequence(&json!("start=1 end=3 format=node%02d")).unwrap(),
-            vec![json!("node01"), json!("node02"), json!("node03")]
-        );
-        assert_eq!(
-            sequence(&json!("count=2")).unwrap(),
-            vec![json!("1"), json!("2")]
-        );
-    }
-}
-
 /// The variables a loop gives its item `i`: the loop variable, `ansible_loop` and the index.
 fn item_vars(task: &Task, items: &[Value], i: usize) -> Map<String, Value> {
     let mut extra = Map::new();
@@ -656,4 +640,21 @@ fn item_vars(task: &Task, items: &[Value], i: usize) -> Map<String, Value> {
         json!({"index": i + 1, "index0": i, "first": i == 0, "last": i + 1 == items.len(), "length": items.len()}),
     );
     extra
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequences() {
+        assert_eq!(
+            sequence(&json!("start=1 end=3 format=node%02d")).unwrap(),
+            vec![json!("node01"), json!("node02"), json!("node03")]
+        );
+        assert_eq!(
+            sequence(&json!("count=2")).unwrap(),
+            vec![json!("1"), json!("2")]
+        );
+    }
 }

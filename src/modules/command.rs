@@ -54,10 +54,29 @@ pub async fn run(name: &str, p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outc
     if let Some(dir) = p.str("chdir")? {
         guard.push_str(&format!("cd {} || exit 1; ", quote(&dir)));
     }
+    // In a loop, the guards of every item are checked in one round trip (read-ahead): record
+    // only that read-only check, never the command, and use its answer when there is one.
+    let guard_probe = format!("{guard}echo run");
+    if let Some(ra) = ctx.readahead {
+        if !guard.contains(SKIP_MARK) {
+            if ra.is_recording() {
+                return Ok(Outcome::ok());
+            }
+        } else if ra.is_recording() || ctx.has_answer(&guard_probe) {
+            let out = ctx.sh(&guard_probe).await?;
+            if out.stdout_str().contains(SKIP_MARK) {
+                return Ok(Outcome::ok()
+                    .with_msg("skipped: creates/removes says it already ran")
+                    .with("rc", 0)
+                    .with("stdout", "")
+                    .with("stdout_lines", Value::Array(vec![])));
+            }
+        }
+    }
     if ctx.check && !ctx.force_run {
         if guard.contains(SKIP_MARK) {
             // Probe only the guards: they say whether the command would run.
-            let out = ctx.sh(&format!("{guard}echo run")).await?;
+            let out = ctx.sh(&guard_probe).await?;
             if out.stdout_str().contains(SKIP_MARK) {
                 return Ok(Outcome::ok().with_msg("skipped: creates/removes says it already ran"));
             }

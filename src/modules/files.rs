@@ -62,7 +62,7 @@ pub async fn probe_file(ctx: &ModuleCtx<'_>, path: &str, with_content: bool) -> 
         "echo".into()
     };
     let script = format!(
-        "if [ -d {q} ]; then echo DIR; elif [ -e {q} ]; then echo FILE; sha256sum < {q} | cut -c1-64; stat -c '%U %G %a' {q}; {content}; else echo ABSENT; fi"
+        "if [ -d {q} ]; then echo DIR; elif [ -e {q} ]; then echo FILE; sha256sum < {q}; stat -c '%U %G %a' {q}; {content}; else echo ABSENT; fi"
     );
     let out = ctx.sh(&script).await?;
     if !out.ok() {
@@ -78,7 +78,12 @@ pub async fn probe_file(ctx: &ModuleCtx<'_>, path: &str, with_content: bool) -> 
         }
         Some("FILE") => {
             f.exists = true;
-            f.hash = lines.next().unwrap_or_default().trim().to_string();
+            // sha256sum prints "HASH  -".
+            f.hash = lines
+                .next()
+                .and_then(|l| l.split_whitespace().next())
+                .unwrap_or_default()
+                .to_string();
             let meta: Vec<&str> = lines
                 .next()
                 .unwrap_or_default()

@@ -593,6 +593,17 @@ impl ModuleCtx<'_> {
         Ok(out)
     }
 
+    /// Whether the loop's read-ahead holds an answer to this script (as the task's user).
+    pub fn has_answer(&self, script: &str) -> bool {
+        self.readahead.is_some_and(|ra| {
+            ra.has(&readahead::Probe {
+                script: script.to_string(),
+                user: self.become_user.clone(),
+                env: self.env.clone(),
+            })
+        })
+    }
+
     /// Runs a script that must succeed; the error carries its stderr.
     pub async fn sh_ok(&self, script: &str, what: &str) -> Result<Output> {
         let out = self.sh(script).await?;

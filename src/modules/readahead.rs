@@ -8,15 +8,15 @@
 //! engine drops the batch, so later items probe again and never act on a stale answer.
 
 use crate::transport::Output;
-use base64::Engine as _;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-/// Modules whose first command is a read-only probe.
+/// Modules whose first command is a read-only probe (command and shell record only their
+/// `creates`/`removes` check, and nothing without one).
 pub fn reads_first(module: &str) -> bool {
     matches!(
         module,
-        "file" | "copy" | "template" | "lineinfile" | "stat" | "sysctl"
+        "file" | "copy" | "template" | "lineinfile" | "stat" | "sysctl" | "command" | "shell"
     )
 }
 
@@ -52,6 +52,18 @@ impl ReadAhead {
         ReadAhead::Record(Mutex::new(Vec::new()))
     }
 
+    pub fn is_recording(&self) -> bool {
+        matches!(self, ReadAhead::Record(_))
+    }
+
+    /// Whether the batch still has an answer to this probe.
+    pub fn has(&self, probe: &Probe) -> bool {
+        match self {
+            ReadAhead::Serve(a) => a.lock().is_ok_and(|a| a.contains_key(probe)),
+            ReadAhead::Record(_) => false,
+        }
+    }
+
     /// Takes the answer to a probe, if the batch has one left.
     pub fn answer(&self, probe: &Probe) -> Option<Output> {
         let ReadAhead::Serve(answers) = self else {
@@ -75,18 +87,27 @@ impl ReadAhead {
         }
     }
 
-    /// One script that runs every probe (in its own subshell) and prints, per probe, its exit
-    /// status, stdout and stderr in base64 on one line.
-    pub fn batch_script(probes: &[Probe]) -> String {
-        let mut s = String::from("__pgd=$(mktemp -d) || exit 1\n");
+    /// One script that runs every probe (each in its own subshell). Each probe's stdout is
+    /// printed as it is, then a line with `token`, its index and exit status, then its stderr
+    /// (when there is any) and a second token line: few processes per probe, no re-encoding.
+    /// `token` is random, so a probe's output cannot forge it.
+    pub fn batch_script(probes: &[Probe], token: &str) -> String {
+        let mut s = String::from("__pgde=$(mktemp) || exit 1\n");
         for (i, p) in probes.iter().enumerate() {
             s.push_str(&format!(
-                "( {}\n) >\"$__pgd/o\" 2>\"$__pgd/e\" </dev/null; __rc=$?\nprintf 'P{i} %s ' \"$__rc\"; base64 -w0 < \"$__pgd/o\"; printf ' '; base64 -w0 < \"$__pgd/e\"; echo\n",
+                "( {}\n) 2>\"$__pgde\" </dev/null; printf '\\n{token} {i} %s\\n' $?; [ -s \"$__pgde\" ] && cat \"$__pgde\"; printf '\\n{token}\\n'\n",
                 p.script
             ));
         }
-        s.push_str("rm -rf \"$__pgd\"\n");
+        s.push_str("rm -f \"$__pgde\"\n");
         s
+    }
+
+    /// A token for [`batch_script`](Self::batch_script).
+    pub fn token() -> String {
+        let mut b = [0u8; 16];
+        let _ = getrandom::fill(&mut b);
+        format!("PGDEPLOY-{}", hex::encode(b))
     }
 
     /// The distinct probes, in order, and how many items asked for each.
@@ -101,41 +122,43 @@ impl ReadAhead {
         out
     }
 
-    /// Reads the batch's output into answers for `Serve` mode. Probes whose line is missing
-    /// are left out (they run live).
-    pub fn serve(probes: Vec<(Probe, usize)>, batch_stdout: &str) -> ReadAhead {
-        let b64 = base64::engine::general_purpose::STANDARD;
+    /// Reads the batch's output into answers for `Serve` mode. Probes whose part is missing
+    /// or malformed are left out (they run live).
+    pub fn serve(probes: Vec<(Probe, usize)>, batch_stdout: &[u8], token: &str) -> ReadAhead {
         let mut answers = HashMap::new();
-        for line in batch_stdout.lines() {
-            let mut parts = line.splitn(4, ' ');
-            let (Some(tag), Some(rc), out, err) =
-                (parts.next(), parts.next(), parts.next(), parts.next())
+        let marker = format!("\n{token} ");
+        let end = format!("\n{token}\n");
+        let text = String::from_utf8_lossy(batch_stdout);
+        let mut rest: &str = &text;
+        while let Some(at) = rest.find(&marker) {
+            let stdout = &rest[..at];
+            let after = &rest[at + marker.len()..];
+            let Some((head, tail)) = after.split_once('\n') else {
+                break;
+            };
+            let Some(stop) = tail
+                .find(&end)
+                .or_else(|| tail.strip_prefix(&end[1..]).map(|_| 0))
             else {
-                continue;
+                break;
             };
-            let Some(i) = tag.strip_prefix('P').and_then(|i| i.parse::<usize>().ok()) else {
-                continue;
-            };
-            let (Some((p, uses)), Ok(code)) = (probes.get(i), rc.parse::<u32>()) else {
-                continue;
-            };
-            let (Ok(stdout), Ok(stderr)) = (
-                b64.decode(out.unwrap_or_default()),
-                b64.decode(err.unwrap_or_default()),
+            let stderr = &tail[..stop];
+            rest = &tail[stop + end.len()..];
+            let mut w = head.split_whitespace();
+            let (Some(Ok(i)), Some(Ok(code))) = (
+                w.next().map(str::parse::<usize>),
+                w.next().map(str::parse::<u32>),
             ) else {
                 continue;
             };
-            answers.insert(
-                p.clone(),
-                (
-                    Output {
-                        code,
-                        stdout,
-                        stderr,
-                    },
-                    *uses,
-                ),
-            );
+            if let Some((p, uses)) = probes.get(i) {
+                let out = Output {
+                    code,
+                    stdout: stdout.as_bytes().to_vec(),
+                    stderr: stderr.as_bytes().to_vec(),
+                };
+                answers.insert(p.clone(), (out, *uses));
+            }
         }
         ReadAhead::Serve(Mutex::new(answers))
     }
@@ -163,10 +186,10 @@ mod tests {
         let batch: Vec<Probe> = distinct.iter().map(|(p, _)| p.clone()).collect();
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg(ReadAhead::batch_script(&batch))
+            .arg(ReadAhead::batch_script(&batch, "TOK"))
             .output()
             .unwrap();
-        let ra = ReadAhead::serve(distinct, &String::from_utf8_lossy(&out.stdout));
+        let ra = ReadAhead::serve(distinct, &out.stdout, "TOK");
         assert_eq!(ra.answer(&probes[0]).unwrap().stdout, b"a\nb\n\n");
         let e = ra.answer(&probes[1]).unwrap();
         assert_eq!((e.code, e.stderr.as_slice()), (3, &b"err\n"[..]));
