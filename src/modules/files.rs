@@ -374,7 +374,12 @@ pub async fn template(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     let src = p.req("src")?;
     let dest = p.req("dest")?;
     let wanted = Wanted::from_params(p)?;
-    // Rendered before anything touches the host: a failed render writes nothing.
+    if ctx.readahead.is_some_and(|r| r.is_recording()) {
+        // A loop's read-ahead needs only the probe (the same one converge_content makes);
+        // the template is rendered once, when the item runs.
+        probe_file(ctx, &dest, ctx.diff).await?;
+    }
+    // Rendered before anything is written: a failed render writes nothing.
     let rendered = render_template(ctx, &src)?;
     let bytes = rendered.into_bytes();
     let hash = hash_hex(&bytes);
