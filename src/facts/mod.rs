@@ -6,23 +6,37 @@ use serde_json::{json, Map, Value};
 pub const SCRIPT: &str = r#"
 . /etc/os-release 2>/dev/null
 echo "os_id=$ID"; echo "os_version=$VERSION_ID"; echo "os_like=$ID_LIKE"; echo "os_codename=$VERSION_CODENAME"; echo "os_name=$NAME"
-echo "hostname=$(hostname 2>/dev/null || cat /etc/hostname)"
-echo "fqdn=$(hostname -f 2>/dev/null || hostname 2>/dev/null)"
-echo "mem_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo 2>/dev/null)"
-echo "cpus=$(nproc 2>/dev/null || grep -c ^processor /proc/cpuinfo)"
-dev=$(ip -4 route show default 2>/dev/null | awk '{for (i=1;i<NF;i++) if ($i=="dev") {print $(i+1); exit}}')
-[ -n "$dev" ] || dev=$(ip -4 -o addr show scope global 2>/dev/null | awk '{print $2; exit}')
-echo "default_dev=$dev"
-echo "default_gw=$(ip -4 route show default 2>/dev/null | awk '{print $3; exit}')"
-echo "default_addr=$(ip -4 -o addr show dev "$dev" scope global 2>/dev/null | awk '{print $4; exit}')"
-echo "default_mac=$(cat /sys/class/net/"$dev"/address 2>/dev/null)"
-df -P -B1 --output=target,size,avail 2>/dev/null | awk 'NR>1 {print "mount=" $1 " " $2 " " $3}'
-echo "all_addrs=$(ip -4 -o addr show scope global 2>/dev/null | awk '{split($4,a,"/"); printf "%s ", a[1]}')"
+# Shell builtins where they do: every process started here costs on a busy host.
+h=; read -r h < /proc/sys/kernel/hostname 2>/dev/null || h=$(hostname)
+echo "hostname=$h"
+echo "fqdn=$(hostname -f 2>/dev/null || echo "$h")"
+while read -r k v _; do if [ "$k" = "MemTotal:" ]; then echo "mem_kb=$v"; break; fi; done < /proc/meminfo
+echo "cpus=$(nproc 2>/dev/null || echo 1)"
+dev=; gw=
+set -- $(ip -4 route show default 2>/dev/null)
+while [ $# -gt 1 ]; do case "$1" in dev) dev=$2 ;; via) gw=$2 ;; esac; shift; done
+addrs=; daddr=
+for line in $(ip -4 -o addr show scope global 2>/dev/null | tr ' ' '|'); do
+  IFS='|'; set -- $line; unset IFS
+  ifc=$2; shift 2
+  while [ $# -gt 1 ] && [ "$1" != inet ]; do shift; done
+  [ "$1" = inet ] || continue
+  a=$2
+  [ -n "$dev" ] || dev=$ifc
+  if [ "$ifc" = "$dev" ] && [ -z "$daddr" ]; then daddr=$a; fi
+  addrs="$addrs${a%%/*} "
+done
+echo "default_dev=$dev"; echo "default_gw=$gw"; echo "default_addr=$daddr"
+mac=; [ -n "$dev" ] && read -r mac < /sys/class/net/"$dev"/address 2>/dev/null
+echo "default_mac=$mac"
+df -P -B1 --output=target,size,avail 2>/dev/null | { read -r _; while read -r t sz av; do echo "mount=$t $sz $av"; done; }
+echo "all_addrs=$addrs"
 if [ -d /run/systemd/system ]; then echo "systemd=yes"; else echo "systemd=no"; fi
-virt=$(systemd-detect-virt -c 2>/dev/null); [ -n "$virt" ] || { [ -f /run/systemd/container ] && virt=$(cat /run/systemd/container); }
+virt=$(systemd-detect-virt -c 2>/dev/null); [ -n "$virt" ] || { [ -f /run/systemd/container ] && read -r virt < /run/systemd/container; }
 [ -n "$virt" ] || { [ -f /.dockerenv ] && virt=docker; }
 echo "container=$virt"
-echo "user=$(id -un)"; echo "uid=$(id -u)"; echo "arch=$(uname -m)"; echo "kernel=$(uname -r)"
+ids=$(id); uid=${ids#uid=}; user=${uid#*(}; echo "user=${user%%)*}"; echo "uid=${uid%%(*}"
+set -- $(uname -r -m); echo "arch=$2"; echo "kernel=$1"
 echo "pkg_mgr=$(command -v apt-get >/dev/null && echo apt || { command -v dnf >/dev/null && echo dnf; })"
 "#;
 

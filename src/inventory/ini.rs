@@ -4,7 +4,7 @@
 //! number, `True` a boolean, `'x'` a string) while a value in a `[group:vars]` section stays a
 //! string; playbooks write `| bool` where they need a boolean.
 
-use super::{Group, Host, Inventory};
+use super::{Group, Inventory};
 use anyhow::Result;
 use serde_json::Value;
 
@@ -68,22 +68,8 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Inventory> {
                     check_var_name(k).map_err(&at)?;
                     vars.insert(k.to_string(), literal(v));
                 }
-                let names = expand_range(pattern).map_err(&at)?;
-                for name in names {
-                    let (name, port) = split_port(&name);
-                    let host = inv.hosts.entry(name.clone()).or_insert_with(|| Host {
-                        name: name.clone(),
-                        ..Default::default()
-                    });
-                    if let Some(p) = port {
-                        host.vars.insert("ansible_port".into(), Value::from(p));
-                    }
-                    for (k, v) in &vars {
-                        host.vars.insert(k.clone(), v.clone());
-                    }
-                    if group != "ungrouped" {
-                        ensure_group(&mut inv, group).hosts.insert(name);
-                    }
+                for name in expand_range(pattern).map_err(&at)? {
+                    inv.add_host(&name, &vars, group);
                 }
             }
             Section::Children(group) => {

@@ -93,6 +93,30 @@ impl Inventory {
         Ok(inv)
     }
 
+    /// Adds a host (`name` or `name:port`) with its variables, and puts it in `group` unless
+    /// that is `all` or `ungrouped` (which `finish` fills).
+    fn add_host(&mut self, name: &str, vars: &Map<String, Value>, group: &str) {
+        let (name, port) = ini::split_port(name);
+        let host = self.hosts.entry(name.clone()).or_insert_with(|| Host {
+            name: name.clone(),
+            ..Default::default()
+        });
+        if let Some(p) = port {
+            host.vars.insert("ansible_port".into(), Value::from(p));
+        }
+        host.vars.extend(vars.clone());
+        if group != "all" && group != "ungrouped" {
+            self.groups
+                .entry(group.to_string())
+                .or_insert_with(|| Group {
+                    name: group.to_string(),
+                    ..Default::default()
+                })
+                .hosts
+                .insert(name);
+        }
+    }
+
     /// Parses YAML inventory text.
     pub fn from_yaml(text: &str, origin: &str) -> Result<Inventory> {
         let mut inv = yaml_inv::parse(text, origin)?;

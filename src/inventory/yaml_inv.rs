@@ -13,8 +13,8 @@
 //! Groups may also sit at the top level (they become children of `all`). A host named in several
 //! groups is one host; its variables from every place are merged.
 
-use super::ini::{expand_range, split_port};
-use super::{Group, Host, Inventory};
+use super::ini::expand_range;
+use super::{Group, Inventory};
 use crate::yaml::Node;
 use anyhow::{anyhow, bail, Result};
 use serde_json::Value;
@@ -119,18 +119,7 @@ fn hosts(inv: &mut Inventory, group: &str, node: &Node, origin: &str) -> Result<
         };
         let names = expand_range(&pattern).map_err(|e| anyhow!("{origin}:{}: {e}", k.line))?;
         for name in names {
-            let (name, port) = split_port(&name);
-            let host = inv.hosts.entry(name.clone()).or_insert_with(|| Host {
-                name: name.clone(),
-                ..Default::default()
-            });
-            if let Some(p) = port {
-                host.vars.insert("ansible_port".into(), Value::from(p));
-            }
-            host.vars.extend(vars.clone());
-            if group != "all" && group != "ungrouped" {
-                inv.groups[group].hosts.insert(name);
-            }
+            inv.add_host(&name, &vars, group);
         }
     }
     Ok(())
