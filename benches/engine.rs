@@ -218,9 +218,9 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let script47: String = vec!["true"; 47].join("\n");
     println!(
-        "| hosts | first run | no-op run | floor: 47 commands | floor: one script | peak memory |"
+        "| hosts | first run | no-op run | floor: connect + 47 commands | floor: connect + one script | (47 commands alone) | peak memory |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     for n in [1usize, 10, 30] {
         let names: Vec<&str> = lab.hosts[..n].iter().map(|h| h.name.as_str()).collect();
         let base = lab.path().join(format!("state{n}"));
