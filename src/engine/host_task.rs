@@ -271,6 +271,7 @@ impl Engine {
                 .run_once_on_host(snap, task, here, host, Some(&extra), Some(&recorder))
                 .await;
         }
+        let files = recorder.file_probes();
         let distinct = ReadAhead::distinct(recorder.recorded());
         let Some((first, _)) = distinct.first() else {
             return Ok(None);
@@ -290,7 +291,11 @@ impl Engine {
         };
         let token = ReadAhead::token();
         let out = conn
-            .exec(&ReadAhead::batch_script(&batch, &token), Stdin::None, &opts)
+            .exec(
+                &ReadAhead::batch_script(&batch, &files, &token),
+                Stdin::None,
+                &opts,
+            )
             .await?;
         if !out.ok() {
             return Ok(None);
@@ -471,7 +476,7 @@ impl Engine {
                         readahead: ahead,
                     };
                     let run = modules::run(name, &rendered, &mctx).await;
-                    if matches!(ahead, Some(ReadAhead::Record(_))) {
+                    if matches!(ahead, Some(ReadAhead::Record(..))) {
                         // Recording: the probe is noted; nothing ran.
                         return Ok(HostResult::default());
                     }

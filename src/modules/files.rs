@@ -64,6 +64,12 @@ pub async fn probe_file(ctx: &ModuleCtx<'_>, path: &str, with_content: bool) -> 
     let script = format!(
         "if [ -d {q} ]; then echo DIR; elif [ -e {q} ]; then echo FILE; sha256sum < {q}; stat -c '%U %G %a' {q}; {content}; else echo ABSENT; fi"
     );
+    if !with_content {
+        // A loop's read-ahead answers this probe for all items' files together.
+        if let Some(ra) = ctx.readahead {
+            ra.note_file_probe(&script, path);
+        }
+    }
     let out = ctx.sh(&script).await?;
     if !out.ok() {
         bail!("cannot read {path}: {}", out.stderr_str().trim());

@@ -554,13 +554,13 @@ impl ModuleCtx<'_> {
                 env: self.env.clone(),
             };
             match (ra, &stdin) {
-                (readahead::ReadAhead::Record(v), Stdin::None) => {
+                (readahead::ReadAhead::Record(v, _), Stdin::None) => {
                     if let Ok(mut v) = v.lock() {
                         v.push(probe);
                     }
                     return Err(readahead::Recorded.into());
                 }
-                (readahead::ReadAhead::Record(_), _) => return Err(readahead::Recorded.into()),
+                (readahead::ReadAhead::Record(..), _) => return Err(readahead::Recorded.into()),
                 (readahead::ReadAhead::Serve(_), Stdin::None) => {
                     if let Some(out) = ra.answer(&probe) {
                         if let Ok(mut t) = self.trace.lock() {

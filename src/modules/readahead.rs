@@ -7,7 +7,7 @@
 //! from that batch (once), everything after it runs live. After an item changes something the
 //! engine drops the batch, so later items probe again and never act on a stale answer.
 
-use crate::transport::Output;
+use crate::transport::{quote, Output};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -41,7 +41,9 @@ pub struct Probe {
 }
 
 pub enum ReadAhead {
-    Record(Mutex<Vec<Probe>>),
+    /// The probes noted, and which of them are plain file probes (script -> path): those are
+    /// answered together, with one `stat` and one `sha256sum` for all their files.
+    Record(Mutex<Vec<Probe>>, Mutex<HashMap<String, String>>),
     /// Each answer with how many items may still take it (items with the same probe, such
     /// as lineinfile edits of one file, share one run of it).
     Serve(Mutex<HashMap<Probe, (Output, usize)>>),
@@ -49,18 +51,18 @@ pub enum ReadAhead {
 
 impl ReadAhead {
     pub fn recorder() -> ReadAhead {
-        ReadAhead::Record(Mutex::new(Vec::new()))
+        ReadAhead::Record(Mutex::new(Vec::new()), Mutex::new(HashMap::new()))
     }
 
     pub fn is_recording(&self) -> bool {
-        matches!(self, ReadAhead::Record(_))
+        matches!(self, ReadAhead::Record(..))
     }
 
     /// Whether the batch still has an answer to this probe.
     pub fn has(&self, probe: &Probe) -> bool {
         match self {
             ReadAhead::Serve(a) => a.lock().is_ok_and(|a| a.contains_key(probe)),
-            ReadAhead::Record(_) => false,
+            ReadAhead::Record(..) => false,
         }
     }
 
@@ -79,10 +81,27 @@ impl ReadAhead {
         Some(out)
     }
 
+    /// Notes that `script` is `files::probe_file`'s probe of `path`, without content.
+    pub fn note_file_probe(&self, script: &str, path: &str) {
+        if let ReadAhead::Record(_, files) = self {
+            if let Ok(mut f) = files.lock() {
+                f.insert(script.to_string(), path.to_string());
+            }
+        }
+    }
+
+    /// The file probes noted (script -> path).
+    pub fn file_probes(&self) -> HashMap<String, String> {
+        match self {
+            ReadAhead::Record(_, f) => f.lock().map(|f| f.clone()).unwrap_or_default(),
+            ReadAhead::Serve(_) => HashMap::new(),
+        }
+    }
+
     /// The probes recorded so far (each item's first).
     pub fn recorded(&self) -> Vec<Probe> {
         match self {
-            ReadAhead::Record(v) => v.lock().map(|v| v.clone()).unwrap_or_default(),
+            ReadAhead::Record(v, _) => v.lock().map(|v| v.clone()).unwrap_or_default(),
             ReadAhead::Serve(_) => vec![],
         }
     }
@@ -91,15 +110,32 @@ impl ReadAhead {
     /// printed as it is, then a line with `token`, its index and exit status, then its stderr
     /// (when there is any) and a second token line: few processes per probe, no re-encoding.
     /// `token` is random, so a probe's output cannot forge it.
-    pub fn batch_script(probes: &[Probe], token: &str) -> String {
+    pub fn batch_script(probes: &[Probe], files: &HashMap<String, String>, token: &str) -> String {
         let mut s = String::from("__pgde=$(mktemp) || exit 1\n");
+        let mut file_part = String::from("set --\n");
         for (i, p) in probes.iter().enumerate() {
+            if let Some(path) = files.get(&p.script) {
+                // What the probe would print, for all files at once: the kind of each path
+                // here (shell builtins), then one stat and one sha256sum over the files.
+                let q = quote(path);
+                file_part.push_str(&format!(
+                    "if [ -d {q} ]; then echo '{i} D'; elif [ -e {q} ]; then echo '{i} F'; set -- \"$@\" {q}; else echo '{i} A'; fi\n"
+                ));
+                continue;
+            }
             s.push_str(&format!(
                 "( {}\n) 2>\"$__pgde\" </dev/null; printf '\\n{token} {i} %s\\n' $?; [ -s \"$__pgde\" ] && cat \"$__pgde\"; printf '\\n{token}\\n'\n",
                 p.script
             ));
         }
         s.push_str("rm -f \"$__pgde\"\n");
+        if file_part.len() > "set --\n".len() {
+            s.push_str(&format!("printf '\\n{token} FILES\\n'\n"));
+            s.push_str(&file_part);
+            s.push_str(&format!(
+                "if [ $# -gt 0 ]; then printf '{token} STAT\\n'; stat -c '%U %G %a' -- \"$@\"; printf '{token} SHA\\n'; sha256sum -- \"$@\"; fi\nprintf '{token} END\\n'\n"
+            ));
+        }
         s
     }
 
@@ -129,7 +165,14 @@ impl ReadAhead {
         let marker = format!("\n{token} ");
         let end = format!("\n{token}\n");
         let text = String::from_utf8_lossy(batch_stdout);
-        let mut rest: &str = &text;
+        let (probe_part, file_part) = match text.split_once(&format!("\n{token} FILES\n")) {
+            Some((p, f)) => (p.to_string(), Some(f.to_string())),
+            None => (text.to_string(), None),
+        };
+        if let Some(f) = file_part {
+            file_answers(&probes, &f, token, &mut answers);
+        }
+        let mut rest: &str = &probe_part;
         while let Some(at) = rest.find(&marker) {
             let stdout = &rest[..at];
             let after = &rest[at + marker.len()..];
@@ -164,6 +207,77 @@ impl ReadAhead {
     }
 }
 
+/// Answers for the file probes from the batch's files section: each path's kind, then the
+/// `stat` and `sha256sum` lines of the regular files in order. When the counts do not add up
+/// (a file could not be read, say), none is answered: those probes run live.
+fn file_answers(
+    probes: &[(Probe, usize)],
+    section: &str,
+    token: &str,
+    answers: &mut HashMap<Probe, (Output, usize)>,
+) {
+    let (Some((kinds, rest)), true) = (
+        section.split_once(&format!("{token} STAT\n")).or_else(|| {
+            section
+                .split_once(&format!("{token} END\n"))
+                .map(|(k, _)| (k, ""))
+        }),
+        section.contains(&format!("{token} END\n")),
+    ) else {
+        return;
+    };
+    let (stats, shas) = match rest.split_once(&format!("{token} SHA\n")) {
+        Some((st, sh)) => (
+            st.lines().collect::<Vec<_>>(),
+            sh.split(&format!("{token} END"))
+                .next()
+                .unwrap_or_default()
+                .lines()
+                .collect::<Vec<_>>(),
+        ),
+        None => (vec![], vec![]),
+    };
+    let mut regular = 0;
+    let mut found = Vec::new();
+    for line in kinds.lines() {
+        let Some((i, kind)) = line.split_once(' ') else {
+            continue;
+        };
+        let Ok(i) = i.parse::<usize>() else { continue };
+        found.push((i, kind.to_string(), regular));
+        if kind == "F" {
+            regular += 1;
+        }
+    }
+    if stats.len() != regular || shas.len() != regular {
+        return;
+    }
+    for (i, kind, k) in found {
+        let Some((p, uses)) = probes.get(i) else {
+            continue;
+        };
+        let stdout = match kind.as_str() {
+            "D" => "DIR\n".to_string(),
+            "A" => "ABSENT\n".to_string(),
+            _ => {
+                // sha256sum escapes odd names with a leading backslash; the hash follows.
+                let hash = shas[k]
+                    .trim_start_matches('\\')
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default();
+                format!("FILE\n{hash}  -\n{}\n\n", stats[k])
+            }
+        };
+        let out = Output {
+            code: 0,
+            stdout: stdout.into_bytes(),
+            stderr: vec![],
+        };
+        answers.insert(p.clone(), (out, *uses));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,7 +300,7 @@ mod tests {
         let batch: Vec<Probe> = distinct.iter().map(|(p, _)| p.clone()).collect();
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg(ReadAhead::batch_script(&batch, "TOK"))
+            .arg(ReadAhead::batch_script(&batch, &HashMap::new(), "TOK"))
             .output()
             .unwrap();
         let ra = ReadAhead::serve(distinct, &out.stdout, "TOK");
@@ -197,5 +311,57 @@ mod tests {
         // Asked twice, answered twice, then no more.
         assert!(ra.answer(&probes[3]).is_some());
         assert!(ra.answer(&probes[3]).is_none());
+    }
+
+    /// The files section answers exactly what each file probe would have printed.
+    #[test]
+    fn file_probes_are_answered_together_as_each_would_be() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        std::fs::write(d.join("a file"), "x\n").unwrap();
+        std::fs::write(d.join("b"), "").unwrap();
+        let paths: Vec<String> = ["sub", "a file", "missing", "b"]
+            .iter()
+            .map(|n| d.join(n).display().to_string())
+            .collect();
+        // The same script as files::probe_file without content.
+        let script = |p: &str| {
+            let q = quote(p);
+            format!("if [ -d {q} ]; then echo DIR; elif [ -e {q} ]; then echo FILE; sha256sum < {q}; stat -c '%U %G %a' {q}; echo; else echo ABSENT; fi")
+        };
+        let mut files = HashMap::new();
+        let mut probes = vec![Probe {
+            script: "echo other".into(),
+            user: None,
+            env: vec![],
+        }];
+        for p in &paths {
+            files.insert(script(p), p.clone());
+            probes.push(Probe {
+                script: script(p),
+                user: None,
+                env: vec![],
+            });
+        }
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(ReadAhead::batch_script(&probes, &files, "TOK"))
+            .output()
+            .unwrap();
+        let ra = ReadAhead::serve(ReadAhead::distinct(probes.clone()), &out.stdout, "TOK");
+        assert_eq!(ra.answer(&probes[0]).unwrap().stdout, b"other\n");
+        for p in &probes[1..] {
+            let direct = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&p.script)
+                .output()
+                .unwrap();
+            let got = ra.answer(p).expect("answered from the files section");
+            assert_eq!(
+                String::from_utf8_lossy(&got.stdout),
+                String::from_utf8_lossy(&direct.stdout)
+            );
+        }
     }
 }
