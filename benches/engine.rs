@@ -106,22 +106,8 @@ fn pgdeploy(lab: &common::Lab, args: &[&str]) -> Measure {
         .unwrap();
     let pid = child.id();
     let mut peak = 0;
-    let out_reader = std::thread::spawn({
-        let mut stdout = child.stdout.take().unwrap();
-        move || {
-            let mut s = String::new();
-            std::io::Read::read_to_string(&mut stdout, &mut s).ok();
-            s
-        }
-    });
-    let err_reader = std::thread::spawn({
-        let mut stderr = child.stderr.take().unwrap();
-        move || {
-            let mut s = String::new();
-            std::io::Read::read_to_string(&mut stderr, &mut s).ok();
-            s
-        }
-    });
+    let out_reader = drain(child.stdout.take().unwrap());
+    let err_reader = drain(child.stderr.take().unwrap());
     let status = loop {
         if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
             if let Some(kb) = status
@@ -145,6 +131,15 @@ fn pgdeploy(lab: &common::Lab, args: &[&str]) -> Measure {
         ok: status.success(),
         out,
     }
+}
+
+/// Reads a child's output to the end on its own thread (so a full pipe never blocks it).
+fn drain(mut r: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        r.read_to_string(&mut s).ok();
+        s
+    })
 }
 
 fn targets(lab: &common::Lab, n: usize) -> Vec<Target> {

@@ -79,8 +79,8 @@ fn ssh_config_and_ansible_cfg_reach_hosts_without_inventory_vars() {
     std::fs::write(&inv, "[web]\nh1\nh2\n").unwrap();
     let pb = lab.write("greet.yml", WRITE_GREETING);
     let base = format!("base={}", lab.path().display());
-    let out = lab
-        .command(&[
+    let run = |greeting: &str| {
+        lab.command(&[
             "run",
             pb.to_str().unwrap(),
             "-i",
@@ -88,11 +88,13 @@ fn ssh_config_and_ansible_cfg_reach_hosts_without_inventory_vars() {
             "-e",
             &base,
             "-e",
-            "greeting=hi",
+            &format!("greeting={greeting}"),
         ])
         .env("ANSIBLE_CONFIG", &cfg)
         .output()
-        .unwrap();
+        .unwrap()
+    };
+    let out = run("hi");
     let all = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -108,20 +110,7 @@ fn ssh_config_and_ansible_cfg_reach_hosts_without_inventory_vars() {
     assert_eq!(read("h2.txt"), "hi from h2 as ?\n");
     // A host key that is not known is still refused, whatever ansible.cfg says.
     std::fs::write(lab.path().join("known_hosts"), "").unwrap();
-    let refused = lab
-        .command(&[
-            "run",
-            pb.to_str().unwrap(),
-            "-i",
-            inv.to_str().unwrap(),
-            "-e",
-            &base,
-            "-e",
-            "greeting=x",
-        ])
-        .env("ANSIBLE_CONFIG", &cfg)
-        .output()
-        .unwrap();
+    let refused = run("x");
     assert_eq!(refused.status.code(), Some(3));
 }
 

@@ -4,7 +4,7 @@
 //! number, `True` a boolean, `'x'` a string) while a value in a `[group:vars]` section stays a
 //! string; playbooks write `| bool` where they need a boolean.
 
-use super::{Group, Inventory};
+use super::Inventory;
 use anyhow::Result;
 use serde_json::Value;
 
@@ -49,7 +49,7 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Inventory> {
                     )))
                 }
             };
-            ensure_group(&mut inv, name);
+            inv.group_mut(name);
             continue;
         }
         match &section {
@@ -75,8 +75,8 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Inventory> {
             Section::Children(group) => {
                 let child = strip_comment(line).trim().to_string();
                 check_group_name(&child).map_err(&at)?;
-                ensure_group(&mut inv, &child);
-                ensure_group(&mut inv, group).children.insert(child);
+                inv.group_mut(&child);
+                inv.group_mut(group).children.insert(child);
             }
             Section::Vars(group) => {
                 let body = strip_comment(line);
@@ -87,20 +87,13 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Inventory> {
                 };
                 let k = k.trim();
                 check_var_name(k).map_err(&at)?;
-                ensure_group(&mut inv, group)
+                inv.group_mut(group)
                     .vars
                     .insert(k.to_string(), Value::String(unquote(v.trim())));
             }
         }
     }
     Ok(inv)
-}
-
-fn ensure_group<'a>(inv: &'a mut Inventory, name: &str) -> &'a mut Group {
-    inv.groups.entry(name.to_string()).or_insert_with(|| Group {
-        name: name.to_string(),
-        ..Default::default()
-    })
 }
 
 fn check_group_name(name: &str) -> Result<(), String> {

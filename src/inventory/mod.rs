@@ -106,15 +106,18 @@ impl Inventory {
         }
         host.vars.extend(vars.clone());
         if group != "all" && group != "ungrouped" {
-            self.groups
-                .entry(group.to_string())
-                .or_insert_with(|| Group {
-                    name: group.to_string(),
-                    ..Default::default()
-                })
-                .hosts
-                .insert(name);
+            self.group_mut(group).hosts.insert(name);
         }
+    }
+
+    /// A group by name, made empty when it is not there yet.
+    fn group_mut(&mut self, name: &str) -> &mut Group {
+        self.groups
+            .entry(name.to_string())
+            .or_insert_with(|| Group {
+                name: name.to_string(),
+                ..Default::default()
+            })
     }
 
     /// Parses YAML inventory text.

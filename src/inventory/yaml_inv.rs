@@ -14,7 +14,7 @@
 //! groups is one host; its variables from every place are merged.
 
 use super::ini::expand_range;
-use super::{Group, Inventory};
+use super::Inventory;
 use crate::yaml::Node;
 use anyhow::{anyhow, bail, Result};
 use serde_json::Value;
@@ -45,10 +45,7 @@ fn group(inv: &mut Inventory, name: &str, body: &Node, origin: &str, depth: usiz
     if depth > 64 {
         return Err(at(body, "groups nest more than 64 deep".into()));
     }
-    inv.groups.entry(name.to_string()).or_insert_with(|| Group {
-        name: name.to_string(),
-        ..Default::default()
-    });
+    inv.group_mut(name);
     if body.is_null() {
         return Ok(());
     }

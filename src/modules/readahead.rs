@@ -179,10 +179,8 @@ impl ReadAhead {
             let Some((head, tail)) = after.split_once('\n') else {
                 break;
             };
-            let Some(stop) = tail
-                .find(&end)
-                .or_else(|| tail.strip_prefix(&end[1..]).map(|_| 0))
-            else {
+            // Each token line follows a newline of the batch's own, so an empty stderr ends at 0.
+            let Some(stop) = tail.find(&end) else {
                 break;
             };
             let stderr = &tail[..stop];
@@ -216,26 +214,18 @@ fn file_answers(
     token: &str,
     answers: &mut HashMap<Probe, (Output, usize)>,
 ) {
-    let (Some((kinds, rest)), true) = (
-        section.split_once(&format!("{token} STAT\n")).or_else(|| {
-            section
-                .split_once(&format!("{token} END\n"))
-                .map(|(k, _)| (k, ""))
-        }),
-        section.contains(&format!("{token} END\n")),
-    ) else {
+    // kinds, then (when there are regular files) `STAT` lines and `SHA` lines, then `END`.
+    let Some((body, _)) = section.split_once(&format!("{token} END\n")) else {
         return;
     };
-    let (stats, shas) = match rest.split_once(&format!("{token} SHA\n")) {
-        Some((st, sh)) => (
-            st.lines().collect::<Vec<_>>(),
-            sh.split(&format!("{token} END"))
-                .next()
-                .unwrap_or_default()
-                .lines()
-                .collect::<Vec<_>>(),
-        ),
-        None => (vec![], vec![]),
+    let (kinds, stats, shas) = match body.split_once(&format!("{token} STAT\n")) {
+        None => (body, vec![], vec![]),
+        Some((kinds, rest)) => {
+            let Some((st, sh)) = rest.split_once(&format!("{token} SHA\n")) else {
+                return;
+            };
+            (kinds, st.lines().collect(), sh.lines().collect::<Vec<_>>())
+        }
     };
     let mut regular = 0;
     let mut found = Vec::new();
