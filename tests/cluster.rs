@@ -86,6 +86,12 @@ fn type_b_deploys_converges_and_reruns_clean() {
         &[],
     ));
 
+    // --check --diff on bare hosts: the whole plan, readable, exit 0, and nothing touched.
+    ok(lab.play("mark.yml", MARK, &[]));
+    let plan = ok(with(&["--check", "--diff"]));
+    assert_readable_plan(&plan);
+    ok(lab.play("untouched.yml", &untouched("/etc /var/lib"), &[]));
+
     let first = ok(lab.pgdeploy(&args));
     assert!(
         first.contains("members: pgnode01 (leader, running), pgnode02 (replica, "),
@@ -108,7 +114,14 @@ fn type_b_deploys_converges_and_reruns_clean() {
     ok(lab.play("mark.yml", MARK, &[]));
     let again = ok(lab.pgdeploy(&args));
     assert_nothing_changed(&again);
-    ok(lab.play("untouched.yml", UNTOUCHED, &[]));
+    ok(lab.play("untouched.yml", &untouched("/etc"), &[]));
+    // And the check of a converged cluster plans nothing.
+    let plan = ok(with(&["--check", "--diff"]));
+    assert_nothing_changed(&plan);
+    assert!(
+        !plan.contains("+++ ") && !plan.contains("would change"),
+        "{plan}"
+    );
 
     // A user's new password converges (and works); the old one stops working.
     let new_pw = lab.tmp.path().join("new-pw.yml");
@@ -150,7 +163,7 @@ fn type_b_deploys_converges_and_reruns_clean() {
     ok(lab.play("mark.yml", MARK, &[]));
     let after_switch = ok(lab.pgdeploy(&args));
     assert_nothing_changed(&after_switch);
-    ok(lab.play("untouched.yml", UNTOUCHED, &[]));
+    ok(lab.play("untouched.yml", &untouched("/etc"), &[]));
 
     // A member that does not come back: the wait fails and shows that unit's journal there.
     ok(lab.play("break.yml", BREAK, &[]));
@@ -303,18 +316,76 @@ const MARK: &str = r#"
     - command: touch /run/pgdeploy-rerun-mark
 "#;
 
-const UNTOUCHED: &str = r#"
+/// No file under `dirs` was written since MARK.
+fn untouched(dirs: &str) -> String {
+    format!(
+        r#"
 - hosts: all
   gather_facts: no
   tasks:
-    - name: no file under /etc was written by the re-run
-      command: find /etc -newer /run/pgdeploy-rerun-mark -type f
+    - name: no file under {dirs} was written since the mark
+      command: find {dirs} -newer /run/pgdeploy-rerun-mark -type f
       register: written
       changed_when: false
     - assert:
         that: written.stdout == ''
-        fail_msg: "written: {{ written.stdout }}"
-"#;
+        fail_msg: "written: {{{{ written.stdout }}}}"
+"#
+    )
+}
+
+/// `cluster --check --diff` on bare hosts: the whole plan down to the summary, the files it
+/// would write as text diffs, the bundle's packages as one line each, a count per host.
+fn assert_readable_plan(plan: &str) {
+    assert!(plan.len() < 400_000, "{} bytes of output", plan.len());
+    assert!(
+        !plan
+            .chars()
+            .any(|c| c == '\u{fffd}' || c.is_control() && c != '\n' && c != '\t'),
+        "binary bytes in the output"
+    );
+    for file in [
+        "+++ /etc/default/etcd (after)",
+        "+++ /etc/patroni/config.yml (after)",
+        "+++ /etc/postgresql/15/main/pg_hba.conf (after)",
+        "+++ /etc/pgbouncer/pgbouncer.ini (after)",
+        "+++ /etc/default/vip-manager (after)",
+        "TASK [the cluster]",
+    ] {
+        assert!(plan.contains(file), "{file}:\n{plan}");
+    }
+    assert!(
+        plan.lines()
+            .any(|l| l.starts_with("/var/lib/pgdeploy/bundle/postgresql-15_")
+                && l.contains(": binary file, ")
+                && l.ends_with(" MB, would be created")),
+        "a package of the bundle as one line:\n{plan}"
+    );
+    assert!(
+        plan.contains("changed: [pgnode01] => would change; not checked, it needs changes this run has not made yet: unit etcd not found"),
+        "{plan}"
+    );
+    let counts = plan.split("\nwould change:\n").nth(1).unwrap_or_default();
+    for host in ["pgnode01", "pgnode02", "pgnode03"] {
+        let line = counts
+            .lines()
+            .find(|l| l.starts_with(host))
+            .unwrap_or_default();
+        let n = |what: &str| -> u32 {
+            line.split(", ")
+                .find_map(|p| {
+                    p.trim_start_matches(&format!("{host} : "))
+                        .strip_suffix(what)
+                })
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        assert!(
+            n("files") > 100 && n("packages") >= 8 && n("services") >= 4,
+            "counts for {host}: {line}\n{plan}"
+        );
+    }
+}
 
 const SWITCH: &str = r#"
 - hosts: pgnode01

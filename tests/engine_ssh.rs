@@ -780,3 +780,101 @@ fn tags_set_fact_run_once_and_flush_handlers() {
         "a `never` task runs when its tag is asked for"
     );
 }
+
+/// On a host where an earlier task would change something, check mode goes on: a task that
+/// fails for want of that change "would change (not checked)", a wait is not waited for, and
+/// what reads an unknowable result is skipped with the reason. Real problems still fail.
+const CHECK_PLAN: &str = r##"
+- hosts: web
+  gather_facts: no
+  vars:
+    root: "{{ base }}/{{ inventory_hostname }}"
+  tasks:
+    - name: a tool that the run installs
+      copy:
+        dest: "{{ root }}/bin/tool"
+        content: "#!/bin/sh\necho ready\n"
+        mode: "0755"
+    - name: a binary file
+      copy:
+        src: blob.bin
+        dest: "{{ root }}/blob.bin"
+    - name: its service
+      systemd: { name: pgdeploy-no-such-unit, state: started }
+    - name: the tool answers
+      command: "{{ root }}/bin/tool"
+      register: answer
+      check_mode: false
+      changed_when: false
+    - name: what it said
+      set_fact:
+        said: "{{ answer.stdout }}"
+    - name: a wait for it
+      wait_for: { path: "{{ root }}/bin/tool.pid", timeout: 60 }
+    - name: uses what it said
+      debug: { msg: "{{ said | upper }}" }
+    - name: an unrelated variable is still required
+      debug: { msg: "{{ fails_when_undefined | default('ok') }}" }
+"##;
+
+#[test]
+fn check_mode_plans_past_what_the_run_has_not_made() {
+    let lab = Lab::start(1);
+    let inv = lab.inventory("root", "");
+    let mut blob = vec![0u8, 1, 2, 255, 254];
+    blob.extend(std::iter::repeat_n(7u8, 3_000_000));
+    std::fs::create_dir_all(lab.path().join("files")).unwrap();
+    std::fs::write(lab.path().join("files/blob.bin"), &blob).unwrap();
+    let pb = lab.write("plan.yml", CHECK_PLAN);
+    let b = format!("base={}", base(&lab));
+    let start = std::time::Instant::now();
+    let dry = lab.run(&pb, &inv, &["-e", &b, "--check", "--diff"]);
+    dry.assert_code(0);
+    let out = &dry.stdout;
+    assert!(
+        start.elapsed().as_secs() < 30,
+        "the wait was not waited for"
+    );
+    assert!(
+        !Path::new(&base(&lab)).exists(),
+        "--check created something"
+    );
+    for shown in [
+        "+echo ready",
+        "/blob.bin: binary file, 3.0 MB, would be created",
+        "bin/tool.pid was not started (not waited for in check mode)",
+        "would change; not checked, it needs changes this run has not made yet: non-zero return code 127",
+        "skipping: [h1] => not checked: it reads `said`, which \"what it said\" cannot know in check mode",
+        "h1 : 2 files, 0 packages, 1 service, 2 other",
+    ] {
+        assert!(out.contains(shown), "{shown}:\n{out}");
+    }
+    assert!(!out.contains('\u{fffd}'), "binary bytes printed:\n{out}");
+    // What check mode cannot excuse: an undefined variable of its own fails.
+    let broken = CHECK_PLAN.replace(
+        "fails_when_undefined | default('ok')",
+        "fails_when_undefined",
+    );
+    let pb = lab.write("broken-plan.yml", &broken);
+    let r = lab.run(&pb, &inv, &["-e", &b, "--check"]);
+    r.assert_code(2);
+    assert!(
+        r.stdout
+            .contains("undefined variable `fails_when_undefined`"),
+        "{}",
+        r.stdout
+    );
+    // With nothing pending, a failure is a failure.
+    let pb = lab.write(
+        "fails.yml",
+        "- hosts: web\n  gather_facts: no\n  tasks:\n    - command: /nonexistent/tool\n      check_mode: false\n",
+    );
+    let r = lab.run(&pb, &inv, &["--check"]);
+    r.assert_code(2);
+    assert!(
+        r.stdout
+            .contains("failed: [h1] => non-zero return code 127"),
+        "{}",
+        r.stdout
+    );
+}

@@ -287,18 +287,18 @@ async fn run_with_defaults(
         _ = tokio::signal::ctrl_c() => None,
     };
     let Some(result) = result else {
-        report.recap(true);
+        report.recap(true, common.check);
         return Ok(exit::INTERRUPTED);
     };
     let summary = match result {
         Ok(s) => s,
         Err(e) => {
-            report.recap(false);
+            report.recap(false, common.check);
             return Err(e);
         }
     };
     engine.close().await;
-    report.recap(false);
+    report.recap(false, common.check);
     Ok(if !summary.unreachable_hosts.is_empty() {
         exit::UNREACHABLE
     } else if !summary.failed_hosts.is_empty() {

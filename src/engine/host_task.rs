@@ -1,12 +1,13 @@
 //! One module task on its hosts: loops, conditions, retries, register, and the report.
 
+use super::check_mode;
 use super::vars::Snapshot;
 use super::{Engine, Inherited, PlayCtx};
 use crate::modules::readahead::{self, ReadAhead};
 use crate::modules::{self, ModuleCtx, Outcome};
 use crate::playbook::{Action, Task};
-use crate::report::{Line, Status};
-use crate::template::OMIT;
+use crate::report::{Changes, Line, Status};
+use crate::template::{TemplateError, OMIT};
 use crate::transport::{ExecOptions, Stdin, Unreachable};
 use anyhow::{anyhow, bail, Result};
 use futures::stream::{self, StreamExt};
@@ -24,12 +25,15 @@ pub(super) struct HostResult {
     pub unreachable: bool,
     pub skipped: bool,
     pub ignored: bool,
+    /// Check mode could not know the result (see `check_mode`).
+    pub unknown: bool,
     pub registered: Option<Value>,
     pub facts: Map<String, Value>,
     msg: Option<String>,
     diffs: Vec<String>,
     trace: Vec<String>,
     items: Vec<(String, Status, Option<String>, Vec<String>)>,
+    changes: Changes,
 }
 
 impl HostResult {
@@ -98,6 +102,7 @@ impl Engine {
                 msg: res.msg.as_deref(),
                 diffs: &res.diffs,
                 trace: &res.trace,
+                changes: res.changes,
                 ..Line::new(&host, &title, res.status())
             });
             any_failed |= res.failed && !res.ignored || res.unreachable;
@@ -108,6 +113,7 @@ impl Engine {
                         registered: res.registered.clone(),
                         facts: res.facts.clone(),
                         changed: res.changed,
+                        unknown: res.unknown,
                         ..Default::default()
                     };
                     self.apply_result(task, here, other, copy);
@@ -133,6 +139,9 @@ impl Engine {
             Ok(r) => r,
             Err(e) => {
                 let unreachable = e.chain().any(|c| c.downcast_ref::<Unreachable>().is_some());
+                if let Some(skip) = self.unknown_dependency(task, here, host, &e) {
+                    return skip;
+                }
                 HostResult {
                     failed: !unreachable,
                     unreachable,
@@ -204,6 +213,8 @@ impl Engine {
             }
             total.changed |= r.changed;
             total.failed |= r.failed;
+            total.unknown |= r.unknown;
+            total.changes.add(r.changes);
             total.unreachable |= r.unreachable;
             total.facts.extend(r.facts.clone());
             total.trace.extend(r.trace.clone());
@@ -439,6 +450,8 @@ impl Engine {
             .unwrap_or_default();
         let check =
             (self.opts.check || here.check_mode == Some(true)) && here.check_mode != Some(false);
+        // A check run with changes pending here: a failure may only mean "not made yet".
+        let pending = self.opts.check && !local && self.check_pending(&[host, &conn_host]);
         let trace = Mutex::new(Vec::new());
         // `-e` gives strings: "2" counts as 2.
         let number = |v: serde_json::Value| v.as_u64().or_else(|| v.as_str()?.trim().parse().ok());
@@ -474,6 +487,7 @@ impl Engine {
                         trace: &trace,
                         facts: &facts,
                         readahead: ahead,
+                        no_wait: pending,
                     };
                     let run = modules::run(name, &rendered, &mctx).await;
                     if matches!(ahead, Some(ReadAhead::Record(..))) {
@@ -485,12 +499,19 @@ impl Engine {
                 // debug, set_fact, assert, fail and pause need no connection.
                 None => modules::run_local(name, &rendered, &self.templates, &vars).await,
             };
+            let mut template_error = false;
             let mut outcome = match outcome {
                 Ok(o) => o,
                 Err(e) if e.chain().any(|c| c.downcast_ref::<Unreachable>().is_some()) => {
                     return Err(e)
                 }
-                Err(e) => Outcome::failed(format!("{e:#}")),
+                Err(e) => {
+                    template_error = is_template_error(&e);
+                    if template_error && self.reads_unknown(task, here, host).is_some() {
+                        return Err(e);
+                    }
+                    Outcome::failed(format!("{e:#}"))
+                }
             };
             // changed_when / failed_when / until see the result under its register name.
             let mut reg_extra = extra.cloned().unwrap_or_default();
@@ -516,6 +537,20 @@ impl Engine {
                 Some(conds) => self.when_holds(conds, &rvars, &origin)?,
                 None => !outcome.failed,
             };
+            if pending && !done && !template_error {
+                // Not retried: what it waits for or needs is what this run has not made.
+                let answer = outcome.msg.take().unwrap_or_else(|| match &task.until {
+                    Some(c) => format!("until: {} does not hold yet", c.join(" and ")),
+                    None => "failed".into(),
+                });
+                outcome.failed = false;
+                outcome.changed = true;
+                outcome.unknown = true;
+                // What it answered is not what it would answer after the run: no data.
+                outcome.data.clear();
+                outcome.msg = Some(check_mode::not_checked(&answer));
+                break outcome;
+            }
             if done || attempt > retries {
                 if task.until.is_some() && !done {
                     outcome.failed = true;
@@ -529,10 +564,22 @@ impl Engine {
             }
             tokio::time::sleep(Duration::from_secs(delay)).await;
         };
-        let show_msg =
-            outcome.failed || name == "debug" || self.report.verbose() > 0 || outcome.skipped;
+        let show_msg = outcome.failed
+            || name == "debug"
+            || self.report.verbose() > 0
+            || outcome.skipped
+            || outcome.unknown;
+        let changed = outcome.changed && !outcome.failed;
+        let changes = match outcome.changes {
+            _ if !changed => Changes::default(),
+            c if c.is_empty() => Changes { other: 1, ..c },
+            c => c,
+        };
         let mut res = HostResult {
-            changed: outcome.changed && !outcome.failed,
+            changed,
+            changes,
+            // A command check mode did not run: its result is not known either.
+            unknown: outcome.unknown || outcome.skipped && check,
             failed: outcome.failed,
             skipped: outcome.skipped,
             ignored: outcome.failed && here.ignore_errors,
@@ -559,6 +606,58 @@ impl Engine {
         }
         Ok(res)
     }
+}
+
+impl Engine {
+    /// In a check run, whether a task would have changed one of `hosts`.
+    fn check_pending(&self, hosts: &[&str]) -> bool {
+        hosts
+            .iter()
+            .any(|h| self.hosts.get(*h).is_some_and(|s| s.check.pending))
+    }
+
+    /// The unknown result `task` reads on `host`, with the task that left it unknown.
+    pub(super) fn reads_unknown(
+        &self,
+        task: &Task,
+        here: &Inherited,
+        host: &str,
+    ) -> Option<(String, String)> {
+        if !self.opts.check {
+            return None;
+        }
+        let state = self.hosts.get(host)?;
+        let (name, from) = state.check.dependency(task, &here.when)?;
+        Some((name.to_string(), from.to_string()))
+    }
+
+    /// A task whose expressions fail on a result check mode could not know is skipped with
+    /// the reason (and what it would set is unknown too), instead of failing.
+    fn unknown_dependency(
+        &self,
+        task: &Task,
+        here: &Inherited,
+        host: &str,
+        err: &anyhow::Error,
+    ) -> Option<HostResult> {
+        if !is_template_error(err) {
+            return None;
+        }
+        let (name, from) = self.reads_unknown(task, here, host)?;
+        let msg = check_mode::skipped_unknown(&name, &from);
+        Some(HostResult {
+            skipped: true,
+            unknown: true,
+            registered: Some(json!({"skipped": true, "changed": false, "skip_reason": msg})),
+            msg: Some(msg),
+            ..Default::default()
+        })
+    }
+}
+
+pub(super) fn is_template_error(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| c.downcast_ref::<TemplateError>().is_some())
 }
 
 fn skipped() -> HostResult {

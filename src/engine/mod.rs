@@ -4,6 +4,7 @@
 //! starts: a barrier per task, as in Ansible and pyinfra. Results are applied to host state only
 //! after the barrier, so hosts never see each other half-way through a task.
 
+mod check_mode;
 mod host_task;
 mod vars;
 
@@ -62,6 +63,8 @@ struct HostState {
     /// set_fact and register results (they outlive the play, as in Ansible).
     set_facts: Map<String, Value>,
     notified: IndexSet<String>,
+    /// In a check run: what this host would change first, and what cannot be known.
+    check: check_mode::CheckState,
 }
 
 /// The outcome of a run, for the exit code.
@@ -519,12 +522,32 @@ impl Engine {
         let snap = self.snapshot(ctx);
         for h in hosts {
             let vars = snap.vars(h, &here.vars, None);
-            if !self.when_holds(&here.when, &vars, &task.origin.to_string())? {
-                continue;
-            }
-            let name = self
-                .templates
-                .render_str(file, &vars, &task.origin.to_string())?;
+            let origin = task.origin.to_string();
+            let name = match self
+                .when_holds(&here.when, &vars, &origin)
+                .and_then(|holds| {
+                    holds
+                        .then(|| self.templates.render_str(file, &vars, &origin))
+                        .transpose()
+                }) {
+                Ok(Some(name)) => name,
+                Ok(None) => continue,
+                Err(e) => match self
+                    .reads_unknown(task, here, h)
+                    .filter(|_| host_task::is_template_error(&e))
+                {
+                    Some((var, from)) => {
+                        let msg = check_mode::skipped_unknown(&var, &from);
+                        let title = task.display_name();
+                        self.report.result(Line {
+                            msg: Some(&msg),
+                            ..Line::new(h, &title, Status::Skipped)
+                        });
+                        continue;
+                    }
+                    None => return Err(e),
+                },
+            };
             let path = crate::playbook::parse_resolve(&base_dir, &name);
             by_file.entry(path).or_default().push(h.clone());
         }
@@ -717,6 +740,15 @@ impl Engine {
         res: host_task::HostResult,
     ) {
         let state = self.hosts.entry(host.to_string()).or_default();
+        if self.opts.check {
+            state.check.note(
+                task,
+                &inh.when,
+                &task.display_name(),
+                res.changed,
+                res.unknown,
+            );
+        }
         if let Some(reg) = &task.register {
             if let Some(r) = &res.registered {
                 let v = if inh.no_log {

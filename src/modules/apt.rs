@@ -132,9 +132,12 @@ pub async fn run(module: &str, p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Ou
     }
     let script = match state.as_str() {
         "present" | "installed" => (!missing.is_empty()).then(|| {
-            m.install
-                .replace("{opts}", &opts)
-                .replace("{names}", &quote_join(&missing))
+            (
+                missing.len(),
+                m.install
+                    .replace("{opts}", &opts)
+                    .replace("{names}", &quote_join(&missing)),
+            )
         }),
         "latest" => {
             let out = ctx.sh(&m.outdated.replace("{names}", &quoted)).await?;
@@ -147,9 +150,12 @@ pub async fn run(module: &str, p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Ou
             let mut todo: Vec<String> = missing.iter().map(|s| s.to_string()).collect();
             todo.extend(outdated);
             (!todo.is_empty()).then(|| {
-                m.install
-                    .replace("{opts}", &opts)
-                    .replace("{names}", &quote_join(&todo))
+                (
+                    todo.len(),
+                    m.install
+                        .replace("{opts}", &opts)
+                        .replace("{names}", &quote_join(&todo)),
+                )
             })
         }
         "absent" | "removed" => {
@@ -159,12 +165,15 @@ pub async fn run(module: &str, p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Ou
             } else {
                 m.remove
             };
-            (!present.is_empty()).then(|| cmd.replace("{names}", &quote_join(&present)))
+            (!present.is_empty())
+                .then(|| (present.len(), cmd.replace("{names}", &quote_join(&present))))
         }
         other => bail!("{module}: state `{other}` must be present, latest or absent"),
     };
-    if let Some(script) = script {
+    let mut packages = 0;
+    if let Some((count, script)) = script {
         changed = true;
+        packages = count as u32;
         if !ctx.check {
             let out = ctx.sh(&script).await?;
             if !out.ok() {
@@ -188,6 +197,7 @@ pub async fn run(module: &str, p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Ou
     }
     Ok(Outcome {
         changed,
+        changes: crate::report::Changes::packages(packages),
         ..Default::default()
     }
     .with("packages", names.join(" ")))

@@ -92,6 +92,7 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     };
     let outcome = Outcome {
         changed: needed,
+        changes: crate::report::Changes::files(1),
         ..Default::default()
     }
     .with("path", path.clone())

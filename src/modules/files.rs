@@ -11,28 +11,134 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
-/// Files larger than this are not shown in diffs.
-const MAX_DIFF_BYTES: usize = 256 * 1024;
+/// Files larger than this are not shown as text diffs (Ansible's `max_diff_size`, 104448).
+const MAX_DIFF_BYTES: usize = 104_448;
 
-/// A change to one file, for `--diff`.
+/// A change to one file, for `--diff`: a unified diff of text, or one line for a file that is
+/// binary or too large to show.
 #[derive(Debug, Clone)]
 pub struct FileDiff {
     pub path: String,
-    pub before: String,
-    pub after: String,
+    body: DiffBody,
+}
+
+#[derive(Debug, Clone)]
+enum DiffBody {
+    Text { before: String, after: String },
+    Summary(String),
 }
 
 impl FileDiff {
-    /// A unified diff (the caller masks secrets before printing).
-    pub fn unified(&self) -> String {
-        similar::TextDiff::from_lines(&self.before, &self.after)
-            .unified_diff()
-            .context_radius(3)
-            .header(
-                &format!("{} (before)", self.path),
-                &format!("{} (after)", self.path),
+    /// A text diff of two contents.
+    pub fn text(path: &str, before: &str, after: &str) -> FileDiff {
+        FileDiff {
+            path: path.to_string(),
+            body: DiffBody::Text {
+                before: before.to_string(),
+                after: after.to_string(),
+            },
+        }
+    }
+
+    /// The diff of writing `new` over `current`: text when both sides are text of a showable
+    /// size, else one line with the size and the hashes.
+    fn of_write(path: &str, current: &RemoteFile, new: &NewContent<'_>) -> FileDiff {
+        let showable = |b: &[u8]| b.len() <= MAX_DIFF_BYTES && !looks_binary(b);
+        let before = if current.exists {
+            current.content.as_deref()
+        } else {
+            Some(&b""[..])
+        };
+        if let (Some(b), Some(a)) = (before, new.preview) {
+            if showable(b) && showable(a) {
+                return FileDiff::text(
+                    path,
+                    &String::from_utf8_lossy(b),
+                    &String::from_utf8_lossy(a),
+                );
+            }
+        }
+        let kind = if new.binary { "binary file" } else { "file" };
+        let what = if current.exists {
+            format!(
+                "would change: sha256 {}… → {}…",
+                short(&current.hash),
+                short(new.hash)
             )
-            .to_string()
+        } else {
+            "would be created".to_string()
+        };
+        FileDiff {
+            path: path.to_string(),
+            body: DiffBody::Summary(format!("{path}: {kind}, {}, {what}", human_size(new.size))),
+        }
+    }
+
+    /// A unified diff, or the one line (the caller masks secrets before printing).
+    pub fn unified(&self) -> String {
+        match &self.body {
+            DiffBody::Text { before, after } => similar::TextDiff::from_lines(before, after)
+                .unified_diff()
+                .context_radius(3)
+                .header(
+                    &format!("{} (before)", self.path),
+                    &format!("{} (after)", self.path),
+                )
+                .to_string(),
+            DiffBody::Summary(line) => format!("{line}\n"),
+        }
+    }
+}
+
+/// What a file is to hold: its bytes on their way (`data`), their hash and size, the whole
+/// content when it is small enough to diff (`preview`), and whether it is binary.
+pub struct NewContent<'a> {
+    pub data: Stdin,
+    pub hash: &'a str,
+    pub size: u64,
+    pub preview: Option<&'a [u8]>,
+    pub binary: bool,
+}
+
+impl<'a> NewContent<'a> {
+    /// Content held in memory.
+    pub fn bytes(bytes: &'a [u8], hash: &'a str) -> NewContent<'a> {
+        NewContent {
+            data: Stdin::Bytes(bytes.to_vec()),
+            hash,
+            size: bytes.len() as u64,
+            preview: Some(bytes),
+            binary: looks_binary(bytes),
+        }
+    }
+}
+
+/// Binary as git and diff judge it: a NUL byte, or not UTF-8 (in the part looked at).
+pub fn looks_binary(bytes: &[u8]) -> bool {
+    let head = &bytes[..bytes.len().min(8000)];
+    head.contains(&0)
+        || match std::str::from_utf8(head) {
+            Ok(_) => false,
+            // A multi-byte character cut at the end of the head is still text.
+            Err(e) => e.error_len().is_some() || head.len() == bytes.len(),
+        }
+}
+
+fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
+}
+
+/// 3.1 MB, 12.0 kB, 512 B (decimal units, as `ls -h --si`).
+fn human_size(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1e9 {
+        format!("{:.1} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1} MB", b / 1e6)
+    } else if b >= 1e3 {
+        format!("{:.1} kB", b / 1e3)
+    } else {
+        format!("{bytes} B")
     }
 }
 
@@ -190,13 +296,16 @@ impl Wanted {
 pub async fn converge_content(
     ctx: &ModuleCtx<'_>,
     dest: &str,
-    content: Stdin,
-    new_hash: &str,
-    preview: Option<&[u8]>,
+    new: NewContent<'_>,
     wanted: &Wanted,
 ) -> Result<Outcome> {
-    let current = probe_file(ctx, dest, ctx.diff && preview.is_some()).await?;
-    write_content(ctx, &current, dest, content, new_hash, preview, wanted).await
+    let current = probe_file(
+        ctx,
+        dest,
+        ctx.diff && new.preview.is_some_and(|p| !looks_binary(p)),
+    )
+    .await?;
+    write_content(ctx, &current, dest, new, wanted).await
 }
 
 /// The apply step of [`converge_content`], for a caller that has probed `dest` already.
@@ -204,11 +313,10 @@ pub async fn write_content(
     ctx: &ModuleCtx<'_>,
     current: &RemoteFile,
     dest: &str,
-    content: Stdin,
-    new_hash: &str,
-    preview: Option<&[u8]>,
+    new: NewContent<'_>,
     wanted: &Wanted,
 ) -> Result<Outcome> {
+    let new_hash = new.hash;
     if current.is_dir {
         return Ok(Outcome::failed(format!(
             "{dest} is a directory; give the file's full path"
@@ -219,20 +327,11 @@ pub async fn write_content(
         return Ok(Outcome::ok().with("dest", dest).with("checksum", new_hash));
     }
     let mut outcome = Outcome::changed()
+        .counting(crate::report::Changes::files(1))
         .with("dest", dest)
         .with("checksum", new_hash);
     if ctx.diff && !content_same {
-        if let Some(after) = preview {
-            outcome.diffs.push(FileDiff {
-                path: dest.to_string(),
-                before: current
-                    .content
-                    .as_deref()
-                    .map(|b| String::from_utf8_lossy(b).into_owned())
-                    .unwrap_or_default(),
-                after: String::from_utf8_lossy(after).into_owned(),
-            });
-        }
+        outcome.diffs.push(FileDiff::of_write(dest, current, &new));
     }
     if ctx.check {
         return Ok(outcome);
@@ -262,7 +361,7 @@ pub async fn write_content(
         script.push_str(&format!("mv -f \"$tmp\" {q}; trap - EXIT; "));
     }
     let out = ctx
-        .sh_in(&script, if content_same { Stdin::None } else { content })
+        .sh_in(&script, if content_same { Stdin::None } else { new.data })
         .await?;
     if !out.ok() {
         return Ok(Outcome::failed(format!(
@@ -308,15 +407,7 @@ pub async fn copy(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         };
         let bytes = text.into_bytes();
         let hash = hash_hex(&bytes);
-        return converge_content(
-            ctx,
-            &dest,
-            Stdin::Bytes(bytes.clone()),
-            &hash,
-            Some(&bytes),
-            &wanted,
-        )
-        .await;
+        return converge_content(ctx, &dest, NewContent::bytes(&bytes, &hash), &wanted).await;
     }
     let src = p.req("src")?;
     let path = local_path(ctx, &src, "files")?;
@@ -335,45 +426,39 @@ pub async fn copy(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     };
     // Large files are streamed and hashed without holding them in memory.
     if meta.len() as usize > MAX_DIFF_BYTES {
-        let hash = hash_file(&path)?;
+        let (hash, binary) = hash_file(&path)?;
         let file = tokio::fs::File::open(&path).await?;
         let reader = tokio::io::BufReader::with_capacity(1 << 20, file);
-        return converge_content(
-            ctx,
-            &dest,
-            Stdin::Reader(Box::new(reader)),
-            &hash,
-            None,
-            &wanted,
-        )
-        .await;
+        let new = NewContent {
+            data: Stdin::Reader(Box::new(reader)),
+            hash: &hash,
+            size: meta.len(),
+            preview: None,
+            binary,
+        };
+        return converge_content(ctx, &dest, new, &wanted).await;
     }
     let bytes = std::fs::read(&path)?;
     let hash = hash_hex(&bytes);
-    converge_content(
-        ctx,
-        &dest,
-        Stdin::Bytes(bytes.clone()),
-        &hash,
-        Some(&bytes),
-        &wanted,
-    )
-    .await
+    converge_content(ctx, &dest, NewContent::bytes(&bytes, &hash), &wanted).await
 }
 
-fn hash_file(path: &std::path::Path) -> Result<String> {
+/// A file's SHA-256, read in pieces, and whether its first piece looks binary.
+fn hash_file(path: &std::path::Path) -> Result<(String, bool)> {
     use std::io::Read;
     let mut f = std::fs::File::open(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
+    let mut binary = None;
     loop {
         let n = f.read(&mut buf)?;
         if n == 0 {
             break;
         }
+        binary.get_or_insert_with(|| looks_binary(&buf[..n]));
         h.update(&buf[..n]);
     }
-    Ok(hex::encode(h.finalize()))
+    Ok((hex::encode(h.finalize()), binary.unwrap_or(false)))
 }
 
 pub async fn template(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
@@ -389,15 +474,7 @@ pub async fn template(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     let rendered = render_template(ctx, &src)?;
     let bytes = rendered.into_bytes();
     let hash = hash_hex(&bytes);
-    converge_content(
-        ctx,
-        &dest,
-        Stdin::Bytes(bytes.clone()),
-        &hash,
-        Some(&bytes),
-        &wanted,
-    )
-    .await
+    converge_content(ctx, &dest, NewContent::bytes(&bytes, &hash), &wanted).await
 }
 
 /// Renders a template by name: from the playbook's `templates/` or beside it, else from the
@@ -413,4 +490,53 @@ fn render_template(ctx: &ModuleCtx<'_>, src: &str) -> Result<String> {
 
 fn render_named(ctx: &ModuleCtx<'_>, name: &str, text: &str) -> Result<String> {
     ctx.templates.render_str(text, ctx.vars, name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn existing(content: &[u8]) -> RemoteFile {
+        RemoteFile {
+            exists: true,
+            hash: hash_hex(content),
+            content: Some(content.to_vec()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn text_is_diffed_binary_and_large_files_are_one_line() {
+        let new = NewContent::bytes(b"b = 2\n", "h");
+        let d = FileDiff::of_write("/etc/x.conf", &existing(b"a = 1\n"), &new).unified();
+        assert!(d.contains("-a = 1") && d.contains("+b = 2"), "{d}");
+
+        let blob = [0u8, 159, 146, 150, 1, 2];
+        let hash = hash_hex(&blob);
+        let new = NewContent::bytes(&blob, &hash);
+        let d = FileDiff::of_write("/x.deb", &RemoteFile::default(), &new).unified();
+        assert_eq!(d, "/x.deb: binary file, 6 B, would be created\n");
+        let d = FileDiff::of_write("/x.deb", &existing(b"old\n"), &new).unified();
+        assert!(
+            d.starts_with("/x.deb: binary file, 6 B, would change: sha256 ")
+                && d.contains(&format!("… → {}…", &hash[..12])),
+            "{d}"
+        );
+
+        let big = "line\n".repeat(30_000);
+        let new = NewContent::bytes(big.as_bytes(), "h");
+        let d = FileDiff::of_write("/big.txt", &RemoteFile::default(), &new).unified();
+        assert_eq!(d, "/big.txt: file, 150.0 kB, would be created\n");
+    }
+
+    #[test]
+    fn binary_as_git_judges_it() {
+        assert!(!looks_binary("Grüße\n".as_bytes()));
+        assert!(looks_binary(b"\x00abc"));
+        assert!(looks_binary(b"\xff\xfe"));
+        // A character cut at the end of the part looked at is still text.
+        let mut long = "a".repeat(7999).into_bytes();
+        long.extend("ü and more".as_bytes());
+        assert!(!looks_binary(&long));
+    }
 }

@@ -1,9 +1,9 @@
 //! lineinfile: make sure one line is (or is not) in a file. The new content is computed here
 //! and written like any file, so check mode and diffs are exact.
 
-use super::files::{hash_hex, probe_file, write_content, Wanted};
+use super::files::{hash_hex, probe_file, write_content, NewContent, Wanted};
 use super::{ModuleCtx, Outcome, Params};
-use crate::transport::{quote, Stdin};
+use crate::transport::quote;
 use anyhow::{anyhow, bail, Result};
 use base64::Engine as _;
 
@@ -101,9 +101,7 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         ctx,
         &current,
         &path,
-        Stdin::Bytes(bytes.clone()),
-        &hash,
-        Some(&bytes),
+        NewContent::bytes(&bytes, &hash),
         &wanted,
     )
     .await

@@ -514,6 +514,8 @@ pub struct ModuleCtx<'a> {
     pub facts: &'a Map<String, Value>,
     /// A loop's probes, recorded or answered in one round trip (see `readahead`).
     pub readahead: Option<&'a readahead::ReadAhead>,
+    /// A check run with changes pending on the host: what a wait waits for will not come.
+    pub no_wait: bool,
 }
 
 impl ModuleCtx<'_> {
@@ -637,6 +639,11 @@ pub struct Outcome {
     pub data: Map<String, Value>,
     /// Facts to set on the host (set_fact).
     pub facts: Map<String, Value>,
+    /// What a change touches (files, packages, services), for the recap; a change that
+    /// counts none of these counts as one "other".
+    pub changes: crate::report::Changes,
+    /// A check run could not tell: the task "would change", its result is unknown.
+    pub unknown: bool,
 }
 
 impl Outcome {
@@ -665,6 +672,11 @@ impl Outcome {
     }
     pub fn with_msg(mut self, msg: impl Into<String>) -> Outcome {
         self.msg = Some(msg.into());
+        self
+    }
+    /// Counts what this outcome changes (see `changes`).
+    pub fn counting(mut self, changes: crate::report::Changes) -> Outcome {
+        self.changes = changes;
         self
     }
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Outcome {

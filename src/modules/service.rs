@@ -51,7 +51,8 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         if load == "not-found" && state.as_deref() != Some("stopped") && enabled != Some(false) {
             return Ok(Outcome::failed(format!(
                 "unit {name} not found on the host (is its package installed?)"
-            )));
+            ))
+            .counting(crate::report::Changes::services(1)));
         }
         let running = matches!(active.as_str(), "active" | "activating" | "reloading");
         if let Some(m) = masked {
@@ -90,6 +91,7 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
             .with("state", if running { "started" } else { "stopped" });
     }
     outcome.changed = !steps.is_empty();
+    outcome.changes = crate::report::Changes::services(1);
     if steps.is_empty() || ctx.check {
         return Ok(outcome);
     }

@@ -9,6 +9,12 @@ use std::time::{Duration, Instant};
 pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     let timeout = p.int("timeout")?.unwrap_or(300).max(0) as u64;
     let delay = p.int("delay")?.unwrap_or(0).max(0) as u64;
+    // In a check run whose earlier changes were not made, waiting would only time out.
+    let (timeout, delay) = if ctx.no_wait {
+        (0, 0)
+    } else {
+        (timeout, delay)
+    };
     let sleep = p.int("sleep")?.unwrap_or(1).max(1) as u64;
     let state = p.str("state")?.unwrap_or_else(|| "started".into());
     if p.get("search_regex").is_some() && p.get("path").is_none() {
@@ -34,8 +40,9 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
             if start.elapsed() >= Duration::from_secs(timeout) {
                 let msg = p.str("msg")?.unwrap_or_else(|| {
                     format!(
-                        "port {host}:{port} was not {} after {timeout}s",
-                        if want_open { "open" } else { "closed" }
+                        "port {host}:{port} was not {} {}",
+                        if want_open { "open" } else { "closed" },
+                        waited(timeout, ctx)
                     )
                 });
                 return Ok(Outcome::failed(msg).with("elapsed", timeout));
@@ -63,10 +70,18 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     if !out.ok() {
         let msg = p
             .str("msg")?
-            .unwrap_or_else(|| format!("{path} did not become {state} within {timeout}s"));
+            .unwrap_or_else(|| format!("{path} was not {state} {}", waited(timeout, ctx)));
         return Ok(Outcome::failed(msg));
     }
     Ok(Outcome::ok()
         .with("path", path)
         .with("elapsed", start.elapsed().as_secs()))
+}
+
+fn waited(timeout: u64, ctx: &ModuleCtx<'_>) -> String {
+    if ctx.no_wait {
+        "(not waited for in check mode)".into()
+    } else {
+        format!("after {timeout}s")
+    }
 }

@@ -44,6 +44,8 @@ pub struct Line<'a> {
     pub diffs: &'a [String],
     /// Commands and their output, shown with -v.
     pub trace: &'a [String],
+    /// What the task changed on the host (counted for the task's line, not its items').
+    pub changes: Changes,
 }
 
 impl<'a> Line<'a> {
@@ -56,6 +58,7 @@ impl<'a> Line<'a> {
             msg: None,
             diffs: &[],
             trace: &[],
+            changes: Changes::default(),
         }
     }
 }
@@ -70,6 +73,60 @@ pub struct HostStats {
     pub unreachable: u32,
     pub rescued: u32,
     pub ignored: u32,
+    /// What the changes touched (or, in check mode, would touch).
+    pub changes: Changes,
+}
+
+/// What changes touch: files written, packages installed or removed, services started,
+/// stopped, restarted or enabled, and other changes (commands, API calls, ...).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Changes {
+    pub files: u32,
+    pub packages: u32,
+    pub services: u32,
+    pub other: u32,
+}
+
+impl Changes {
+    pub fn files(n: u32) -> Changes {
+        Changes {
+            files: n,
+            ..Default::default()
+        }
+    }
+    pub fn packages(n: u32) -> Changes {
+        Changes {
+            packages: n,
+            ..Default::default()
+        }
+    }
+    pub fn services(n: u32) -> Changes {
+        Changes {
+            services: n,
+            ..Default::default()
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        *self == Changes::default()
+    }
+    pub fn add(&mut self, o: Changes) {
+        self.files += o.files;
+        self.packages += o.packages;
+        self.services += o.services;
+        self.other += o.other;
+    }
+    /// "3 files, 12 packages, 2 services, 1 other"
+    fn describe(&self) -> String {
+        let plural =
+            |n: u32, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        [
+            plural(self.files, "file", "files"),
+            plural(self.packages, "package", "packages"),
+            plural(self.services, "service", "services"),
+            plural(self.other, "other", "other"),
+        ]
+        .join(", ")
+    }
 }
 
 pub struct Reporter {
@@ -184,11 +241,13 @@ impl Reporter {
             msg,
             diffs,
             trace,
+            changes,
         } = line;
         {
             let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
             let s = stats.entry(host.to_string()).or_default();
             if item.is_none() {
+                s.changes.add(changes);
                 match status {
                     Status::Ok => s.ok += 1,
                     Status::Changed => {
@@ -239,7 +298,8 @@ impl Reporter {
         self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    pub fn recap(&self, interrupted: bool) {
+    /// `check`: the counts of what changed are what would change.
+    pub fn recap(&self, interrupted: bool, check: bool) {
         if let Some((mp, bars)) = &self.progress {
             for b in bars.lock().unwrap_or_else(|e| e.into_inner()).values() {
                 b.finish_and_clear();
@@ -249,7 +309,7 @@ impl Reporter {
         let stats = self.stats();
         let elapsed = self.start.elapsed();
         if self.json {
-            return self.event(json!({"event": "recap", "hosts": stats, "elapsed_s": elapsed.as_secs_f64(), "interrupted": interrupted}));
+            return self.event(json!({"event": "recap", "hosts": stats, "elapsed_s": elapsed.as_secs_f64(), "interrupted": interrupted, "check": check}));
         }
         if interrupted {
             self.line("\nINTERRUPTED: stopped at the user's request; hosts may be part-way through the task above");
@@ -261,6 +321,20 @@ impl Reporter {
                 "{h:width$} : ok={:<4} changed={:<4} unreachable={:<4} failed={:<4} skipped={:<4} rescued={:<4} ignored={}",
                 s.ok, s.changed, s.unreachable, s.failed, s.skipped, s.rescued, s.ignored
             ));
+        }
+        let touched: Vec<_> = stats
+            .iter()
+            .filter(|(_, s)| !s.changes.is_empty())
+            .collect();
+        if !touched.is_empty() {
+            self.line(if check {
+                "\nwould change:"
+            } else {
+                "\nchanged:"
+            });
+            for (h, s) in touched {
+                self.line(&format!("{h:width$} : {}", s.changes.describe()));
+            }
         }
         self.line(&format!("\nelapsed: {:.2}s", elapsed.as_secs_f64()));
     }

@@ -160,7 +160,7 @@ impl Templates {
         ctx: &Value,
     ) -> anyhow::Error {
         if let Some(inner) = lazy_error(&e) {
-            return anyhow!("{origin}: {inner}");
+            return TemplateError(format!("{origin}: {inner}")).into();
         }
         let line = e.line().unwrap_or(1);
         let place = if src.is_some_and(|s| !s.contains('\n')) || e.line().is_none() {
@@ -192,7 +192,7 @@ impl Templates {
                 "\n  define it in the inventory, a vars file or with -e, or write `| default(...)`",
             );
         }
-        anyhow!("{place}: {msg}")
+        TemplateError(format!("{place}: {msg}")).into()
     }
 
     /// Which of a template's variables (dotted paths) cannot be resolved in `ctx`.
@@ -235,6 +235,19 @@ impl Templates {
 fn tpl_source(env: &Environment<'static>, name: &str) -> Option<String> {
     env.get_template(name).ok().map(|t| t.source().to_string())
 }
+
+/// An error in a template or expression (an undefined variable, a syntax or filter error):
+/// the engine tells these apart from what a host answered.
+#[derive(Debug)]
+pub struct TemplateError(pub String);
+
+impl std::fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TemplateError {}
 
 fn lazy_error(e: &minijinja::Error) -> Option<String> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
