@@ -53,9 +53,12 @@ enum Command {
         action: String,
         /// The host for stop, start, cut and heal (e.g. pgnode02).
         node: Option<String>,
-        /// How many hosts `lab up` makes.
+        /// How many database hosts `lab up` makes.
         #[arg(long, default_value_t = 3)]
         nodes: usize,
+        /// No backup host: by default `lab up` adds `pgbackup` (.20, group `pgbackrest`).
+        #[arg(long)]
+        no_backup_host: bool,
         /// The lab's private subnet (the bridge takes .1, hosts .11, .12, ..., the VIP .100).
         #[arg(long, default_value = "10.77.0.0/24")]
         subnet: String,
@@ -105,9 +108,17 @@ async fn main() {
             action,
             node,
             nodes,
+            no_backup_host,
             subnet,
             dir,
-        } => cli::lab(&action, node.as_deref(), nodes, &subnet, &dir),
+        } => cli::lab(
+            &action,
+            node.as_deref(),
+            nodes,
+            !no_backup_host,
+            &subnet,
+            &dir,
+        ),
         Command::Bundle { out } => match pgdeploy::bundle::build(&out) {
             Ok(()) => 0,
             Err(e) => cli::report_error(&e),

@@ -325,7 +325,14 @@ pub fn not_yet(command: &str, what: &str) -> i32 {
 }
 
 /// `pgdeploy lab ACTION [NODE]`.
-pub fn lab(action: &str, node: Option<&str>, nodes: usize, subnet: &str, dir: &Path) -> i32 {
+pub fn lab(
+    action: &str,
+    node: Option<&str>,
+    nodes: usize,
+    backup_host: bool,
+    subnet: &str,
+    dir: &Path,
+) -> i32 {
     let needs_node = |n: Option<&str>| {
         n.map(str::to_string).ok_or_else(|| {
             bad(anyhow!(
@@ -340,6 +347,7 @@ pub fn lab(action: &str, node: Option<&str>, nodes: usize, subnet: &str, dir: &P
             .and_then(|subnet| {
                 crate::lab::up(&crate::lab::UpOptions {
                     nodes,
+                    backup_host,
                     subnet,
                     dir: dir.to_path_buf(),
                 })

@@ -10,7 +10,8 @@ pub fn select_hosts(inv: &Inventory, pattern: &str) -> Result<Vec<String>> {
     let mut union: IndexSet<String> = IndexSet::new();
     let mut intersect: Vec<IndexSet<String>> = Vec::new();
     let mut exclude: IndexSet<String> = IndexSet::new();
-    for term in split_terms(pattern) {
+    let terms = split_terms(pattern);
+    for term in &terms {
         let term = term.trim();
         if term.is_empty() {
             continue;
@@ -20,7 +21,13 @@ pub fn select_hosts(inv: &Inventory, pattern: &str) -> Result<Vec<String>> {
         } else if let Some(t) = term.strip_prefix('&') {
             intersect.push(match_term(inv, t)?.into_iter().collect());
         } else {
-            union.extend(match_term(inv, term)?);
+            match match_term(inv, term) {
+                Ok(hosts) => union.extend(hosts),
+                // As Ansible: a union's term that names nothing is ignored (an optional
+                // group the inventory does not have); alone it is an error.
+                Err(_) if terms.len() > 1 => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(inv
@@ -38,9 +45,7 @@ fn split_terms(pattern: &str) -> Vec<String> {
     if pattern.contains(',') {
         return pattern.split(',').map(str::to_string).collect();
     }
-    if pattern.starts_with('~')
-        || pattern.matches(':').count() > 2 && !pattern.contains(":&") && !pattern.contains(":!")
-    {
+    if pattern.starts_with('~') || pattern.parse::<std::net::Ipv6Addr>().is_ok() {
         return vec![pattern.to_string()];
     }
     pattern.split(':').map(str::to_string).collect()
@@ -143,6 +148,8 @@ mod tests {
         assert_eq!(select_hosts(&i, "n*").unwrap(), ["n1", "n2", "n3"]);
         assert_eq!(select_hosts(&i, "~n[12]").unwrap(), ["n1", "n2"]);
         assert_eq!(select_hosts(&i, "n1,b1").unwrap(), ["n1", "b1"]);
+        // Four terms are not an IPv6 address; a union's unknown term is ignored, as Ansible.
+        assert_eq!(select_hosts(&i, "master:etcd:lb:backup").unwrap(), ["n1", "n2", "n3", "b1"]);
     }
 
     #[test]

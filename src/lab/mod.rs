@@ -21,6 +21,8 @@ pub use net::Subnet;
 
 /// The bridge the lab's hosts share.
 pub const BRIDGE: &str = "pgdlab0";
+/// The backup host's name (the `pgbackrest` group, at the subnet's .20).
+pub const BACKUP_HOST: &str = "pgbackup";
 /// The non-root user with sudo in every host (for testing `become`).
 pub const SUDO_USER: &str = "pgdtest";
 
@@ -41,6 +43,8 @@ pub struct State {
 /// Options of `lab up`.
 pub struct UpOptions {
     pub nodes: usize,
+    /// A backup host besides the database hosts (`pgbackup`, the `pgbackrest` group).
+    pub backup_host: bool,
     pub subnet: Subnet,
     pub dir: PathBuf,
 }
@@ -141,9 +145,13 @@ pub fn up(opts: &UpOptions) -> Result<()> {
     let pubkey = std::fs::read_to_string(key.with_extension("pub"))?;
     let mut nodes = Vec::new();
     let mut known = String::new();
-    for i in 0..opts.nodes {
-        let name = format!("pgnode{:02}", i + 1);
-        let ip = opts.subnet.host(11 + i as u32)?;
+    let mut hosts: Vec<(String, Ipv4Addr)> = (0..opts.nodes)
+        .map(|i| Ok((format!("pgnode{:02}", i + 1), opts.subnet.host(11 + i as u32)?)))
+        .collect::<Result<_>>()?;
+    if opts.backup_host {
+        hosts.push((BACKUP_HOST.to_string(), opts.subnet.host(20)?));
+    }
+    for (name, ip) in hosts {
         let root = node_root(&dir, &name);
         rootfs::mount_overlay(&cache, &dir.join("nodes").join(&name))?;
         let host_key = rootfs::personalise(&root, &name, ip, &opts.subnet, &pubkey)?;
@@ -234,12 +242,14 @@ fn wait_ssh(ip: Ipv4Addr, timeout: Duration) -> Result<()> {
 }
 
 fn inventory(dir: &Path, state: &State, subnet: &Subnet) -> Result<String> {
-    let names: Vec<&str> = state.nodes.iter().map(|n| n.name.as_str()).collect();
+    let (backup, db): (Vec<&Node>, Vec<&Node>) =
+        state.nodes.iter().partition(|n| n.name == BACKUP_HOST);
+    let names: Vec<&str> = db.iter().map(|n| n.name.as_str()).collect();
     let mut s = String::from(
         "# Written by `pgdeploy lab up`: postgresql_cluster's groups over the lab's hosts.\n\n",
     );
     s.push_str("[etcd_cluster]\n");
-    for n in &state.nodes {
+    for n in &db {
         s.push_str(&format!(
             "{} ansible_host={} hostname={}\n",
             n.name, n.ip, n.name
@@ -252,6 +262,13 @@ fn inventory(dir: &Path, state: &State, subnet: &Subnet) -> Result<String> {
     s.push_str("\n[postgres_cluster:children]\nmaster\nreplica\n\n[balancers]\n");
     for n in &names {
         s.push_str(&format!("{n}\n"));
+    }
+    s.push_str("\n# The pgBackRest repository host.\n[pgbackrest]\n");
+    for n in &backup {
+        s.push_str(&format!(
+            "{} ansible_host={} hostname={}\n",
+            n.name, n.ip, n.name
+        ));
     }
     s.push_str(&format!(
         "\n[all:vars]\nansible_user=root\nansible_ssh_private_key_file={}\nansible_ssh_common_args='-o UserKnownHostsFile={}'\n\

@@ -107,7 +107,19 @@ pub async fn run(name: &str, p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outc
     let mut outcome = if out.ok() {
         Outcome::changed()
     } else {
-        Outcome::failed(format!("non-zero return code {}", out.code))
+        // What it said last (stderr, else stdout), as Ansible shows a failed command's output.
+        let said = if stderr.trim().is_empty() { &stdout } else { &stderr };
+        let tail: Vec<&str> = said.lines().rev().take(10).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        if tail.is_empty() {
+            Outcome::failed(format!("non-zero return code {}", out.code))
+        } else {
+            Outcome::failed(format!(
+                "non-zero return code {}:\n{}",
+                out.code,
+                tail.join("\n")
+            ))
+        }
     };
     let lines = |s: &str| Value::Array(s.lines().map(|l| Value::String(l.to_string())).collect());
     outcome = outcome
