@@ -29,9 +29,15 @@ enum Command {
     },
     /// Point-in-time recovery of the cluster from pgBackRest.
     Restore {
-        /// The time to recover to (e.g. "2026-11-22 10:00:00+00").
+        /// The time to recover to (e.g. "2026-11-22 10:00:00+00"), or `latest`.
         #[arg(long)]
         pitr: String,
+        /// Recover along this timeline (default: the one the cluster is on now).
+        #[arg(long)]
+        timeline: Option<u32>,
+        /// The cluster's name (patroni_cluster_name), confirming the restore without a prompt.
+        #[arg(long)]
+        confirm: Option<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -92,10 +98,15 @@ async fn main() {
             Err(e) => cli::report_error(&e),
         },
         Command::AddNode { .. } => cli::not_yet("add-node", "It follows the cluster flow."),
-        Command::Restore { .. } => cli::not_yet(
-            "restore",
-            "Point-in-time recovery follows the cluster flow.",
-        ),
+        Command::Restore {
+            pitr,
+            timeline,
+            confirm,
+            common,
+        } => match cli::restore(&common, &pitr, timeline, confirm).await {
+            Ok(code) => code,
+            Err(e) => cli::report_error(&e),
+        },
         Command::Remove { .. } => cli::not_yet(
             "remove",
             "It follows the cluster flow; it will refuse without --unsafe and the cluster name.",

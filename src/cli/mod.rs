@@ -10,6 +10,7 @@ use crate::transport::{HostKeyPolicy, KnownHosts};
 use crate::vars::Secrets;
 use ansible_cfg::AnsibleCfg;
 use anyhow::{anyhow, Result};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -192,6 +193,84 @@ pub async fn cluster(common: &Common) -> Result<i32> {
 /// never writes the file.
 pub async fn check(common: &Common) -> Result<i32> {
     builtin(common, "check.yml", false).await
+}
+
+/// `pgdeploy restore --pitr TIME`: point-in-time recovery of the whole cluster (built-in
+/// restore.yml). It replaces every member's data, so the cluster's name must be confirmed:
+/// typed at the prompt, or given with --confirm. `--check` shows the plan and touches nothing.
+pub async fn restore(
+    common: &Common,
+    pitr: &str,
+    timeline: Option<u32>,
+    confirm: Option<String>,
+) -> Result<i32> {
+    if pitr.trim().is_empty() {
+        return Err(bad(anyhow!(
+            "--pitr needs a time (\"2026-11-22 10:00:00+00\") or `latest`"
+        )));
+    }
+    let name = cluster_name(common)?;
+    if !common.check {
+        let typed = match confirm {
+            Some(c) => c,
+            None if std::io::stdin().is_terminal() => {
+                eprint!(
+                    "pgdeploy restore replaces the data of every member of `{name}` with its state at {pitr}\n\
+                     (the state it has now stays in the backup repository). Type the cluster's name to go on: "
+                );
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                line.trim().to_string()
+            }
+            None => String::new(),
+        };
+        if typed != name {
+            eprintln!(
+                "pgdeploy restore: refused, nothing was changed: confirm with the cluster's name \
+                 (--confirm {name}, or type it at the prompt){}",
+                if typed.is_empty() {
+                    String::new()
+                } else {
+                    format!("; `{typed}` is not it")
+                }
+            );
+            return Ok(exit::REFUSED);
+        }
+    }
+    let mut with_target = common.clone();
+    let vars = serde_json::json!({
+        "restore_target": pitr.trim(),
+        "restore_timeline": timeline.map(|t| t.to_string()).unwrap_or_default(),
+    });
+    with_target.extra_vars.push(vars.to_string());
+    builtin(&with_target, "restore.yml", false).await
+}
+
+/// The cluster's name as the run will see it (-e, then the inventory's hosts, then the
+/// built-in default).
+fn cluster_name(common: &Common) -> Result<String> {
+    let key = "patroni_cluster_name";
+    let extra = crate::vars::parse_extra_vars(&common.extra_vars).map_err(bad)?;
+    let inv = common.load_inventory()?;
+    let from = |m: &serde_json::Map<String, serde_json::Value>| {
+        m.get(key).and_then(|v| v.as_str()).map(str::to_string)
+    };
+    let mut files = serde_json::Map::new();
+    for f in &common.vars_files {
+        files.extend(crate::vars::load_vars_file(f).map_err(bad)?);
+    }
+    let builtin_default =
+        BUILTIN_VARS.iter().find_map(|(name, text)| {
+            match crate::yaml::parse_json(text, name).ok()? {
+                serde_json::Value::Object(m) => from(&m),
+                _ => None,
+            }
+        });
+    from(&extra)
+        .or_else(|| inv.hosts.keys().find_map(|h| from(&inv.host_vars(h))))
+        .or_else(|| from(&files))
+        .or(builtin_default)
+        .ok_or_else(|| bad(anyhow!("{key} is not set")))
 }
 
 /// Runs a built-in playbook with the built-in defaults; `generate`: passwords left empty are

@@ -519,6 +519,10 @@ impl Engine {
                 reg_extra.insert(r.clone(), Value::Object(outcome.to_result()));
             }
             let rvars = snap.vars(host, &here.vars, Some(&reg_extra));
+            if outcome.skipped || outcome.unknown {
+                // Not run (check mode): there is nothing for changed_when and the rest to read.
+                break outcome;
+            }
             if let Some(conds) = &task.changed_when {
                 outcome.changed = self.when_holds(conds, &rvars, &origin)? && !conds.is_empty();
             }

@@ -149,7 +149,10 @@ mod tests {
         assert_eq!(select_hosts(&i, "~n[12]").unwrap(), ["n1", "n2"]);
         assert_eq!(select_hosts(&i, "n1,b1").unwrap(), ["n1", "b1"]);
         // Four terms are not an IPv6 address; a union's unknown term is ignored, as Ansible.
-        assert_eq!(select_hosts(&i, "master:etcd:lb:backup").unwrap(), ["n1", "n2", "n3", "b1"]);
+        assert_eq!(
+            select_hosts(&i, "master:etcd:lb:backup").unwrap(),
+            ["n1", "n2", "n3", "b1"]
+        );
     }
 
     #[test]

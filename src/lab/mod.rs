@@ -146,7 +146,12 @@ pub fn up(opts: &UpOptions) -> Result<()> {
     let mut nodes = Vec::new();
     let mut known = String::new();
     let mut hosts: Vec<(String, Ipv4Addr)> = (0..opts.nodes)
-        .map(|i| Ok((format!("pgnode{:02}", i + 1), opts.subnet.host(11 + i as u32)?)))
+        .map(|i| {
+            Ok((
+                format!("pgnode{:02}", i + 1),
+                opts.subnet.host(11 + i as u32)?,
+            ))
+        })
         .collect::<Result<_>>()?;
     if opts.backup_host {
         hosts.push((BACKUP_HOST.to_string(), opts.subnet.host(20)?));

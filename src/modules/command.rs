@@ -108,7 +108,11 @@ pub async fn run(name: &str, p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outc
         Outcome::changed()
     } else {
         // What it said last (stderr, else stdout), as Ansible shows a failed command's output.
-        let said = if stderr.trim().is_empty() { &stdout } else { &stderr };
+        let said = if stderr.trim().is_empty() {
+            &stdout
+        } else {
+            &stderr
+        };
         let tail: Vec<&str> = said.lines().rev().take(10).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         if tail.is_empty() {

@@ -670,6 +670,15 @@ impl Outcome {
             ..Default::default()
         }
     }
+    /// Check mode: it would change something, and what it would return is not known.
+    pub fn not_run(msg: impl Into<String>) -> Outcome {
+        Outcome {
+            changed: true,
+            unknown: true,
+            msg: Some(msg.into()),
+            ..Default::default()
+        }
+    }
     pub fn with_msg(mut self, msg: impl Into<String>) -> Outcome {
         self.msg = Some(msg.into());
         self

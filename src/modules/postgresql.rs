@@ -24,7 +24,7 @@ pub async fn query(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     let psql = psql_command(p, true)?;
     let read_only = is_read_only(&sql);
     if ctx.check && !read_only && !ctx.force_run {
-        return Ok(Outcome::changed().with_msg("would run the statement in a real run"));
+        return Ok(Outcome::not_run("would run the statement in a real run"));
     }
     let out = run_sql(ctx, &psql, &sql, true).await?;
     if !out.ok() {

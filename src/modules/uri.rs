@@ -30,7 +30,7 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     };
     let read_only = matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS");
     if ctx.check && !read_only && !ctx.force_run {
-        return Ok(Outcome::changed().with_msg(format!("would send {method} {url}")));
+        return Ok(Outcome::not_run(format!("would send {method} {url}")));
     }
     let mut headers: Vec<(String, String)> = Vec::new();
     if let Some(Value::Object(h)) = p.get("headers") {
