@@ -1,0 +1,288 @@
+//! Backups and point-in-time recovery in the lab: Type B with a backup host (pgBackRest over
+//! SSH), `check` reporting the backups and WAL archiving (green, then red for a broken archive
+//! and an old backup), restores that are refused and change nothing (no confirmation, a target
+//! before the first backup), a restore to a time between two writes proven with real SQL on
+//! every member, a scheduled backup after it, a re-run that changes nothing, and a restore back
+//! to the end of the old timeline that is interrupted and run again.
+
+mod common;
+
+use common::lab::{ok, TestLab};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+const NAME: &str = "postgres-cluster";
+
+#[test]
+fn backups_and_point_in_time_recovery() {
+    let started = Instant::now();
+    let lab = TestLab::up();
+    let bundle = lab.bundle();
+    let inv = lab.inventory();
+    let bundle_var = format!("package_bundle={}", bundle.display());
+    let first = ok(lab.pgdeploy(&["cluster", "-i", &inv, "-e", &bundle_var]));
+    assert!(first.contains("TASK [the first full backup]"), "{first}");
+    eprintln!("deployed with backups: {:.0?}", started.elapsed());
+
+    // check: the first backup and working archiving; red for an old backup and for a
+    // repository that refuses WAL; green again.
+    let green = lab.pgdeploy(&["check", "-i", &inv]);
+    assert_eq!(green.code, 0, "{}\n--- the deploy ---\n{first}", green.out);
+    let green = green.out;
+    assert!(
+        green.contains("WAL archiving: ok, last archived 0000000100"),
+        "{green}"
+    );
+    assert!(
+        green.contains("backups: 1, newest ") && green.contains("(full), 0.0 h old"),
+        "{green}"
+    );
+    let old = lab.pgdeploy(&[
+        "check",
+        "-i",
+        &inv,
+        "-e",
+        "pgbackrest_max_backup_age_hours=0",
+    ]);
+    assert_eq!(old.code, 2, "{}", old.out);
+    assert!(
+        old.out
+            .contains("more than pgbackrest_max_backup_age_hours (0)"),
+        "{}",
+        old.out
+    );
+    ok(lab.play("break-archive.yml", BREAK_ARCHIVE, &[]));
+    let red = lab.pgdeploy(&["check", "-i", &inv]);
+    assert_eq!(red.code, 2, "{}", red.out);
+    assert!(
+        red.out.contains("WAL archiving fails on the leader"),
+        "{}",
+        red.out
+    );
+    ok(lab.play("mend-archive.yml", MEND_ARCHIVE, &[]));
+    ok(lab.pgdeploy(&["check", "-i", &inv]));
+
+    // Rows A, the time T from the server's clock, rows B.
+    let secrets = lab.dir.join("pgdeploy-secrets.yml").display().to_string();
+    let t = ok(lab.play("write.yml", WRITE, &["--vars-file", &secrets]));
+    let t = t
+        .lines()
+        .find_map(|l| l.split("T=").nth(1))
+        .expect("the time T")
+        .trim()
+        .to_string();
+    let restore = |extra: &[&str]| {
+        let mut a = vec!["restore", "-i", &inv];
+        a.extend_from_slice(extra);
+        lab.pgdeploy(&a)
+    };
+    let expect = |rows: &str| {
+        let expect_rows = format!("expect_rows={rows}");
+        ok(lab.play(
+            "rows.yml",
+            ROWS,
+            &["--vars-file", &secrets, "-e", &expect_rows],
+        ));
+    };
+
+    // Refused, and nothing changes: no confirmation; a wrong name; a target before the first
+    // backup; a target in the future. --check shows the plan and touches nothing.
+    let refused = restore(&["--pitr", &t]);
+    assert_eq!(refused.code, 5, "{}", refused.out);
+    assert!(
+        refused.out.contains("refused, nothing was changed"),
+        "{}",
+        refused.out
+    );
+    assert_eq!(restore(&["--pitr", &t, "--confirm", "other"]).code, 5);
+    let early = restore(&["--pitr", "2000-01-01 00:00:00+00", "--confirm", NAME]);
+    assert_eq!(early.code, 2, "{}", early.out);
+    assert!(
+        early
+            .out
+            .contains("no backup on timeline 1 (or before it) ends before 2000-01-01 00:00:00+00"),
+        "{}",
+        early.out
+    );
+    let future = restore(&["--pitr", "2999-01-01 00:00:00+00", "--confirm", NAME]);
+    assert!(future.out.contains("is in the future"), "{}", future.out);
+    let plan = ok(restore(&["--pitr", &t, "--check"]));
+    assert!(
+        plan.contains(&format!(
+            "restoring {NAME} to {t} on timeline 1 from backup "
+        )),
+        "{plan}"
+    );
+    expect("A,B");
+
+    // The restore to T: A without B on every member, replicas streaming on the new timeline,
+    // the VIP on the leader, check green.
+    let at = Instant::now();
+    let restored = ok(restore(&["--pitr", &t, "--confirm", NAME]));
+    eprintln!("restore --pitr: {:.0?}", at.elapsed());
+    assert!(restored.contains("replicas streaming"), "{restored}");
+    expect("A");
+    let after = ok(lab.pgdeploy(&["check", "-i", &inv]));
+    assert!(!after.contains("timeline 1,"), "a new timeline:\n{after}");
+    assert!(after.contains("healthy"), "{after}");
+
+    // The cluster flow finds nothing to change; a scheduled backup works on the new timeline.
+    let again = ok(lab.pgdeploy(&["cluster", "-i", &inv, "-e", &bundle_var]));
+    for host in ["pgnode01", "pgnode02", "pgnode03", "pgbackup"] {
+        assert!(
+            again
+                .lines()
+                .any(|l| l.starts_with(&format!("{host} ")) && l.contains(" changed=0 ")),
+            "{host}:\n{again}"
+        );
+    }
+    ok(lab.play("scheduled.yml", SCHEDULED, &[]));
+
+    // Back to the end of the old timeline (B again), interrupted during recovery and run again.
+    let args = [
+        "restore",
+        "-i",
+        &inv,
+        "--pitr",
+        "latest",
+        "--timeline",
+        "1",
+        "--confirm",
+        NAME,
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgdeploy"))
+        .args(args)
+        .env("HOME", &lab.home)
+        .env_remove("SSH_AUTH_SOCK")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("TASK [PostgreSQL recovers to the target and promotes]") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(
+        seen.contains("TASK [PostgreSQL recovers"),
+        "the restore got that far:\n{seen}"
+    );
+    let resumed = ok(lab.pgdeploy(&args));
+    assert!(resumed.contains("on timeline 1 from backup"), "{resumed}");
+    expect("A,B");
+    ok(lab.pgdeploy(&["check", "-i", &inv]));
+    eprintln!("backups and PITR, all of it: {:.0?}", started.elapsed());
+}
+
+/// Rows A, the server's clock, rows B (through the VIP).
+const WRITE: &str = r#"
+- hosts: pgnode02
+  gather_facts: no
+  tasks:
+    - command: psql "postgresql://postgres@{{ cluster_vip }}:5432/postgres" -Atc "CREATE TABLE pitr (v text); INSERT INTO pitr VALUES ('A')"
+      environment: { PGPASSWORD: "{{ patroni_superuser_password }}" }
+    - command: psql "postgresql://postgres@{{ cluster_vip }}:5432/postgres" -Atc "SELECT pg_sleep(1), clock_timestamp()"
+      environment: { PGPASSWORD: "{{ patroni_superuser_password }}" }
+      register: t
+    - command: psql "postgresql://postgres@{{ cluster_vip }}:5432/postgres" -Atc "SELECT pg_sleep(1); INSERT INTO pitr VALUES ('B')"
+      environment: { PGPASSWORD: "{{ patroni_superuser_password }}" }
+    - debug: { msg: "T={{ t.stdout.split('|')[1] }}" }
+"#;
+
+/// Every member holds `expect_rows`; the leader is alone, the replicas stream from it on its
+/// timeline; the VIP reaches the leader.
+const ROWS: &str = r#"
+- hosts: postgres_cluster
+  gather_facts: no
+  tasks:
+    - postgresql_query:
+        query: >-
+          SELECT pg_is_in_recovery() AS standby, (SELECT string_agg(v, ',' ORDER BY v) FROM pitr) AS rows,
+                 (SELECT timeline_id FROM pg_control_checkpoint()) AS tl,
+                 coalesce((SELECT status || ' ' || received_tli FROM pg_stat_wal_receiver), '') AS recv
+      become: yes
+      become_user: postgres
+      register: r
+      until: >-
+        r.query_result | default([]) | length > 0 and r.query_result[0].rows == expect_rows and
+        (r.query_result[0].standby == 'f' or r.query_result[0].recv.startswith('streaming'))
+      retries: 60
+      delay: 1
+- hosts: postgres_cluster
+  gather_facts: no
+  tasks:
+    - assert:
+        that:
+          - groups['postgres_cluster'] | map('extract', hostvars, ['r', 'query_result', 0, 'standby']) | select('equalto', 'f') | list | length == 1
+          - r.query_result[0].standby == 'f' or r.query_result[0].recv == 'streaming ' ~ leader_tl
+      vars:
+        leader_tl: "{{ groups['postgres_cluster'] | map('extract', hostvars, ['r', 'query_result', 0]) | selectattr('standby', 'equalto', 'f') | map(attribute='tl') | first }}"
+- hosts: pgnode03
+  gather_facts: no
+  tasks:
+    - command: psql "postgresql://postgres@{{ cluster_vip }}:5432/postgres" -Atc "SELECT pg_is_in_recovery()"
+      environment: { PGPASSWORD: "{{ patroni_superuser_password }}" }
+      register: vip
+      changed_when: false
+    - assert: { that: vip.stdout == 'f' }
+"#;
+
+/// The repository refuses WAL: a segment the leader switches to cannot be archived.
+const BREAK_ARCHIVE: &str = r#"
+- hosts: pgbackup
+  gather_facts: no
+  tasks:
+    - command: chmod 000 /var/lib/pgbackrest/archive
+- hosts: master
+  gather_facts: no
+  tasks:
+    - postgresql_query: { query: "SELECT pg_switch_wal()" }
+      become: yes
+      become_user: postgres
+    - postgresql_query: { query: "SELECT coalesce(last_failed_time > last_archived_time, false) AS failing FROM pg_stat_archiver" }
+      become: yes
+      become_user: postgres
+      register: a
+      until: a.query_result[0].failing == 't'
+      retries: 30
+      delay: 1
+"#;
+
+const MEND_ARCHIVE: &str = r#"
+- hosts: pgbackup
+  gather_facts: no
+  tasks:
+    - command: chmod 750 /var/lib/pgbackrest/archive
+- hosts: master
+  gather_facts: no
+  tasks:
+    - postgresql_query: { query: "SELECT last_archived_time > last_failed_time AS ok FROM pg_stat_archiver" }
+      become: yes
+      become_user: postgres
+      register: a
+      until: a.query_result[0].ok == 't'
+      retries: 150
+      delay: 1
+"#;
+
+/// The timer's backup, started by hand, succeeds and lands in the repository.
+const SCHEDULED: &str = r#"
+- hosts: pgbackup
+  gather_facts: no
+  tasks:
+    - command: systemctl start pgbackrest-backup@diff.service
+    - command: pgbackrest --stanza=postgres-cluster info
+      become: yes
+      become_user: postgres
+      register: info
+      changed_when: false
+    - assert:
+        that: "'diff backup: ' in info.stdout"
+"#;
