@@ -43,8 +43,15 @@ enum Command {
     },
     /// Remove the cluster (refuses without --unsafe and the cluster name confirmed).
     Remove {
-        #[arg(long)]
+        /// Really remove it (data directories included).
+        #[arg(long = "unsafe")]
         unsafe_: bool,
+        /// The cluster's name (patroni_cluster_name), confirming the removal without a prompt.
+        #[arg(long)]
+        confirm: Option<String>,
+        /// Remove the cluster's backups from the repository too.
+        #[arg(long)]
+        remove_backups: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -55,7 +62,7 @@ enum Command {
     },
     /// Local test hosts (systemd-nspawn) and faults to inject into them.
     Lab {
-        #[arg(value_parser = ["up", "down", "status", "stop", "start", "cut", "heal"])]
+        #[arg(value_parser = ["up", "add", "down", "status", "stop", "start", "cut", "heal"])]
         action: String,
         /// The host for stop, start, cut and heal (e.g. pgnode02).
         node: Option<String>,
@@ -97,7 +104,10 @@ async fn main() {
             Ok(code) => code,
             Err(e) => cli::report_error(&e),
         },
-        Command::AddNode { .. } => cli::not_yet("add-node", "It follows the cluster flow."),
+        Command::AddNode { common } => match cli::add_node(&common).await {
+            Ok(code) => code,
+            Err(e) => cli::report_error(&e),
+        },
         Command::Restore {
             pitr,
             timeline,
@@ -107,10 +117,15 @@ async fn main() {
             Ok(code) => code,
             Err(e) => cli::report_error(&e),
         },
-        Command::Remove { .. } => cli::not_yet(
-            "remove",
-            "It follows the cluster flow; it will refuse without --unsafe and the cluster name.",
-        ),
+        Command::Remove {
+            unsafe_,
+            confirm,
+            remove_backups,
+            common,
+        } => match cli::remove(&common, unsafe_, confirm, remove_backups).await {
+            Ok(code) => code,
+            Err(e) => cli::report_error(&e),
+        },
         Command::Check { common } => match cli::check(&common).await {
             Ok(code) => code,
             Err(e) => cli::report_error(&e),

@@ -43,6 +43,7 @@ fn lab_hosts_behave_like_real_hosts() {
         "[replica]",
         "[postgres_cluster:children]",
         "[balancers]",
+        "[pgbackrest]\npgbackup ansible_host=10.77.0.20 hostname=pgbackup\n",
         "cluster_vip=10.77.0.100",
         "vip_interface=host0",
         "shared_buffers=128MB",
@@ -58,14 +59,14 @@ fn lab_hosts_behave_like_real_hosts() {
         .lines()
         .filter_map(|l| l.split_whitespace().nth(2))
         .collect();
-    assert_eq!(keys.len(), 3, "{known}");
-    let ids: std::collections::HashSet<String> = ["pgnode01", "pgnode02", "pgnode03"]
+    assert_eq!(keys.len(), 4, "{known}");
+    let ids: std::collections::HashSet<String> = ["pgnode01", "pgnode02", "pgnode03", "pgbackup"]
         .iter()
         .map(|n| {
             std::fs::read_to_string(dir.join("nodes").join(n).join("root/etc/machine-id")).unwrap()
         })
         .collect();
-    assert_eq!(ids.len(), 3);
+    assert_eq!(ids.len(), 4);
 
     let play = tmp.path().join("checks.yml");
     std::fs::write(

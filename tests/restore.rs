@@ -178,8 +178,82 @@ fn backups_and_point_in_time_recovery() {
     assert!(resumed.contains("on timeline 1 from backup"), "{resumed}");
     expect("A,B");
     ok(lab.pgdeploy(&["check", "-i", &inv]));
-    eprintln!("backups and PITR, all of it: {:.0?}", started.elapsed());
+    eprintln!("backups and PITR: {:.0?}", started.elapsed());
+
+    // remove: without --unsafe it says what it would remove; without the name it is refused
+    // too; nothing changes either way.
+    let remove = |extra: &[&str]| {
+        let mut a = vec!["remove", "-i", &inv];
+        a.extend_from_slice(extra);
+        lab.pgdeploy(&a)
+    };
+    let refused = remove(&[]);
+    assert_eq!(refused.code, 5, "{}", refused.out);
+    assert!(
+        refused.out.contains("(item=/var/lib/postgresql/15/main)")
+            && refused.out.contains("refused without --unsafe"),
+        "{}",
+        refused.out
+    );
+    assert_eq!(remove(&["--unsafe"]).code, 5);
+    expect("A,B");
+    // With both: nothing of the cluster is left on the hosts, the backups stay.
+    ok(remove(&["--unsafe", "--confirm", NAME]));
+    ok(lab.play("gone.yml", GONE, &["-e", "backups_kept=true"]));
+    // A new cluster on the same hosts finds the old cluster's stanza and says what to do.
+    let clash = lab.pgdeploy(&["cluster", "-i", &inv, "-e", &bundle_var]);
+    assert_eq!(clash.code, 2, "{}", clash.out);
+    assert!(
+        clash
+            .out
+            .contains("holds stanza postgres-cluster of another cluster"),
+        "{}",
+        clash.out
+    );
+    // Removed with its backups, the hosts take a new cluster that works.
+    ok(remove(&["--unsafe", "--confirm", NAME, "--remove-backups"]));
+    ok(lab.play("gone.yml", GONE, &["-e", "backups_kept=false"]));
+    ok(lab.pgdeploy(&["cluster", "-i", &inv, "-e", &bundle_var]));
+    let fresh = ok(lab.pgdeploy(&["check", "-i", &inv]));
+    assert!(
+        fresh.contains("timeline 1,") && fresh.contains("backups: 1,"),
+        "{fresh}"
+    );
+    eprintln!(
+        "backups, PITR and remove, all of it: {:.0?}",
+        started.elapsed()
+    );
 }
+
+/// Nothing of the cluster runs or stays on any host; the backups stay when `backups_kept`.
+const GONE: &str = r#"
+- hosts: all
+  gather_facts: no
+  tasks:
+    - shell: for u in patroni etcd pgbouncer vip-manager pgbackrest-full.timer; do systemctl is-active $u; systemctl is-enabled $u; done 2>/dev/null; ip -o -4 addr show
+      register: units
+      changed_when: false
+      failed_when: false
+    - stat: { path: /var/lib/postgresql/15/main }
+      register: data
+    - stat: { path: /etc/patroni/config.yml }
+      register: conf
+    - stat: { path: /var/lib/etcd/postgres-cluster }
+      register: etcd_data
+    - assert:
+        that:
+          - "'active' not in units.stdout_lines and 'enabled' not in units.stdout_lines"
+          - "(' ' ~ cluster_vip ~ '/') not in units.stdout"
+          - not data.stat.exists and not conf.stat.exists and not etcd_data.stat.exists
+        fail_msg: "{{ units.stdout }}"
+- hosts: pgbackup
+  gather_facts: no
+  tasks:
+    - stat: { path: /var/lib/pgbackrest/backup/postgres-cluster }
+      register: repo
+    - assert:
+        that: repo.stat.exists == (backups_kept | bool)
+"#;
 
 /// Rows A, the server's clock, rows B (through the VIP).
 const WRITE: &str = r#"
@@ -243,6 +317,10 @@ const BREAK_ARCHIVE: &str = r#"
 - hosts: master
   gather_facts: no
   tasks:
+    # A segment with something in it, so that the switch makes one to archive.
+    - postgresql_query: { query: "SELECT pg_logical_emit_message(false, 'pgdeploy-test', 'x')" }
+      become: yes
+      become_user: postgres
     - postgresql_query: { query: "SELECT pg_switch_wal()" }
       become: yes
       become_user: postgres

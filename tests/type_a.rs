@@ -167,7 +167,118 @@ fn type_a_deploys_and_survives_day_two() {
         THROUGH_VIP,
         &["-e", &vars_arg, "-l", new_leader],
     ));
+
+    // add-node: a fourth host joins while a client writes through 5000, one row per
+    // transaction; no write fails, none acknowledged goes missing; the new member streams and
+    // 5001 answers from it; `cluster` afterwards changes nothing (new_node=true still set).
+    ok(lab.play(
+        "haproxy-up.yml",
+        &format!("- hosts: {holder}\n  gather_facts: no\n  tasks:\n    - command: systemctl start haproxy\n"),
+        &[],
+    ));
+    let added_at = Instant::now();
+    ok(lab.lab(&["add"]));
+    ok(lab.play("writer-start.yml", WRITER_START, &["-e", &vars_arg]));
+    let added = ok(lab.pgdeploy(&["add-node", "-i", &inv, "-e", &bundle_var, "-e", &vars_arg]));
+    assert!(
+        added.contains("adding pgnode04 to postgres-cluster"),
+        "{added}"
+    );
+    ok(lab.play("writer-stop.yml", WRITER_STOP, &["-e", &vars_arg]));
+    ok(lab.play("new-member.yml", NEW_MEMBER, &["-e", &vars_arg]));
+    eprintln!("add-node with a writer: {:.0?}", added_at.elapsed());
+    let again = ok(cluster(&[]));
+    assert_nothing_changed(&again);
+    assert!(
+        again
+            .lines()
+            .any(|l| l.starts_with("pgnode04 ") && l.contains(" changed=0 ")),
+        "{again}"
+    );
 }
+
+/// A client on pgnode01 writing through 5000, one row per transaction and connection,
+/// noting each row acknowledged or failed, until /root/writer.stop appears.
+const WRITER_START: &str = r#"
+- hosts: pgnode01
+  gather_facts: no
+  tasks:
+    - command: psql "postgresql://app@{{ cluster_vip }}:5000/appdb" -Atc "CREATE TABLE writes (id int PRIMARY KEY)"
+      environment: { PGPASSWORD: "{{ postgresql_users[0].password }}" }
+    - copy:
+        dest: /root/.pgpass
+        mode: "0600"
+        content: "*:*:*:app:{{ postgresql_users[0].password }}\n"
+    - copy:
+        dest: /root/writer.sh
+        mode: "0755"
+        content: |
+          #!/bin/bash
+          i=0
+          while [ ! -f /root/writer.stop ]; do
+            i=$((i+1))
+            if psql "postgresql://app@{{ cluster_vip }}:5000/appdb" -Atqc "INSERT INTO writes VALUES ($i)" >/dev/null 2>>/root/writer.err
+            then echo $i >> /root/acked; else echo $i >> /root/failed; fi
+            sleep 0.05
+          done
+    - command: systemd-run --unit=pgd-writer --setenv=HOME=/root /root/writer.sh
+"#;
+
+/// Stops the writer: no write failed, and every acknowledged row is there.
+const WRITER_STOP: &str = r#"
+- hosts: pgnode01
+  gather_facts: no
+  tasks:
+    - command: touch /root/writer.stop
+    - command: systemctl is-active pgd-writer
+      register: w
+      until: w.rc != 0
+      retries: 20
+      delay: 1
+      failed_when: false
+      changed_when: false
+    - command: cat /root/acked /root/failed /root/writer.err
+      register: out
+      failed_when: false
+      changed_when: false
+    - command: psql "postgresql://app@{{ cluster_vip }}:5000/appdb" -Atc "SELECT count(*) FROM writes WHERE id <= {{ acked }}"
+      environment: { PGPASSWORD: "{{ postgresql_users[0].password }}" }
+      register: rows
+      changed_when: false
+      vars:
+        acked: "{{ out.stdout_lines | select('match', '^[0-9]+$') | list | length }}"
+    - assert:
+        that:
+          - "'No such file' in out.stderr and '/root/failed' in out.stderr"
+          - acked | int > 50
+          - rows.stdout | int == acked | int
+        fail_msg: "acked {{ acked }}, rows {{ rows.stdout }}; {{ out.stderr }}"
+      vars:
+        acked: "{{ out.stdout_lines | select('match', '^[0-9]+$') | list | length }}"
+"#;
+
+/// The new member streams, and 5001 answers from it.
+const NEW_MEMBER: &str = r#"
+- hosts: pgnode04
+  gather_facts: no
+  tasks:
+    - postgresql_query:
+        query: "SELECT status FROM pg_stat_wal_receiver"
+      become: yes
+      become_user: postgres
+      register: r
+    - assert: { that: "r.query_result[0].status == 'streaming'" }
+- hosts: pgnode01
+  gather_facts: no
+  tasks:
+    - command: psql "postgresql://app@{{ cluster_vip }}:5001/appdb" -Atc "SELECT split_part(current_setting('listen_addresses'), ',', 1)"
+      environment: { PGPASSWORD: "{{ postgresql_users[0].password }}" }
+      register: via5001
+      until: via5001.stdout == '10.77.0.14'
+      retries: 20
+      delay: 0
+      changed_when: false
+"#;
 
 /// Through every HAProxy port, from pgnode01: 5000 reaches the leader and takes a row that
 /// every replica reads back; 5001 reaches both replicas; 5002 the sync one, 5003 the async one;

@@ -189,6 +189,30 @@ pub async fn cluster(common: &Common) -> Result<i32> {
     builtin(common, "cluster.yml", true).await
 }
 
+/// `pgdeploy add-node`: the hosts marked `new_node=true` join the running cluster (built-in
+/// add-node.yml). `--limit` picks which of the new hosts join: the cluster's other hosts take
+/// part all the same (their pg_hba and HAProxy learn of the new ones).
+pub async fn add_node(common: &Common) -> Result<i32> {
+    let mut run = common.clone();
+    if let Some(limit) = &common.limit {
+        let inv = common.load_inventory()?;
+        let picked = crate::inventory::select_hosts(&inv, limit).map_err(bad)?;
+        let left_out = inv
+            .hosts
+            .keys()
+            .filter(|h| {
+                !picked.contains(h)
+                    && inv
+                        .host_vars(h)
+                        .get("new_node")
+                        .is_some_and(crate::template::ansible_bool)
+            })
+            .map(|h| format!(":!{h}"));
+        run.limit = Some(std::iter::once("all".to_string()).chain(left_out).collect());
+    }
+    builtin(&run, "add-node.yml", true).await
+}
+
 /// `pgdeploy check`: the built-in read-only health report. It reads the kept passwords but
 /// never writes the file.
 pub async fn check(common: &Common) -> Result<i32> {
@@ -210,32 +234,12 @@ pub async fn restore(
         )));
     }
     let name = cluster_name(common)?;
-    if !common.check {
-        let typed = match confirm {
-            Some(c) => c,
-            None if std::io::stdin().is_terminal() => {
-                eprint!(
-                    "pgdeploy restore replaces the data of every member of `{name}` with its state at {pitr}\n\
-                     (the state it has now stays in the backup repository). Type the cluster's name to go on: "
-                );
-                let mut line = String::new();
-                std::io::stdin().read_line(&mut line)?;
-                line.trim().to_string()
-            }
-            None => String::new(),
-        };
-        if typed != name {
-            eprintln!(
-                "pgdeploy restore: refused, nothing was changed: confirm with the cluster's name \
-                 (--confirm {name}, or type it at the prompt){}",
-                if typed.is_empty() {
-                    String::new()
-                } else {
-                    format!("; `{typed}` is not it")
-                }
-            );
-            return Ok(exit::REFUSED);
-        }
+    let what = format!(
+        "pgdeploy restore replaces the data of every member of `{name}` with its state at {pitr}\n\
+         (the state it has now stays in the backup repository)."
+    );
+    if !common.check && !confirmed("restore", &name, confirm, &what)? {
+        return Ok(exit::REFUSED);
     }
     let mut with_target = common.clone();
     let vars = serde_json::json!({
@@ -244,6 +248,74 @@ pub async fn restore(
     });
     with_target.extra_vars.push(vars.to_string());
     builtin(&with_target, "restore.yml", false).await
+}
+
+/// `pgdeploy remove --unsafe`: removes the cluster from its hosts (built-in remove.yml). Without
+/// --unsafe and the cluster's name confirmed it shows what it would remove (check mode),
+/// changes nothing and exits 5.
+pub async fn remove(
+    common: &Common,
+    unsafe_flag: bool,
+    confirm: Option<String>,
+    remove_backups: bool,
+) -> Result<i32> {
+    let mut run = common.clone();
+    run.extra_vars
+        .push(serde_json::json!({ "remove_backups": remove_backups }).to_string());
+    if common.check {
+        return builtin(&run, "remove.yml", false).await;
+    }
+    let name = cluster_name(common)?;
+    let what = format!(
+        "pgdeploy remove deletes `{name}`: its data directories, etcd's data and its configuration{}.",
+        if remove_backups { ", and its backups" } else { "" }
+    );
+    let go = if unsafe_flag {
+        confirmed("remove", &name, confirm, &what)?
+    } else {
+        eprintln!("pgdeploy remove: refused without --unsafe; what it would remove:");
+        false
+    };
+    if go {
+        return builtin(&run, "remove.yml", false).await;
+    }
+    run.check = true;
+    builtin(&run, "remove.yml", false).await?;
+    if !unsafe_flag {
+        eprintln!(
+            "pgdeploy remove: refused, nothing was changed: it needs --unsafe and the cluster's \
+             name (--confirm {name}, or typed at the prompt)"
+        );
+    }
+    Ok(exit::REFUSED)
+}
+
+/// Whether the user confirmed a destructive `command` on cluster `name`: with --confirm, or
+/// by typing the name at a prompt on a terminal. Says why not when not.
+fn confirmed(command: &str, name: &str, confirm: Option<String>, what: &str) -> Result<bool> {
+    let typed = match confirm {
+        Some(c) => c,
+        None if std::io::stdin().is_terminal() => {
+            eprint!("{what} Type the cluster's name to go on: ");
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim().to_string()
+        }
+        None => String::new(),
+    };
+    if typed == name {
+        return Ok(true);
+    }
+    eprintln!(
+        "pgdeploy {command}: refused, nothing was changed: confirm with the cluster's name \
+         (--confirm {name}, or type it at the prompt){}",
+        if typed.is_empty() {
+            String::new()
+        } else {
+            format!("; `{typed}` is not it")
+        }
+    );
+    Ok(false)
 }
 
 /// The cluster's name as the run will see it (-e, then the inventory's hosts, then the
@@ -431,6 +503,7 @@ pub fn lab(
                     dir: dir.to_path_buf(),
                 })
             }),
+        "add" => crate::lab::add(dir),
         "down" => crate::lab::down(dir),
         "status" => crate::lab::status(dir),
         "stop" => needs_node(node).and_then(|n| crate::lab::stop(dir, &n)),

@@ -32,6 +32,9 @@ pub struct Node {
     pub ip: Ipv4Addr,
     /// PID of the systemd-nspawn process (0 when powered off).
     pub pid: u32,
+    /// Added by `lab add` to a running lab: a new replica (new_node=true) for `add-node`.
+    #[serde(default)]
+    pub added: bool,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -162,7 +165,12 @@ pub fn up(opts: &UpOptions) -> Result<()> {
         let host_key = rootfs::personalise(&root, &name, ip, &opts.subnet, &pubkey)?;
         known.push_str(&format!("{ip} {host_key}\n"));
         let pid = boot(&dir, &name)?;
-        nodes.push(Node { name, ip, pid });
+        nodes.push(Node {
+            name,
+            ip,
+            pid,
+            added: false,
+        });
     }
     std::fs::write(dir.join("known_hosts"), known)?;
     let state = State {
@@ -249,6 +257,8 @@ fn wait_ssh(ip: Ipv4Addr, timeout: Duration) -> Result<()> {
 fn inventory(dir: &Path, state: &State, subnet: &Subnet) -> Result<String> {
     let (backup, db): (Vec<&Node>, Vec<&Node>) =
         state.nodes.iter().partition(|n| n.name == BACKUP_HOST);
+    // Hosts added to a running lab are new replicas only.
+    let (added, db): (Vec<&Node>, Vec<&Node>) = db.into_iter().partition(|n| n.added);
     let names: Vec<&str> = db.iter().map(|n| n.name.as_str()).collect();
     let mut s = String::from(
         "# Written by `pgdeploy lab up`: postgresql_cluster's groups over the lab's hosts.\n\n",
@@ -263,6 +273,12 @@ fn inventory(dir: &Path, state: &State, subnet: &Subnet) -> Result<String> {
     s.push_str(&format!("\n[master]\n{}\n\n[replica]\n", names[0]));
     for n in &names[1..] {
         s.push_str(&format!("{n}\n"));
+    }
+    for n in &added {
+        s.push_str(&format!(
+            "{} ansible_host={} hostname={} new_node=true\n",
+            n.name, n.ip, n.name
+        ));
     }
     s.push_str("\n[postgres_cluster:children]\nmaster\nreplica\n\n[balancers]\n");
     for n in &names {
@@ -349,6 +365,50 @@ pub fn stop(dir: &Path, name: &str) -> Result<()> {
     save_state(dir, &state)
 }
 
+/// `lab add`: one more database host in a running lab, the others untouched; the inventory
+/// lists it in [replica] with new_node=true, for `pgdeploy add-node`.
+pub fn add(dir: &Path) -> Result<()> {
+    check_prerequisites()?;
+    let start = Instant::now();
+    let dir = dir.canonicalize()?;
+    let mut state = load_state(&dir)?;
+    let subnet: Subnet = state.subnet.parse()?;
+    let count = state.nodes.iter().filter(|n| n.name != BACKUP_HOST).count();
+    if count >= 9 {
+        bail!("the lab holds at most 9 database hosts");
+    }
+    let name = format!("pgnode{:02}", count + 1);
+    let ip = subnet.host(11 + count as u32)?;
+    let cache = rootfs::ensure()?;
+    rootfs::ensure_nspawn_runtime_dir()?;
+    rootfs::mount_overlay(&cache, &dir.join("nodes").join(&name))?;
+    let pubkey = std::fs::read_to_string(dir.join("id_ed25519.pub"))?;
+    let host_key = rootfs::personalise(&node_root(&dir, &name), &name, ip, &subnet, &pubkey)?;
+    let pid = boot(&dir, &name)?;
+    let mut known = std::fs::read_to_string(dir.join("known_hosts"))?;
+    known.push_str(&format!("{ip} {host_key}\n"));
+    std::fs::write(dir.join("known_hosts"), known)?;
+    state.nodes.push(Node {
+        name: name.clone(),
+        ip,
+        pid,
+        added: true,
+    });
+    save_state(&dir, &state)?;
+    std::fs::write(dir.join("inventory"), inventory(&dir, &state, &subnet)?)?;
+    wait_ssh(ip, Duration::from_secs(120)).with_context(|| {
+        format!(
+            "{name} did not come up; see {}",
+            log_path(&dir, &name).display()
+        )
+    })?;
+    println!(
+        "lab add: {name} at {ip} in {:.1}s, in the inventory's [replica] with new_node=true",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// `lab start NODE`: boot a powered-off node again, with its disk as it was.
 pub fn start(dir: &Path, name: &str) -> Result<()> {
     let mut state = load_state(dir)?;
@@ -422,6 +482,7 @@ fn down_quiet(dir: &Path) -> Result<()> {
             name: String::new(),
             ip: Ipv4Addr::UNSPECIFIED,
             pid,
+            added: false,
         });
     }
     rootfs::unmount_under(dir)?;

@@ -92,7 +92,7 @@ pub(crate) fn truthy(v: &Value) -> bool {
 }
 
 /// Ansible's `bool`: "yes", "on", "1", "true" (any case) are true; everything else false.
-fn to_bool(v: Value) -> bool {
+pub(crate) fn to_bool(v: Value) -> bool {
     match v.kind() {
         ValueKind::Bool => v.is_true(),
         ValueKind::Number => v.is_true() && plain(&v) == "1",

@@ -236,6 +236,11 @@ fn tpl_source(env: &Environment<'static>, name: &str) -> Option<String> {
     env.get_template(name).ok().map(|t| t.source().to_string())
 }
 
+/// A value's truth as Ansible's `bool` filter reads it (`new_node=true`, `yes`, `1`, ...).
+pub fn ansible_bool(v: &serde_json::Value) -> bool {
+    filters::to_bool(Value::from_serialize(v))
+}
+
 /// An error in a template or expression (an undefined variable, a syntax or filter error):
 /// the engine tells these apart from what a host answered.
 #[derive(Debug)]
