@@ -23,7 +23,6 @@ pub mod exit {
     pub const UNREACHABLE: i32 = 3;
     pub const BAD_INPUT: i32 = 4;
     pub const REFUSED: i32 = 5;
-    pub const NOT_YET: i32 = 6;
     pub const INTERRUPTED: i32 = 130;
 }
 
@@ -467,12 +466,6 @@ pub fn report_error(e: &anyhow::Error) -> i32 {
     } else {
         exit::ERROR
     }
-}
-
-/// For commands whose flow is not built yet: say so plainly.
-pub fn not_yet(command: &str, what: &str) -> i32 {
-    eprintln!("pgdeploy {command}: not available yet. {what}");
-    exit::NOT_YET
 }
 
 /// `pgdeploy lab ACTION [NODE]`.
