@@ -55,6 +55,20 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Take one database host out of the cluster (its data directory stays unless --unsafe).
+    RemoveNode {
+        /// The host to take out (its inventory name).
+        #[arg(long, value_name = "HOST")]
+        node: String,
+        /// If the host is the leader, hand leadership to another member first.
+        #[arg(long)]
+        switchover: bool,
+        /// Delete its data directory and Patroni configuration too.
+        #[arg(long = "unsafe")]
+        unsafe_: bool,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Read-only health report of the cluster.
     Check {
         #[command(flatten)]
@@ -72,6 +86,9 @@ enum Command {
         /// No backup host: by default `lab up` adds `pgbackup` (.20, group `pgbackrest`).
         #[arg(long)]
         no_backup_host: bool,
+        /// `lab add`: a balancer (pgbalNN, in [balancers]) instead of a database host.
+        #[arg(long)]
+        balancer: bool,
         /// The lab's private subnet (the bridge takes .1, hosts .11, .12, ..., the VIP .100).
         #[arg(long, default_value = "10.77.0.0/24")]
         subnet: String,
@@ -126,6 +143,15 @@ async fn main() {
             Ok(code) => code,
             Err(e) => cli::report_error(&e),
         },
+        Command::RemoveNode {
+            node,
+            switchover,
+            unsafe_,
+            common,
+        } => match cli::remove_node(&common, &node, switchover, unsafe_).await {
+            Ok(code) => code,
+            Err(e) => cli::report_error(&e),
+        },
         Command::Check { common } => match cli::check(&common).await {
             Ok(code) => code,
             Err(e) => cli::report_error(&e),
@@ -135,6 +161,7 @@ async fn main() {
             node,
             nodes,
             no_backup_host,
+            balancer,
             subnet,
             dir,
         } => cli::lab(
@@ -142,6 +169,7 @@ async fn main() {
             node.as_deref(),
             nodes,
             !no_backup_host,
+            balancer,
             &subnet,
             &dir,
         ),

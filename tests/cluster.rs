@@ -36,11 +36,20 @@ fn type_b_deploys_converges_and_reruns_clean() {
     };
 
     // Pre-flight: every problem of a host is reported together, and nothing changes.
-    let refused = with(&["-e", "dcs_type=consul", "-e", "cluster_vip=192.168.99.100"]);
+    // A password with a line break would add a line to PgBouncer's user list.
+    let refused = with(&[
+        "-e",
+        "dcs_type=consul",
+        "-e",
+        "cluster_vip=192.168.99.100",
+        "-e",
+        r#"{"postgresql_users": [{"name": "app", "password": "pw\"\n\"evil\" \"x"}]}"#,
+    ]);
     assert_eq!(refused.code, 2, "{}", refused.out);
     for problem in [
         "dcs_type: consul is not supported",
         "cluster_vip 192.168.99.100 is not in this host's subnet 10.77.0.0/24",
+        "postgresql_users[0].password holds a line break",
     ] {
         assert!(refused.out.contains(problem), "{problem}:\n{}", refused.out);
     }

@@ -361,4 +361,25 @@ fn list_hosts_list_tasks_and_start_at_task() {
     let r = lab.run(&pb, &inv, &["-e", &base, "--start-at-task", "four"]);
     r.assert_code(4);
     assert!(r.all().contains("no task is named `four`"), "{}", r.all());
+
+    // A templated host pattern sees the extra vars (and play vars), as Ansible's does.
+    let picked = lab.write(
+        "picked.yml",
+        r#"
+- name: picked
+  hosts: "{{ target | default(fallback) }}"
+  vars: { fallback: h1 }
+  gather_facts: false
+  tasks:
+    - file: { path: "{{ base }}/{{ inventory_hostname }}.picked", state: touch }
+"#,
+    );
+    lab.run(&picked, &inv, &["-e", &base, "-e", "target=h2"])
+        .assert_code(0);
+    assert!(p("h2.picked") && !p("h1.picked"));
+    lab.run(&picked, &inv, &["-e", &base]).assert_code(0);
+    assert!(p("h1.picked"));
+    let none = lab.run(&picked, &inv, &["-e", &base, "-e", "target="]);
+    none.assert_code(1);
+    assert!(none.all().contains("names no host"), "{}", none.all());
 }

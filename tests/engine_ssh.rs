@@ -438,6 +438,58 @@ fn an_undefined_variable_leaves_the_file_as_it_was() {
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "original\n");
 }
 
+/// Values that would reach a command line as something else are refused on the host, and
+/// nothing they carry runs: an apt package named like an option (`-o...::Pre-Invoke` runs a
+/// command as root), a sysctl name with shell or path tricks in it.
+#[test]
+fn module_values_cannot_become_options_or_commands() {
+    let lab = Lab::start(1);
+    let inv = lab.inventory("root", "");
+    let proof = lab.path().join("injected");
+    let pb = lab.write(
+        "inject.yml",
+        &format!(
+            r#"
+- hosts: web
+  gather_facts: no
+  tasks:
+    - apt:
+        name: ["-oAPT::Update::Pre-Invoke::=touch {p}", "-oDPkg::Pre-Invoke::=touch {p}"]
+        update_cache: no
+      ignore_errors: true
+    - sysctl:
+        name: "x'; touch {p}; '"
+        state: absent
+        sysctl_file: {f}
+      ignore_errors: true
+    - sysctl:
+        name: "net/../../../etc/shadow"
+        value: "1"
+        sysctl_file: {f}
+        sysctl_set: no
+      ignore_errors: true
+"#,
+            p = proof.display(),
+            f = lab.path().join("sysctl.conf").display()
+        ),
+    );
+    let r = lab.run(&pb, &inv, &[]);
+    r.assert_code(0);
+    assert!(
+        r.stdout
+            .contains("begins with `-`: apt-get would read it as an option"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        r.stdout.matches("is not a kernel parameter name").count(),
+        2,
+        "{}",
+        r.stdout
+    );
+    assert!(!proof.exists(), "an injected command ran");
+}
+
 #[test]
 fn bad_input_is_refused_before_anything_runs() {
     let lab = Lab::start(1);

@@ -3,11 +3,13 @@
 //! and an old backup), restores that are refused and change nothing (no confirmation, a target
 //! before the first backup), a restore to a time between two writes proven with real SQL on
 //! every member, a scheduled backup after it, a re-run that changes nothing, and a restore back
-//! to the end of the old timeline that is interrupted and run again.
+//! to the end of the old timeline that is interrupted and run again; remove-node of the
+//! leader; `remove`; and the takeover of a standalone PostgreSQL by a new cluster.
 
 mod common;
 
 use common::lab::{ok, TestLab};
+use common::writer;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -180,6 +182,69 @@ fn backups_and_point_in_time_recovery() {
     ok(lab.pgdeploy(&["check", "-i", &inv]));
     eprintln!("backups and PITR: {:.0?}", started.elapsed());
 
+    // remove-node of the leader: a fourth host joins (from the backup repository) and becomes
+    // the leader by a switchover. remove-node without --switchover is refused and changes
+    // nothing; with it (and --unsafe) a client writing through the VIP carries on with the new
+    // leader, no acknowledged write missing, and the host's data is gone.
+    let at = Instant::now();
+    ok(lab.lab(&["add"]));
+    ok(lab.pgdeploy(&["add-node", "-i", &inv, "-e", &bundle_var]));
+    ok(lab.play("lead.yml", LEAD, &["-e", "leader=pgnode04"]));
+    let leader_refused = lab.pgdeploy(&["remove-node", "--node", "pgnode04", "-i", &inv]);
+    assert_eq!(leader_refused.code, 2, "{}", leader_refused.out);
+    assert!(
+        leader_refused
+            .out
+            .contains("pgnode04 is the leader: pass --switchover"),
+        "{}",
+        leader_refused.out
+    );
+    ok(lab.play("lead.yml", LEAD, &["-e", "leader=pgnode04"]));
+    let writer_args = [
+        "--vars-file",
+        &secrets,
+        "-e",
+        r#"{"writer_host": "pgnode02", "writer_max_failed": 1000,
+            "writer_url": "postgresql://postgres@{{ cluster_vip }}:5432/postgres",
+            "writer_password": "{{ patroni_superuser_password }}"}"#,
+    ];
+    ok(lab.play("writer-start.yml", writer::START, &writer_args));
+    let removed = ok(lab.pgdeploy(&[
+        "remove-node",
+        "--node",
+        "pgnode04",
+        "--switchover",
+        "--unsafe",
+        "-i",
+        &inv,
+        "-e",
+        &bundle_var,
+    ]));
+    assert!(
+        removed
+            .split("TASK [a switchover hands leadership to another member]")
+            .nth(1)
+            .is_some_and(|rest| rest.lines().nth(1) == Some("changed: [pgnode04]"))
+            && removed.contains("Its data directory is gone."),
+        "{removed}"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let writes = ok(lab.play("writer-stop.yml", writer::STOP, &writer_args));
+    eprintln!(
+        "remove-node of the leader with a writer: {:.0?}, {}",
+        at.elapsed(),
+        writes
+            .lines()
+            .find(|l| l.contains("writer: "))
+            .unwrap_or("")
+    );
+    lab.forget("pgnode04");
+    let green = ok(lab.pgdeploy(&["check", "-i", &inv]));
+    assert!(
+        green.contains("healthy") && !green.contains("pgnode04"),
+        "{green}"
+    );
+
     // remove: without --unsafe it says what it would remove; without the name it is refused
     // too; nothing changes either way.
     let remove = |extra: &[&str]| {
@@ -219,11 +284,125 @@ fn backups_and_point_in_time_recovery() {
         fresh.contains("timeline 1,") && fresh.contains("backups: 1,"),
         "{fresh}"
     );
+    eprintln!("backups, PITR and remove: {:.0?}", started.elapsed());
+
+    // Takeover: a standalone PostgreSQL 15 holding a pgbench database (and a setting of its
+    // own) on pgnode01 becomes the first Patroni leader of a new cluster. Every table's row
+    // count and checksum are the same afterwards on every member; the downtime is printed and
+    // the setting that changed is listed; a re-run changes nothing.
+    let at = Instant::now();
+    ok(remove(&["--unsafe", "--confirm", NAME, "--remove-backups"]));
+    ok(lab.play("standalone.yml", STANDALONE, &[]));
+    let before = ok(lab.play("sums.yml", SUMS, &["-l", "pgnode01"]));
+    let sums = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter_map(|l| l.split("SUMS ").nth(1))
+            .map(|l| l.trim().to_string())
+            .collect()
+    };
+    let want = sums(&before);
+    assert_eq!(want.len(), 1, "{before}");
+    assert!(want[0].contains("pgbench_accounts=200000:"), "{before}");
+    let inv_text = std::fs::read_to_string(&inv).unwrap();
+    std::fs::write(
+        &inv,
+        inv_text.replacen(
+            "pgnode01 ansible_host=10.77.0.11",
+            "pgnode01 postgresql_exists=true ansible_host=10.77.0.11",
+            1,
+        ),
+    )
+    .unwrap();
+    let plan = ok(lab.pgdeploy(&["cluster", "-i", &inv, "-e", &bundle_var, "--check"]));
+    assert!(plan.contains("work_mem = 7MB"), "{plan}");
+    let took = ok(lab.pgdeploy(&["cluster", "-i", &inv, "-e", &bundle_var]));
+    let line = took
+        .lines()
+        .find(|l| {
+            l.contains(
+                "took over the standalone PostgreSQL in /var/lib/postgresql/15/main: it was down",
+            )
+        })
+        .unwrap_or_else(|| panic!("{took}"));
+    assert!(took.contains("work_mem: 7MB -> "), "{took}");
+    let after = ok(lab.play("sums.yml", SUMS, &[]));
+    let got = sums(&after);
+    assert_eq!(got.len(), 3, "{after}");
+    assert!(got.iter().all(|s| *s == want[0]), "{want:?} != {got:?}");
+    let again = ok(lab.pgdeploy(&["cluster", "-i", &inv, "-e", &bundle_var]));
+    assert!(
+        again.contains("PLAY RECAP")
+            && !again
+                .lines()
+                .any(|l| l.contains(" changed=") && !l.contains(" changed=0 ")),
+        "{again}"
+    );
+    let green = ok(lab.pgdeploy(&["check", "-i", &inv]));
+    assert!(green.contains("healthy"), "{green}");
     eprintln!(
-        "backups, PITR and remove, all of it: {:.0?}",
+        "takeover: {:.0?} ({}); all of it: {:.0?}",
+        at.elapsed(),
+        line.trim(),
         started.elapsed()
     );
 }
+
+/// A standalone PostgreSQL 15 on pgnode01, as Debian makes one, with a setting of its own and
+/// a pgbench database that has seen some traffic.
+const STANDALONE: &str = r#"
+- hosts: pgnode01
+  gather_facts: no
+  tasks:
+    - shell: |
+        set -e
+        rm -rf /etc/postgresql/15/main
+        pg_createcluster 15 main --start
+        echo "work_mem = '7MB'" >> /etc/postgresql/15/main/postgresql.conf
+        systemctl restart postgresql@15-main
+        runuser -u postgres -- pgbench -q -i -s 2 postgres
+        runuser -u postgres -- pgbench -c 2 -T 3 postgres
+"#;
+
+/// Row count and checksum of every table in the database, from every member that runs here
+/// (a replica after it has replayed what the leader has).
+const SUMS: &str = r#"
+- hosts: postgres_cluster
+  gather_facts: no
+  tasks:
+    - shell: |
+        for t in $(psql -XAtc "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"); do
+          psql -XAtc "SELECT '$t=' || count(*) || ':' || md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM $t x"
+        done | tr '\n' ' '
+      become: yes
+      become_user: postgres
+      register: s
+      until: s.stdout is search('pgbench_accounts=200000')
+      retries: 30
+      delay: 1
+      changed_when: false
+    - debug: { msg: "SUMS {{ s.stdout }}" }
+"#;
+
+/// `leader` leads (after a switchover to it when it does not yet), the others stream from it.
+const LEAD: &str = r#"
+- hosts: pgnode01
+  gather_facts: no
+  tasks:
+    - uri: { url: "http://10.77.0.11:8008/cluster" }
+      register: before
+    - command: patronictl -c /etc/patroni/config.yml switchover --leader {{ current }} --candidate {{ leader }} --force
+      when: current != leader
+      vars:
+        current: "{{ (before.json.members | selectattr('role', 'equalto', 'leader') | first).name }}"
+    - uri: { url: "http://10.77.0.11:8008/cluster" }
+      register: after
+      until: >-
+        after.json.members | selectattr('role', 'equalto', 'leader') | selectattr('state', 'equalto', 'running')
+        | map(attribute='name') | list == [leader]
+        and after.json.members | rejectattr('state', 'equalto', 'running') | list == []
+      retries: 60
+      delay: 1
+"#;
 
 /// Nothing of the cluster runs or stays on any host; the backups stay when `backups_kept`.
 const GONE: &str = r#"

@@ -1,10 +1,12 @@
 //! Type A (HAProxy + keepalived, synchronous_mode) deployed to the lab from bare hosts, then
 //! day two: `pgdeploy check` green and red, configuration changes (a reload-only one and a
-//! restart-needing one, with a leader all along), a Patroni failover and a HAProxy outage.
+//! restart-needing one, with a leader all along), a Patroni failover and a HAProxy outage; then
+//! hosts change with a client writing: a replica added and removed, a balancer added and removed.
 
 mod common;
 
 use common::lab::{ok, Run, TestLab};
+use common::writer;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -176,15 +178,32 @@ fn type_a_deploys_and_survives_day_two() {
         &format!("- hosts: {holder}\n  gather_facts: no\n  tasks:\n    - command: systemctl start haproxy\n"),
         &[],
     ));
+    let writer_args = [
+        "-e",
+        &vars_arg,
+        "-e",
+        r#"{"writer_host": "pgnode01", "writer_max_failed": 0,
+            "writer_url": "postgresql://app@{{ cluster_vip }}:5000/appdb",
+            "writer_password": "{{ postgresql_users[0].password }}"}"#,
+    ];
+    // The same client through the VIP's 5000 from a host that stays, while balancers change.
+    let writer_args_vip = [
+        "-e",
+        &vars_arg,
+        "-e",
+        r#"{"writer_host": "pgnode02", "writer_max_failed": 50,
+            "writer_url": "postgresql://app@{{ cluster_vip }}:5000/appdb",
+            "writer_password": "{{ postgresql_users[0].password }}"}"#,
+    ];
     let added_at = Instant::now();
     ok(lab.lab(&["add"]));
-    ok(lab.play("writer-start.yml", WRITER_START, &["-e", &vars_arg]));
+    ok(lab.play("writer-start.yml", writer::START, &writer_args));
     let added = ok(lab.pgdeploy(&["add-node", "-i", &inv, "-e", &bundle_var, "-e", &vars_arg]));
     assert!(
         added.contains("adding pgnode04 to postgres-cluster"),
         "{added}"
     );
-    ok(lab.play("writer-stop.yml", WRITER_STOP, &["-e", &vars_arg]));
+    ok(lab.play("writer-stop.yml", writer::STOP, &writer_args));
     ok(lab.play("new-member.yml", NEW_MEMBER, &["-e", &vars_arg]));
     eprintln!("add-node with a writer: {:.0?}", added_at.elapsed());
     let again = ok(cluster(&[]));
@@ -195,66 +214,167 @@ fn type_a_deploys_and_survives_day_two() {
             .any(|l| l.starts_with("pgnode04 ") && l.contains(" changed=0 ")),
         "{again}"
     );
+
+    // remove-node: the new replica leaves while the client writes; no write fails. Its data
+    // directory stays; the other members and HAProxy forget it; with it out of the inventory,
+    // check is green and `cluster` changes nothing.
+    let removed_at = Instant::now();
+    ok(lab.play("writer-start.yml", writer::START, &writer_args));
+    let removed = ok(lab.pgdeploy(&[
+        "remove-node",
+        "--node",
+        "pgnode04",
+        "-i",
+        &inv,
+        "-e",
+        &bundle_var,
+        "-e",
+        &vars_arg,
+    ]));
+    assert!(removed.contains("pgnode04 left the cluster"), "{removed}");
+    std::thread::sleep(Duration::from_secs(3));
+    ok(lab.play("writer-stop.yml", writer::STOP, &writer_args));
+    ok(lab.play("left.yml", LEFT, &["-e", &vars_arg]));
+    eprintln!("remove-node with a writer: {:.0?}", removed_at.elapsed());
+    lab.forget("pgnode04");
+    let green = ok(check());
+    assert!(green.contains("healthy"), "{green}");
+    assert!(!green.contains("pgnode04"), "{green}");
+    assert_nothing_changed(&ok(cluster(&[])));
+
+    // A new balancer: add-node gives it HAProxy with the current backends and makes its
+    // keepalived a peer of the others (the VIP moves to it when theirs stop); remove-node takes
+    // it out again while the client writes through the VIP (it moves back), and the others'
+    // keepalived forget it.
+    let at = Instant::now();
+    ok(lab.lab(&["add", "--balancer"]));
+    let added = ok(lab.pgdeploy(&["add-node", "-i", &inv, "-e", &bundle_var, "-e", &vars_arg]));
+    assert!(
+        added.contains("adding pgbal05 to postgres-cluster"),
+        "{added}"
+    );
+    ok(lab.play("new-balancer.yml", NEW_BALANCER, &["-e", &vars_arg]));
+    let again = ok(cluster(&[]));
+    assert_nothing_changed(&again);
+    assert!(
+        again
+            .lines()
+            .any(|l| l.starts_with("pgbal05 ") && l.contains(" changed=0 ")),
+        "{again}"
+    );
+    ok(lab.play("writer-start.yml", writer::START, &writer_args_vip));
+    ok(lab.pgdeploy(&[
+        "remove-node",
+        "--node",
+        "pgbal05",
+        "-i",
+        &inv,
+        "-e",
+        &bundle_var,
+        "-e",
+        &vars_arg,
+    ]));
+    std::thread::sleep(Duration::from_secs(3));
+    let writes = ok(lab.play("writer-stop.yml", writer::STOP, &writer_args_vip));
+    ok(lab.play("balancer-left.yml", BALANCER_LEFT, &[]));
+    lab.forget("pgbal05");
+    assert!(ok(check()).contains("healthy"));
+    assert_nothing_changed(&ok(cluster(&[])));
+    eprintln!(
+        "a balancer added and removed: {:.0?}, {}",
+        at.elapsed(),
+        writes
+            .lines()
+            .find(|l| l.contains("writer: "))
+            .unwrap_or("")
+    );
 }
 
-/// A client on pgnode01 writing through 5000, one row per transaction and connection,
-/// noting each row acknowledged or failed, until /root/writer.stop appears.
-const WRITER_START: &str = r#"
+/// pgbal05 runs HAProxy (5000 on its own address reaches the leader) and keepalived; the
+/// other balancers list it as a peer; with their keepalived stopped the VIP moves to it and
+/// 5000 answers through the VIP; then theirs run again (the VIP stays: nopreempt).
+const NEW_BALANCER: &str = r#"
+- hosts: pgnode01:pgnode02:pgnode03
+  gather_facts: no
+  tasks:
+    - command: grep -c "10.77.0.15" /etc/keepalived/keepalived.conf
+      changed_when: false
 - hosts: pgnode01
   gather_facts: no
   tasks:
-    - command: psql "postgresql://app@{{ cluster_vip }}:5000/appdb" -Atc "CREATE TABLE writes (id int PRIMARY KEY)"
+    - command: psql "postgresql://app@10.77.0.15:5000/appdb" -Atc "SELECT NOT pg_is_in_recovery()"
       environment: { PGPASSWORD: "{{ postgresql_users[0].password }}" }
-    - copy:
-        dest: /root/.pgpass
-        mode: "0600"
-        content: "*:*:*:app:{{ postgresql_users[0].password }}\n"
-    - copy:
-        dest: /root/writer.sh
-        mode: "0755"
-        content: |
-          #!/bin/bash
-          i=0
-          while [ ! -f /root/writer.stop ]; do
-            i=$((i+1))
-            if psql "postgresql://app@{{ cluster_vip }}:5000/appdb" -Atqc "INSERT INTO writes VALUES ($i)" >/dev/null 2>>/root/writer.err
-            then echo $i >> /root/acked; else echo $i >> /root/failed; fi
-            sleep 0.05
-          done
-    - command: systemd-run --unit=pgd-writer --setenv=HOME=/root /root/writer.sh
-"#;
-
-/// Stops the writer: no write failed, and every acknowledged row is there.
-const WRITER_STOP: &str = r#"
-- hosts: pgnode01
+      register: direct
+      failed_when: direct.stdout != 't'
+- hosts: pgnode01:pgnode02:pgnode03
   gather_facts: no
   tasks:
-    - command: touch /root/writer.stop
-    - command: systemctl is-active pgd-writer
-      register: w
-      until: w.rc != 0
+    - command: systemctl stop keepalived
+- hosts: pgbal05
+  gather_facts: no
+  tasks:
+    - command: ip -o -4 addr show
+      register: a
+      until: "' 10.77.0.100/' in a.stdout"
       retries: 20
       delay: 1
-      failed_when: false
       changed_when: false
-    - command: cat /root/acked /root/failed /root/writer.err
-      register: out
-      failed_when: false
-      changed_when: false
-    - command: psql "postgresql://app@{{ cluster_vip }}:5000/appdb" -Atc "SELECT count(*) FROM writes WHERE id <= {{ acked }}"
+- hosts: pgnode01
+  gather_facts: no
+  tasks:
+    - command: psql "postgresql://app@{{ cluster_vip }}:5000/appdb" -Atc "SELECT NOT pg_is_in_recovery()"
       environment: { PGPASSWORD: "{{ postgresql_users[0].password }}" }
-      register: rows
-      changed_when: false
-      vars:
-        acked: "{{ out.stdout_lines | select('match', '^[0-9]+$') | list | length }}"
-    - assert:
-        that:
-          - "'No such file' in out.stderr and '/root/failed' in out.stderr"
-          - acked | int > 50
-          - rows.stdout | int == acked | int
-        fail_msg: "acked {{ acked }}, rows {{ rows.stdout }}; {{ out.stderr }}"
-      vars:
-        acked: "{{ out.stdout_lines | select('match', '^[0-9]+$') | list | length }}"
+      register: via_vip
+      until: via_vip.stdout == 't'
+      retries: 10
+      delay: 1
+- hosts: pgnode01:pgnode02:pgnode03
+  gather_facts: no
+  tasks:
+    - command: systemctl start keepalived
+"#;
+
+/// pgbal05 runs neither HAProxy nor keepalived, and no other balancer lists it.
+const BALANCER_LEFT: &str = r#"
+- hosts: pgbal05
+  gather_facts: no
+  tasks:
+    - command: systemctl is-active haproxy keepalived
+      register: active
+      failed_when: active.stdout_lines != ['inactive', 'inactive']
+- hosts: pgnode01:pgnode02:pgnode03
+  gather_facts: no
+  tasks:
+    - command: grep -c "10.77.0.15" /etc/keepalived/keepalived.conf
+      register: named
+      failed_when: named.stdout != '0'
+"#;
+
+/// pgnode04 runs no Patroni (disabled) and keeps its data; no member's pg_hba and no HAProxy
+/// names it; Patroni does not list it.
+const LEFT: &str = r#"
+- hosts: pgnode04
+  gather_facts: no
+  tasks:
+    - command: systemctl is-enabled patroni
+      register: enabled
+      failed_when: enabled.stdout != 'disabled'
+    - command: systemctl is-active patroni
+      register: active
+      failed_when: active.stdout != 'inactive'
+    - stat: { path: /var/lib/postgresql/15/main/PG_VERSION }
+      register: data
+      failed_when: not data.stat.exists
+- hosts: pgnode01:pgnode02:pgnode03
+  gather_facts: no
+  tasks:
+    - command: grep -c 10.77.0.14 /etc/postgresql/15/main/pg_hba.conf /etc/haproxy/haproxy.cfg
+      register: named
+      failed_when: named.stdout_lines | map('regex_replace', '^.*:', '') | map('int') | sum != 0
+    - uri: { url: "http://10.77.0.11:8008/cluster" }
+      register: c
+      failed_when: "'pgnode04' in c.json.members | map(attribute='name')"
+      run_once: true
 "#;
 
 /// The new member streams, and 5001 answers from it.

@@ -289,6 +289,49 @@ pub async fn remove(
     Ok(exit::REFUSED)
 }
 
+/// `pgdeploy remove-node --node HOST`: HOST leaves the cluster (built-in remove-node.yml: the
+/// leader refused unless --switchover, Patroni and the services stopped and disabled there,
+/// its data directory deleted only with --unsafe), then the cluster flow runs as if HOST were
+/// out of the inventory already, so pg_hba, HAProxy, keepalived and pgBackRest forget it.
+pub async fn remove_node(
+    common: &Common,
+    node: &str,
+    switchover: bool,
+    unsafe_flag: bool,
+) -> Result<i32> {
+    let inv = common.load_inventory()?;
+    if !inv.hosts.contains_key(node) {
+        return Err(bad(anyhow!(
+            "--node {node}: the inventory has no such host (its hosts: {})",
+            inv.hosts.keys().cloned().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let mut run = common.clone();
+    run.extra_vars.push(
+        serde_json::json!({
+            "leaving_host": node,
+            "leaving_switchover": switchover,
+            "leaving_remove_data": unsafe_flag,
+        })
+        .to_string(),
+    );
+    // The cluster flow follows: passwords as `pgdeploy cluster` has them.
+    let defaults = builtin_defaults(&run, true)?;
+    let root = Path::new(crate::playbook::BUILTIN_ROOT);
+    let steps = vec![
+        (root.join("remove-node.yml"), None),
+        (root.join("cluster.yml"), Some(inv.without(node))),
+    ];
+    let code = run_steps(&run, steps, defaults).await?;
+    if code == exit::OK && !common.check {
+        eprintln!(
+            "pgdeploy remove-node: {node} left the cluster. Take it out of the inventory now: \
+             `pgdeploy cluster` with it still there would bring it back."
+        );
+    }
+    Ok(code)
+}
+
 /// Whether the user confirmed a destructive `command` on cluster `name`: with --confirm, or
 /// by typing the name at a prompt on a terminal. Says why not when not.
 fn confirmed(command: &str, name: &str, confirm: Option<String>, what: &str) -> Result<bool> {
@@ -347,6 +390,17 @@ fn cluster_name(common: &Common) -> Result<String> {
 /// Runs a built-in playbook with the built-in defaults; `generate`: passwords left empty are
 /// generated and kept (else only the kept ones are read).
 async fn builtin(common: &Common, name: &str, generate: bool) -> Result<i32> {
+    let defaults = builtin_defaults(common, generate)?;
+    let playbook = Path::new(crate::playbook::BUILTIN_ROOT).join(name);
+    run_with_defaults(common, &playbook, defaults).await
+}
+
+/// The built-in defaults, the vars files, and the kept (or, with `generate`, generated)
+/// passwords.
+fn builtin_defaults(
+    common: &Common,
+    generate: bool,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
     let inv_path = common.inventory_path().ok_or_else(|| {
         bad(anyhow!(
             "no inventory: pass one with -i FILE (see inventory.example, or `pgdeploy lab up`)"
@@ -392,8 +446,7 @@ async fn builtin(common: &Common, name: &str, generate: bool) -> Result<i32> {
     } else if secrets.exists() {
         defaults.extend(crate::vars::load_vars_file(&secrets).map_err(bad)?);
     }
-    let playbook = Path::new(crate::playbook::BUILTIN_ROOT).join(name);
-    run_with_defaults(common, &playbook, defaults).await
+    Ok(defaults)
 }
 
 async fn run_with_defaults(
@@ -401,7 +454,22 @@ async fn run_with_defaults(
     playbook: &Path,
     defaults: serde_json::Map<String, serde_json::Value>,
 ) -> Result<i32> {
-    let pb = crate::playbook::load_playbook(playbook).map_err(bad)?;
+    run_steps(common, vec![(playbook.to_path_buf(), None)], defaults).await
+}
+
+/// Runs playbooks one after the other over the same connections, each against its own
+/// inventory (None: the one given); stops after a step that failed.
+async fn run_steps(
+    common: &Common,
+    steps: Vec<(PathBuf, Option<Inventory>)>,
+    defaults: serde_json::Map<String, serde_json::Value>,
+) -> Result<i32> {
+    let mut books = Vec::new();
+    for (path, inv) in steps {
+        books.push((crate::playbook::load_playbook(&path).map_err(bad)?, inv));
+    }
+    let pb = &books[0].0;
+    let playbook = pb.path.clone();
     let inv = common.load_inventory()?;
     let opts = common.options(defaults)?;
     let mut dirs = Vec::new();
@@ -425,15 +493,30 @@ async fn run_with_defaults(
     let mut engine = Engine::new(inv, opts, templates, report.clone());
     if common.list_hosts || common.list_tasks {
         if common.list_hosts {
-            print!("{}", engine.list_hosts(&pb).map_err(bad)?);
+            print!("{}", engine.list_hosts(pb).map_err(bad)?);
         }
         if common.list_tasks {
-            print!("{}", engine.list_tasks(&pb));
+            print!("{}", engine.list_tasks(pb));
         }
         return Ok(exit::OK);
     }
+    let run = async {
+        let mut last = None;
+        for (pb, inv) in books {
+            if let Some(inv) = inv {
+                engine.set_inventory(inv);
+            }
+            let summary = engine.run_playbook(&pb).await?;
+            let failed = !summary.failed_hosts.is_empty() || !summary.unreachable_hosts.is_empty();
+            last = Some(summary);
+            if failed {
+                break;
+            }
+        }
+        Ok::<_, anyhow::Error>(last.expect("a run has at least one playbook"))
+    };
     let result = tokio::select! {
-        r = engine.run_playbook(&pb) => Some(r),
+        r = run => Some(r),
         _ = tokio::signal::ctrl_c() => None,
     };
     let Some(result) = result else {
@@ -474,6 +557,7 @@ pub fn lab(
     node: Option<&str>,
     nodes: usize,
     backup_host: bool,
+    balancer: bool,
     subnet: &str,
     dir: &Path,
 ) -> i32 {
@@ -496,7 +580,7 @@ pub fn lab(
                     dir: dir.to_path_buf(),
                 })
             }),
-        "add" => crate::lab::add(dir),
+        "add" => crate::lab::add(dir, balancer),
         "down" => crate::lab::down(dir),
         "status" => crate::lab::status(dir),
         "stop" => needs_node(node).and_then(|n| crate::lab::stop(dir, &n)),

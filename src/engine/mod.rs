@@ -137,6 +137,16 @@ impl Engine {
         }
     }
 
+    /// The inventory later playbooks of this run see (a host taken out of the cluster, say);
+    /// connections and what hosts learnt stay.
+    pub fn set_inventory(&mut self, inv: Inventory) {
+        for h in inv.hosts.keys() {
+            self.report.secrets.scan(&inv.host_vars(h));
+        }
+        self.groups = minijinja::Value::from_serialize(inv.groups_value());
+        self.inv = Arc::new(inv);
+    }
+
     pub fn report(&self) -> &Arc<Reporter> {
         &self.report
     }
@@ -257,7 +267,8 @@ impl Engine {
     }
 
     fn play_hosts(&self, play: &Play) -> Result<Vec<String>> {
-        let mut hosts = select_hosts(&self.inv, &play.hosts)
+        let pattern = self.play_pattern(play)?;
+        let mut hosts = select_hosts(&self.inv, &pattern)
             .map_err(|e| anyhow!("{}: play `{}`: {e}", play.origin, play.name))?;
         if let Some(limit) = &self.opts.limit {
             let allowed = select_hosts(&self.inv, limit).map_err(|e| anyhow!("--limit: {e}"))?;
@@ -266,6 +277,32 @@ impl Engine {
         // Failed and unreachable hosts stay out of later plays.
         hosts.retain(|h| self.status.get(h).is_none_or(|s| *s == HostStatus::Active));
         Ok(hosts)
+    }
+
+    /// The play's host pattern; a templated one (`hosts: "{{ target }}"`) sees what Ansible's
+    /// does before any host is picked: the defaults, the play's vars, the extra vars, `groups`.
+    fn play_pattern(&self, play: &Play) -> Result<String> {
+        if !play.hosts.contains("{{") && !play.hosts.contains("{%") {
+            return Ok(play.hosts.clone());
+        }
+        let mut vars = self.opts.defaults.clone();
+        vars.extend(play.vars.clone());
+        vars.extend(self.opts.extra_vars.clone());
+        let mut ctx: std::collections::BTreeMap<String, minijinja::Value> = vars
+            .iter()
+            .map(|(k, v)| (k.clone(), minijinja::Value::from_serialize(v)))
+            .collect();
+        ctx.insert("groups".into(), self.groups.clone());
+        let origin = format!("{}: play `{}`: hosts", play.origin, play.name);
+        let pattern = self.templates.render_str(
+            &play.hosts,
+            &minijinja::Value::from_serialize(&ctx),
+            &origin,
+        )?;
+        if pattern.trim().is_empty() {
+            bail!("{origin}: `{}` names no host", play.hosts);
+        }
+        Ok(pattern.trim().to_string())
     }
 
     /// Runs one play; false when the run must stop (any_errors_fatal).

@@ -215,6 +215,16 @@ impl Inventory {
         Ok(())
     }
 
+    /// The inventory as it is once `host` has left: gone from every group.
+    pub fn without(&self, host: &str) -> Inventory {
+        let mut inv = self.clone();
+        inv.hosts.shift_remove(host);
+        for g in inv.groups.values_mut() {
+            g.hosts.shift_remove(host);
+        }
+        inv
+    }
+
     /// Every host of a group, its children's included, in order.
     pub fn group_hosts(&self, group: &str) -> Vec<String> {
         let mut out = IndexSet::new();

@@ -35,6 +35,9 @@ pub struct Node {
     /// Added by `lab add` to a running lab: a new replica (new_node=true) for `add-node`.
     #[serde(default)]
     pub added: bool,
+    /// Added by `lab add --balancer`: a new balancer only (HAProxy + keepalived).
+    #[serde(default)]
+    pub balancer: bool,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -170,6 +173,7 @@ pub fn up(opts: &UpOptions) -> Result<()> {
             ip,
             pid,
             added: false,
+            balancer: false,
         });
     }
     std::fs::write(dir.join("known_hosts"), known)?;
@@ -257,8 +261,10 @@ fn wait_ssh(ip: Ipv4Addr, timeout: Duration) -> Result<()> {
 fn inventory(dir: &Path, state: &State, subnet: &Subnet) -> Result<String> {
     let (backup, db): (Vec<&Node>, Vec<&Node>) =
         state.nodes.iter().partition(|n| n.name == BACKUP_HOST);
-    // Hosts added to a running lab are new replicas only.
+    // Hosts added to a running lab are new replicas, or new balancers.
     let (added, db): (Vec<&Node>, Vec<&Node>) = db.into_iter().partition(|n| n.added);
+    let (added_balancers, added): (Vec<&Node>, Vec<&Node>) =
+        added.into_iter().partition(|n| n.balancer);
     let names: Vec<&str> = db.iter().map(|n| n.name.as_str()).collect();
     let mut s = String::from(
         "# Written by `pgdeploy lab up`: postgresql_cluster's groups over the lab's hosts.\n\n",
@@ -275,14 +281,14 @@ fn inventory(dir: &Path, state: &State, subnet: &Subnet) -> Result<String> {
         s.push_str(&format!("{n}\n"));
     }
     for n in &added {
-        s.push_str(&format!(
-            "{} ansible_host={} hostname={} new_node=true\n",
-            n.name, n.ip, n.name
-        ));
+        s.push_str(&added_line(n));
     }
     s.push_str("\n[postgres_cluster:children]\nmaster\nreplica\n\n[balancers]\n");
     for n in &names {
         s.push_str(&format!("{n}\n"));
+    }
+    for n in &added_balancers {
+        s.push_str(&added_line(n));
     }
     s.push_str("\n# The pgBackRest repository host.\n[pgbackrest]\n");
     for n in &backup {
@@ -365,9 +371,37 @@ pub fn stop(dir: &Path, name: &str) -> Result<()> {
     save_state(dir, &state)
 }
 
-/// `lab add`: one more database host in a running lab, the others untouched; the inventory
-/// lists it in [replica] with new_node=true, for `pgdeploy add-node`.
-pub fn add(dir: &Path) -> Result<()> {
+/// An added host's inventory line: new_node=true, for `pgdeploy add-node`.
+fn added_line(n: &Node) -> String {
+    format!(
+        "{} ansible_host={} hostname={} new_node=true\n",
+        n.name, n.ip, n.name
+    )
+}
+
+/// The inventory text with `line` added at the end of group `group`'s section (edits made to
+/// the file since `lab up` stay).
+fn add_to_group(text: &str, group: &str, line: &str) -> Result<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let header = format!("[{group}]");
+    let start = lines
+        .iter()
+        .position(|l| l.trim() == header)
+        .ok_or_else(|| anyhow!("the lab's inventory has no {header} section"))?;
+    let mut end = start + 1;
+    while end < lines.len() && !lines[end].trim().is_empty() && !lines[end].starts_with('[') {
+        end += 1;
+    }
+    let mut out: Vec<&str> = lines[..end].to_vec();
+    out.push(line.trim_end());
+    out.extend_from_slice(&lines[end..]);
+    Ok(out.join("\n") + "\n")
+}
+
+/// `lab add`: one more host in a running lab, the others untouched: a database host
+/// (pgnodeNN, in [replica]) or, with `balancer`, a balancer (pgbalNN, in [balancers]), with
+/// new_node=true for `pgdeploy add-node`.
+pub fn add(dir: &Path, balancer: bool) -> Result<()> {
     check_prerequisites()?;
     let start = Instant::now();
     let dir = dir.canonicalize()?;
@@ -377,7 +411,11 @@ pub fn add(dir: &Path) -> Result<()> {
     if count >= 9 {
         bail!("the lab holds at most 9 database hosts");
     }
-    let name = format!("pgnode{:02}", count + 1);
+    let name = format!(
+        "{}{:02}",
+        if balancer { "pgbal" } else { "pgnode" },
+        count + 1
+    );
     let ip = subnet.host(11 + count as u32)?;
     let cache = rootfs::ensure()?;
     rootfs::ensure_nspawn_runtime_dir()?;
@@ -388,14 +426,23 @@ pub fn add(dir: &Path) -> Result<()> {
     let mut known = std::fs::read_to_string(dir.join("known_hosts"))?;
     known.push_str(&format!("{ip} {host_key}\n"));
     std::fs::write(dir.join("known_hosts"), known)?;
-    state.nodes.push(Node {
+    let node = Node {
         name: name.clone(),
         ip,
         pid,
         added: true,
-    });
+        balancer,
+    };
+    let group = if balancer { "balancers" } else { "replica" };
+    let inv_path = dir.join("inventory");
+    let text = add_to_group(
+        &std::fs::read_to_string(&inv_path)?,
+        group,
+        &added_line(&node),
+    )?;
+    state.nodes.push(node);
     save_state(&dir, &state)?;
-    std::fs::write(dir.join("inventory"), inventory(&dir, &state, &subnet)?)?;
+    std::fs::write(&inv_path, text)?;
     wait_ssh(ip, Duration::from_secs(120)).with_context(|| {
         format!(
             "{name} did not come up; see {}",
@@ -403,7 +450,7 @@ pub fn add(dir: &Path) -> Result<()> {
         )
     })?;
     println!(
-        "lab add: {name} at {ip} in {:.1}s, in the inventory's [replica] with new_node=true",
+        "lab add: {name} at {ip} in {:.1}s, in the inventory's [{group}] with new_node=true",
         start.elapsed().as_secs_f64()
     );
     Ok(())
@@ -483,6 +530,7 @@ fn down_quiet(dir: &Path) -> Result<()> {
             ip: Ipv4Addr::UNSPECIFIED,
             pid,
             added: false,
+            balancer: false,
         });
     }
     rootfs::unmount_under(dir)?;
@@ -519,4 +567,24 @@ fn nspawn_pids_on_bridge() -> Vec<u32> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::add_to_group;
+
+    #[test]
+    fn an_added_host_goes_to_the_end_of_its_group_and_edits_stay() {
+        let inv =
+            "[replica]\npgnode02\n# edited by hand\n\n[balancers]\npgnode01\n[pgbackrest]\nb\n";
+        assert_eq!(
+            add_to_group(inv, "replica", "pgnode05 new_node=true\n").unwrap(),
+            "[replica]\npgnode02\n# edited by hand\npgnode05 new_node=true\n\n[balancers]\npgnode01\n[pgbackrest]\nb\n"
+        );
+        assert_eq!(
+            add_to_group(inv, "balancers", "pgbal05").unwrap(),
+            "[replica]\npgnode02\n# edited by hand\n\n[balancers]\npgnode01\npgbal05\n[pgbackrest]\nb\n"
+        );
+        assert!(add_to_group(inv, "master", "x").is_err());
+    }
 }

@@ -110,6 +110,11 @@ pub async fn run(module: &str, p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Ou
             ..Default::default()
         });
     }
+    // A name apt-get would read as an option (`-oAPT::Update::Pre-Invoke::=...` runs a
+    // command as root) is refused.
+    if let Some(n) = names.iter().find(|n| n.trim_start().starts_with('-')) {
+        bail!("{module}: package name `{n}` begins with `-`: apt-get would read it as an option");
+    }
     let bases: Vec<String> = names.iter().map(|n| base_name(n).to_string()).collect();
     let quoted = quote_join(&bases);
     // One probe for every package of the task.

@@ -52,7 +52,27 @@ pub async fn query(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
 /// The psql command line for a task's login_* parameters (CSV output, stop at the first error).
 /// `db` is the database to connect to, except in postgresql_db where it names the database
 /// the task creates (`db_is_login: false`).
-pub fn psql_command(p: &Params<'_>, db_is_login: bool) -> Result<String> {
+/// A psql invocation: the command line, and the password it reads from the first line of its
+/// stdin (never on a command line, where `ps` shows it to every user of the host).
+pub struct Psql {
+    pub cmd: String,
+    pub password: Option<String>,
+}
+
+impl Psql {
+    /// What the command reads on stdin: the password line, then the SQL.
+    fn stdin(&self, sql: &str) -> Vec<u8> {
+        let mut input = Vec::new();
+        if let Some(pw) = &self.password {
+            input.extend_from_slice(pw.as_bytes());
+            input.push(b'\n');
+        }
+        input.extend_from_slice(sql.as_bytes());
+        input
+    }
+}
+
+pub fn psql_command(p: &Params<'_>, db_is_login: bool) -> Result<Psql> {
     let mut db = p.str("login_db")?;
     if db_is_login {
         db = db.or(p.str("db")?);
@@ -64,8 +84,13 @@ pub fn psql_command(p: &Params<'_>, db_is_login: bool) -> Result<String> {
         .unwrap_or_else(|| "5432".into());
     // From /: the login user's directory may not be readable by the user psql runs as.
     let mut cmd = String::from("cd / && ");
-    if let Some(pw) = p.str("login_password")? {
-        cmd.push_str(&format!("PGPASSWORD={} ", quote(&pw)));
+    let password = p.str("login_password")?;
+    if let Some(pw) = &password {
+        if pw.contains('\n') || pw.contains('\r') {
+            bail!("login_password: a password with a line break cannot be passed to psql");
+        }
+        // The shell's `read` takes exactly the first line; psql reads the SQL after it.
+        cmd.push_str("IFS= read -r PGPASSWORD && export PGPASSWORD && ");
     }
     cmd.push_str(&format!(
         "psql -X -q --csv -v ON_ERROR_STOP=1 -d {} -p {}",
@@ -78,23 +103,23 @@ pub fn psql_command(p: &Params<'_>, db_is_login: bool) -> Result<String> {
     if let Some(h) = p.str("login_host")?.or(p.str("login_unix_socket")?) {
         cmd.push_str(&format!(" -h {}", quote(&h)));
     }
-    Ok(cmd)
+    Ok(Psql { cmd, password })
 }
 
 /// Runs SQL (on stdin, so it is in no process list) as the task's become_user, postgres by
 /// default. `traced: false` keeps the output out of -v traces (password verifiers).
 pub async fn run_sql(
     ctx: &ModuleCtx<'_>,
-    psql: &str,
+    psql: &Psql,
     sql: &str,
     traced: bool,
 ) -> Result<crate::transport::Output> {
     let become_as = ctx.become_user.clone().or(Some("postgres".into()));
-    let stdin = Stdin::Bytes(sql.as_bytes().to_vec());
+    let stdin = Stdin::Bytes(psql.stdin(sql));
     if traced {
-        ctx.sh_as(psql, stdin, become_as).await
+        ctx.sh_as(&psql.cmd, stdin, become_as).await
     } else {
-        ctx.sh_as_untraced(psql, stdin, become_as).await
+        ctx.sh_as_untraced(&psql.cmd, stdin, become_as).await
     }
 }
 
@@ -118,6 +143,12 @@ pub fn literal(v: &Value) -> String {
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => n.to_string(),
         Value::String(s) => format!("'{}'", s.replace('\'', "''")),
+        // A list is an SQL array, as psycopg2 adapts one for Ansible's module.
+        Value::Array(items) if items.is_empty() => "'{}'".into(),
+        Value::Array(items) => format!(
+            "ARRAY[{}]",
+            items.iter().map(literal).collect::<Vec<_>>().join(", ")
+        ),
         other => format!("'{}'", other.to_string().replace('\'', "''")),
     }
 }
@@ -186,9 +217,68 @@ mod tests {
         assert_eq!(rows[1]["note"], "");
     }
 
+    /// The password reaches psql in its environment, from stdin: not on the command line,
+    /// which a fake psql (in PATH) records with its environment and its stdin.
+    #[test]
+    fn the_password_reaches_psql_through_stdin_not_argv() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("psql");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\necho \"pw=$PGPASSWORD\"\necho \"args=$*\"\ncat\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let map = serde_json::json!({"login_password": "s3cr'et \"x\" $HOME", "db": "app"});
+        let p = Params {
+            module: "postgresql_query",
+            map: map.as_object().unwrap(),
+        };
+        let psql = psql_command(&p, true).unwrap();
+        assert!(!psql.cmd.contains("s3cr"), "{}", psql.cmd);
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&psql.cmd)
+            .env("PATH", format!("{}:/usr/bin:/bin", dir.path().display()))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(&psql.stdin("SELECT 1;\nSELECT 2;\n"))
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let out = String::from_utf8(out.stdout).unwrap();
+        let mut lines = out.lines();
+        assert_eq!(lines.next(), Some("pw=s3cr'et \"x\" $HOME"));
+        let args = lines.next().unwrap();
+        assert!(
+            args.starts_with("args=") && !args.contains("s3cr"),
+            "{args}"
+        );
+        assert_eq!(lines.collect::<Vec<_>>(), ["SELECT 1;", "SELECT 2;"]);
+
+        let map = serde_json::json!({"login_password": "two\nlines"});
+        let p = Params {
+            module: "postgresql_query",
+            map: map.as_object().unwrap(),
+        };
+        assert!(psql_command(&p, true).is_err());
+    }
+
     #[test]
     fn literals_and_kinds() {
         assert_eq!(literal(&Value::String("it's".into())), "'it''s'");
+        assert_eq!(
+            literal(&serde_json::json!(["a", "b'c", 3])),
+            "ARRAY['a', 'b''c', 3]"
+        );
+        assert_eq!(literal(&serde_json::json!([])), "'{}'");
         assert!(is_read_only("  SELECT 1"));
         assert!(is_read_only("with x as (select 1) select * from x"));
         assert!(!is_read_only("ALTER ROLE x PASSWORD 'y'"));

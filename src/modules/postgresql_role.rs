@@ -4,7 +4,7 @@
 //! new verifier made here: the clear password never reaches the server, its logs or psql's
 //! command line, and an unchanged password reports no change.
 
-use super::postgresql::{literal, parse_csv_rows, psql_command, run_sql};
+use super::postgresql::{literal, parse_csv_rows, psql_command, run_sql, Psql};
 use super::{scram, ModuleCtx, Outcome, Params};
 use anyhow::{bail, Result};
 use serde_json::Value;
@@ -193,7 +193,7 @@ pub async fn db(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
 
 async fn apply(
     ctx: &ModuleCtx<'_>,
-    psql: &str,
+    psql: &Psql,
     sql: &str,
     what: String,
     name: &str,

@@ -16,12 +16,13 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         "absent" => None,
         other => bail!("sysctl: state `{other}` must be present or absent"),
     };
+    check_name(&name)?;
     let path = format!("/proc/sys/{}", name.replace('.', "/"));
     let (qf, qp) = (quote(&file), quote(&path));
     let out = ctx
         .sh(&format!(
             "grep -E '^[[:space:]]*{}[[:space:]]*=' {qf} 2>/dev/null | tail -n1 | cut -d= -f2-; echo '--'; cat {qp} 2>/dev/null",
-            regex::escape(&name).replace('\'', "")
+            regex::escape(&name)
         ))
         .await?;
     let text = out.stdout_str();
@@ -35,7 +36,7 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
             if in_file != v {
                 script.push(format!(
                     "touch {qf}; sed -i '/^[[:space:]]*{}[[:space:]]*=/d' {qf}; printf '%s = %s\\n' {} {} >> {qf}",
-                    regex::escape(&name).replace('/', "\\/").replace('\'', ""),
+                    regex::escape(&name).replace('/', "\\/"),
                     quote(&name),
                     quote(&v)
                 ));
@@ -48,7 +49,7 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
             if !in_file.is_empty() {
                 script.push(format!(
                     "sed -i '/^[[:space:]]*{}[[:space:]]*=/d' {qf}",
-                    regex::escape(&name).replace('\'', "")
+                    regex::escape(&name).replace('/', "\\/")
                 ));
             }
         }
@@ -68,4 +69,54 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         )));
     }
     Ok(outcome)
+}
+
+/// A kernel parameter's name as sysctl knows them (`net.ipv4.ip_forward`, `net/ipv4/conf/eth0.1/rp_filter`):
+/// it is put into a path under /proc/sys and into sed and grep patterns, so nothing else.
+fn check_name(name: &str) -> Result<()> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "._-/:@+".contains(c);
+    if name.is_empty()
+        || !name.chars().all(ok_char)
+        || name.starts_with(['/', '-', '.'])
+        || name.contains("//")
+        || name.contains("..")
+    {
+        bail!(
+            "sysctl: `{name}` is not a kernel parameter name (letters, digits and . _ - / : @ +, \
+             like net.ipv4.ip_forward)"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_name;
+
+    #[test]
+    fn kernel_parameter_names() {
+        for ok in [
+            "net.ipv4.ip_forward",
+            "vm.swappiness",
+            "net/ipv4/conf/eth0.1/rp_filter",
+            "kernel.core_pattern",
+        ] {
+            check_name(ok).unwrap();
+        }
+        for bad in [
+            "",
+            "a b",
+            "x'; touch /tmp/p; '",
+            "net/../../etc/shadow",
+            "../x",
+            "/etc/passwd",
+            "a\nb",
+            "-w",
+            "a$(id)",
+            "a;b",
+            "a//b",
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -86,6 +86,18 @@ impl TestLab {
         self.pgdeploy(&args)
     }
 
+    /// Takes a host out of the inventory file (as a user does after `remove-node`).
+    pub fn forget(&self, host: &str) {
+        let path = self.dir.join("inventory");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|l| l.split_whitespace().next() != Some(host))
+            .collect();
+        assert!(kept.len() < text.lines().count(), "{host} is not in {text}");
+        std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+    }
+
     /// Builds the offline bundle (in the test's directory) and returns its path.
     pub fn bundle(&self) -> PathBuf {
         let bundle = self.tmp.path().join("bundle");
