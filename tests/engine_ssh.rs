@@ -280,11 +280,53 @@ fn host_keys_are_verified() {
     assert!(r.stdout.contains("is not in"), "{}", r.stdout);
     let r = lab.run(&pb, &inv, &["--accept-new-host-keys"]);
     r.assert_code(0);
-    let known = std::fs::read_to_string(lab.path().join("known_hosts")).unwrap();
+    // Recorded hashed, as OpenSSH's HashKnownHosts does; OpenSSH finds it, and so do we.
+    let known_path = lab.path().join("known_hosts");
+    let known = std::fs::read_to_string(&known_path).unwrap();
     assert!(
-        known.contains(&format!("[127.0.1.2]:{}", lab.hosts[1].port)),
+        known.lines().nth(1).is_some_and(|l| l.starts_with("|1|"))
+            && !known.contains("[127.0.1.2]"),
         "{known}"
     );
+    let found = std::process::Command::new("ssh-keygen")
+        .arg("-F")
+        .arg(format!("[127.0.1.2]:{}", lab.hosts[1].port))
+        .arg("-f")
+        .arg(&known_path)
+        .output()
+        .unwrap();
+    assert!(found.status.success(), "ssh-keygen -F finds it");
+    lab.run(&pb, &inv, &[]).assert_code(0);
+    // A key marked @revoked is refused even though a line trusts it.
+    let h1_key = lines[0]
+        .split_whitespace()
+        .skip(1)
+        .collect::<Vec<_>>()
+        .join(" ");
+    std::fs::write(&known_path, format!("{known}@revoked * {h1_key}\n")).unwrap();
+    let r = lab.run(&pb, &inv, &[]);
+    r.assert_code(3);
+    assert!(
+        r.stdout.contains("REVOKED HOST KEY for 127.0.1.1"),
+        "{}",
+        r.stdout
+    );
+}
+
+/// A host that signs only with `ssh-rsa` (SHA-1) is not trusted on that signature; the same
+/// RSA key signing with rsa-sha2 is.
+#[test]
+fn ssh_rsa_sha1_signatures_are_refused() {
+    let pb_text = "- hosts: web\n  gather_facts: no\n  tasks:\n    - ping:\n";
+    let sha1 = Lab::start_with(1, "rsa", "HostKeyAlgorithms ssh-rsa\n");
+    let pb = sha1.write("ping.yml", pb_text);
+    let r = sha1.run(&pb, &sha1.inventory("root", ""), &[]);
+    r.assert_code(3);
+    assert!(r.stdout.contains("unreachable: [h1]"), "{}", r.stdout);
+    let sha2 = Lab::start_with(1, "rsa", "");
+    let pb = sha2.write("ping.yml", pb_text);
+    sha2.run(&pb, &sha2.inventory("root", ""), &[])
+        .assert_code(0);
 }
 
 #[test]

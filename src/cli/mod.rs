@@ -442,9 +442,13 @@ fn builtin_defaults(
     };
     let secrets = crate::vars::generated::secrets_path(&inv_path);
     if generate {
-        defaults.extend(crate::vars::generated::fill(&secrets, &names, given)?);
-    } else if secrets.exists() {
-        defaults.extend(crate::vars::load_vars_file(&secrets).map_err(bad)?);
+        // Check mode and listings change nothing, not even the secrets file.
+        let write = !common.check && !common.list_hosts && !common.list_tasks;
+        defaults.extend(crate::vars::generated::fill(
+            &secrets, &names, given, write,
+        )?);
+    } else {
+        defaults.extend(crate::vars::generated::load(&secrets).map_err(bad)?);
     }
     Ok(defaults)
 }

@@ -17,6 +17,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use russh::client::{self, Handle};
 use russh::keys::{load_secret_key, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::ChannelMsg;
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -128,6 +129,17 @@ pub struct Connection {
     _jump: Option<Box<Connection>>,
 }
 
+/// The host key algorithms pgdeploy accepts: russh's, without `ssh-rsa`, whose signatures
+/// use SHA-1 (OpenSSH turned it off by default in 8.8); RSA keys sign with rsa-sha2-256/512.
+fn host_key_algorithms() -> Vec<russh::keys::Algorithm> {
+    russh::Preferred::DEFAULT
+        .key
+        .iter()
+        .filter(|a| !matches!(a, russh::keys::Algorithm::Rsa { hash: None }))
+        .cloned()
+        .collect()
+}
+
 impl Connection {
     /// Connects, verifies the host key and authenticates.
     pub async fn connect(target: &Target, known: &KnownHosts) -> Result<Connection> {
@@ -139,6 +151,10 @@ impl Connection {
             window_size: 8 * 1024 * 1024,
             maximum_packet_size: 65535,
             nodelay: true,
+            preferred: russh::Preferred {
+                key: Cow::Owned(host_key_algorithms()),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let verdict = Arc::new(Mutex::new(None));

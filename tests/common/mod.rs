@@ -97,6 +97,11 @@ fn ensure_users() {
 impl Lab {
     /// Starts `n` sshd hosts on 127.0.1.1, 127.0.1.2, ...
     pub fn start(n: usize) -> Lab {
+        Lab::start_with(n, "ed25519", "")
+    }
+
+    /// Hosts whose host keys are of type `key_type`, with `extra` lines in sshd's config.
+    pub fn start_with(n: usize, key_type: &str, extra: &str) -> Lab {
         need(
             Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false),
             "integration tests need root: sshd must run as root to log users in. Run them as root (CI does).",
@@ -134,7 +139,7 @@ impl Lab {
             let port = free_port(&ip);
             let key = d.join(format!("hostkey_{name}"));
             run(Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .args(["-q", "-t", key_type, "-N", "", "-f"])
                 .arg(&key));
             let pubkey = std::fs::read_to_string(key.with_extension("pub")).unwrap();
             let mut parts = pubkey.split_whitespace();
@@ -149,7 +154,7 @@ impl Lab {
                 format!(
                     "ListenAddress {ip}:{port}\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\nStrictModes no\nUsePAM no\n\
                      PermitRootLogin yes\nPasswordAuthentication yes\nKbdInteractiveAuthentication no\nLogLevel INFO\n\
-                     AllowTcpForwarding yes\nMaxSessions 100\nMaxStartups 100\nSubsystem sftp internal-sftp\n",
+                     AllowTcpForwarding yes\nMaxSessions 100\nMaxStartups 100\nSubsystem sftp internal-sftp\n{extra}",
                     key.display(),
                     d.join("authorized_keys").display(),
                     d.join(format!("sshd_{name}.pid")).display()

@@ -54,6 +54,10 @@ pub const STOP: &str = r#"
     - command: cat /root/writer.log
       register: log
       changed_when: false
+    - command: tail -n 5 /root/writer.err
+      register: err
+      changed_when: false
+      failed_when: false
     - command: psql "{{ writer_url }}" -Atc "SELECT string_agg(id::text, ' ' ORDER BY id) FROM writes"
       environment: { PGPASSWORD: "{{ writer_password }}" }
       register: rows
@@ -68,5 +72,6 @@ pub const STOP: &str = r#"
           - log.stdout_lines[-5:] | select('match', '^ok ') | list | length == 5
         fail_msg: >-
           acknowledged {{ acked | length }}, failed {{ failed | length }} (at most {{ writer_max_failed }}),
-          missing {{ acked | reject('in', stored) | list }}, last {{ log.stdout_lines[-5:] }}
+          missing {{ acked | reject('in', stored) | list }}, last {{ log.stdout_lines[-5:] }};
+          client errors: {{ err.stdout }}
 "#;
