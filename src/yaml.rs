@@ -255,6 +255,8 @@ impl Builder<'_> {
             }
             Event::MappingStart(anchor, _) => {
                 let mut pairs: Vec<(Node, Node)> = Vec::new();
+                // Where each key is in `pairs`: duplicates are found in constant time.
+                let mut index: HashMap<String, usize> = HashMap::new();
                 loop {
                     if peek_is(parser, |e| matches!(e, Event::MappingEnd)) {
                         parser.next_event();
@@ -263,14 +265,15 @@ impl Builder<'_> {
                     let key = self.node(parser, depth + 1)?;
                     let value = self.node(parser, depth + 1)?;
                     if key.as_str() == Some("<<") {
-                        self.merge(&mut pairs, value)?;
+                        self.merge(&mut pairs, &mut index, value)?;
                         continue;
                     }
                     let name = key.key_string();
-                    if let Some(slot) = pairs.iter_mut().find(|(k, _)| k.key_string() == name) {
+                    if let Some(&i) = index.get(&name) {
                         // As PyYAML: a later duplicate key wins.
-                        *slot = (key, value);
+                        pairs[i] = (key, value);
                     } else {
+                        index.insert(name, pairs.len());
                         pairs.push((key, value));
                     }
                 }
@@ -286,7 +289,7 @@ impl Builder<'_> {
                 let Some(target) = self.anchors.get(&id).cloned() else {
                     return self.err(line, "alias to an unknown anchor");
                 };
-                self.spend(count_nodes(&target), line)?;
+                self.spend(weight(&target), line)?;
                 (target, 0)
             }
             other => return self.err(line, format!("unexpected YAML event {other:?}")),
@@ -298,7 +301,12 @@ impl Builder<'_> {
     }
 
     /// `<<: *base` (or a list of them): keys not already present are merged in.
-    fn merge(&self, pairs: &mut Vec<(Node, Node)>, value: Node) -> Result<()> {
+    fn merge(
+        &self,
+        pairs: &mut Vec<(Node, Node)>,
+        index: &mut HashMap<String, usize>,
+        value: Node,
+    ) -> Result<()> {
         let sources = match value.value {
             NodeValue::Map(_) => vec![value],
             NodeValue::Seq(items) => items,
@@ -315,7 +323,8 @@ impl Builder<'_> {
             };
             for (k, v) in src {
                 let name = k.key_string();
-                if !pairs.iter().any(|(pk, _)| pk.key_string() == name) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = index.entry(name) {
+                    slot.insert(pairs.len());
                     pairs.push((k, v));
                 }
             }
@@ -371,13 +380,13 @@ fn peek_is<'i, I: saphyr_parser::Input>(
     matches!(parser.peek(), Some(Ok((e, _))) if test(e))
 }
 
-fn count_nodes(node: &Node) -> usize {
+/// What expanding a node again costs: one per node, and one per 16 bytes of text (an alias to
+/// a long string repeated many times is a bomb too).
+fn weight(node: &Node) -> usize {
     1 + match &node.value {
-        NodeValue::Seq(items) => items.iter().map(count_nodes).sum(),
-        NodeValue::Map(pairs) => pairs
-            .iter()
-            .map(|(k, v)| count_nodes(k) + count_nodes(v))
-            .sum(),
+        NodeValue::Seq(items) => items.iter().map(weight).sum(),
+        NodeValue::Map(pairs) => pairs.iter().map(|(k, v)| weight(k) + weight(v)).sum(),
+        NodeValue::Str(s) => s.len() / 16,
         _ => 0,
     }
 }
@@ -591,6 +600,23 @@ mod tests {
         let n = parse("a: 1\nb:\n  - x\n  - y\n", "t").unwrap();
         assert_eq!(n.get("b").unwrap().line, 3);
         assert_eq!(n.get("b").unwrap().as_seq().unwrap()[1].line, 4);
+    }
+
+    #[test]
+    fn many_keys_and_long_string_aliases() {
+        // 40,000 keys (and a duplicate, which wins as in PyYAML): linear, not quadratic.
+        let mut text: String = (0..40_000).map(|i| format!("k{i}: {i}\n")).collect();
+        text.push_str("k7: last\n");
+        let v = j(&text);
+        assert_eq!(v.as_object().unwrap().len(), 40_000);
+        assert_eq!(v["k7"], "last");
+        // A 100 KB string behind an alias, used 10,000 times, would be 1 GB expanded.
+        let big = "x".repeat(100_000);
+        let mut bomb = format!("a: &s {big}\nb: [");
+        bomb.push_str(&vec!["*s"; 10_000].join(", "));
+        bomb.push_str("]\n");
+        let err = parse(&bomb, "bomb.yml").unwrap_err();
+        assert!(format!("{err:#}").contains("alias bomb"), "{err:#}");
     }
 
     #[test]

@@ -382,4 +382,30 @@ fn list_hosts_list_tasks_and_start_at_task() {
     let none = lab.run(&picked, &inv, &["-e", &base, "-e", "target="]);
     none.assert_code(1);
     assert!(none.all().contains("names no host"), "{}", none.all());
+
+    // A tasks file that includes itself stops with an error, not a stack overflow.
+    lab.write("again.yml", "- include_tasks: again.yml\n");
+    let looping = lab.write(
+        "looping.yml",
+        "- hosts: web\n  gather_facts: false\n  tasks:\n    - include_tasks: again.yml\n",
+    );
+    let r = lab.run(&looping, &inv, &[]);
+    assert_ne!(r.code, 0, "{}", r.all());
+    assert!(
+        r.all().contains("include_tasks nested more than 64 deep"),
+        "{}",
+        r.all()
+    );
+    // with_nested over lists whose product is a million items: refused before it is built.
+    let nested = lab.write(
+        "nested.yml",
+        "- hosts: web\n  gather_facts: false\n  vars: { l: \"{{ range(100) | list }}\" }\n  tasks:\n    - debug: msg=x\n      with_nested: [\"{{ l }}\", \"{{ l }}\", \"{{ l }}\"]\n",
+    );
+    let r = lab.run(&nested, &inv, &[]);
+    assert_ne!(r.code, 0, "{}", r.all());
+    assert!(
+        r.all().contains("with_nested makes more than 100000 items"),
+        "{}",
+        r.all()
+    );
 }

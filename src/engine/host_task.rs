@@ -347,6 +347,13 @@ impl Engine {
                 })
                 .collect(),
             ("nested", Value::Array(lists)) => {
+                // Counted before it is built: a few long lists multiply past any memory.
+                let total = lists.iter().try_fold(1u128, |n, l| {
+                    n.checked_mul(l.as_array().map_or(0, |a| a.len()) as u128)
+                });
+                if total.is_none_or(|n| n > MAX_LOOP_ITEMS as u128) {
+                    bail!("{origin}: with_nested makes more than {MAX_LOOP_ITEMS} items");
+                }
                 let mut acc: Vec<Vec<Value>> = vec![vec![]];
                 for l in lists {
                     let l = l.as_array().cloned().unwrap_or_default();
@@ -681,6 +688,9 @@ fn snap_dir(task: &Task) -> std::path::PathBuf {
         .unwrap_or_default()
 }
 
+/// The most items a generated loop (with_sequence, with_nested) may have.
+const MAX_LOOP_ITEMS: usize = 100_000;
+
 /// `with_sequence: start=1 end=5 format=node%02d` (or `count=`).
 fn sequence(v: &Value) -> Result<Vec<Value>> {
     let text = v
@@ -695,7 +705,10 @@ fn sequence(v: &Value) -> Result<Vec<Value>> {
     let start = num("start").unwrap_or(1);
     let end = match (num("end"), num("count")) {
         (Some(e), _) => e,
-        (None, Some(c)) => start + c - 1,
+        (None, Some(c)) => start
+            .checked_add(c)
+            .and_then(|e| e.checked_sub(1))
+            .ok_or_else(|| anyhow!("with_sequence: start + count is out of range"))?,
         _ => bail!("with_sequence needs end= or count="),
     };
     let stride = num("stride").unwrap_or(1).max(1) as usize;
@@ -704,8 +717,18 @@ fn sequence(v: &Value) -> Result<Vec<Value>> {
         .and_then(|v| v.as_str())
         .unwrap_or("%d")
         .to_string();
-    if end - start > 100_000 {
-        bail!("with_sequence: too many items");
+    // In i128: `end - start` at the i64 limits does not overflow.
+    if end as i128 - start as i128 >= MAX_LOOP_ITEMS as i128 {
+        bail!("with_sequence: too many items (at most {MAX_LOOP_ITEMS})");
+    }
+    if let Some(w) = regex::Regex::new(r"%0?(\d+)")
+        .expect("valid regex")
+        .captures(&format)
+        .and_then(|c| c[1].parse::<u64>().ok())
+    {
+        if w > 64 {
+            bail!("with_sequence: format width {w} is more than 64");
+        }
     }
     Ok((start..=end)
         .step_by(stride)
@@ -717,7 +740,7 @@ fn sequence(v: &Value) -> Result<Vec<Value>> {
 fn printf_int(format: &str, i: i64) -> String {
     let re = regex::Regex::new(r"%(0?)(\d*)([dxo])").expect("valid regex");
     re.replace(format, |c: &regex::Captures| {
-        let width: usize = c[2].parse().unwrap_or(0);
+        let width: usize = c[2].parse::<usize>().unwrap_or(0).min(64);
         let s = match &c[3] {
             "x" => format!("{i:x}"),
             "o" => format!("{i:o}"),
@@ -753,6 +776,25 @@ fn item_vars(task: &Task, items: &[Value], i: usize) -> Map<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sequences_at_the_limits_are_errors_not_panics() {
+        for bad in [
+            format!("start={} end={}", i64::MIN, i64::MAX),
+            format!("start={} count=2", i64::MAX),
+            format!("start={} count={}", i64::MIN, i64::MIN),
+            "start=1 end=3 format=%0999999999d".to_string(),
+        ] {
+            assert!(sequence(&json!(bad)).is_err(), "{bad}");
+        }
+        assert_eq!(
+            sequence(&json!(format!("start={} end={}", i64::MAX - 1, i64::MAX))).unwrap(),
+            vec![
+                json!((i64::MAX - 1).to_string()),
+                json!(i64::MAX.to_string())
+            ]
+        );
+    }
 
     #[test]
     fn sequences() {

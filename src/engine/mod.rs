@@ -78,6 +78,8 @@ pub struct RunSummary {
 /// Keywords a block passes down to its tasks.
 #[derive(Clone, Default)]
 struct Inherited {
+    /// How many include_tasks this task is inside (a file that includes itself stops).
+    include_depth: usize,
     when: Vec<String>,
     tags: Vec<String>,
     vars: Map<String, Value>,
@@ -590,6 +592,13 @@ impl Engine {
         }
         let mut inner_inh = here.clone();
         inner_inh.when.clear();
+        inner_inh.include_depth += 1;
+        if inner_inh.include_depth > 64 {
+            bail!(
+                "{}: include_tasks nested more than 64 deep (does a file include itself?)",
+                task.origin
+            );
+        }
         inner_inh.vars.extend(
             params
                 .iter()

@@ -186,12 +186,18 @@ impl Inventory {
     }
 
     fn check_cycles(&self, origin: &str) -> Result<()> {
+        // Depth-first, each group explored once (`done`): a diamond of shared children is not
+        // walked again for every path to it.
         fn visit<'a>(
             inv: &'a Inventory,
             name: &'a str,
             stack: &mut Vec<&'a str>,
+            done: &mut std::collections::HashSet<&'a str>,
             origin: &str,
         ) -> Result<()> {
+            if done.contains(name) {
+                return Ok(());
+            }
             if let Some(pos) = stack.iter().position(|s| *s == name) {
                 let mut cycle: Vec<&str> = stack[pos..].to_vec();
                 cycle.push(name);
@@ -203,14 +209,16 @@ impl Inventory {
             stack.push(name);
             if let Some(g) = inv.groups.get(name) {
                 for c in &g.children {
-                    visit(inv, c, stack, origin)?;
+                    visit(inv, c, stack, done, origin)?;
                 }
             }
             stack.pop();
+            done.insert(name);
             Ok(())
         }
+        let mut done = std::collections::HashSet::new();
         for name in self.groups.keys() {
-            visit(self, name, &mut Vec::new(), origin)?;
+            visit(self, name, &mut Vec::new(), &mut done, origin)?;
         }
         Ok(())
     }
@@ -228,24 +236,31 @@ impl Inventory {
     /// Every host of a group, its children's included, in order.
     pub fn group_hosts(&self, group: &str) -> Vec<String> {
         let mut out = IndexSet::new();
-        self.collect_hosts(group, &mut out, 0);
+        self.collect_hosts(group, &mut out, &mut std::collections::HashSet::new());
         out.into_iter().collect()
     }
 
-    fn collect_hosts(&self, group: &str, out: &mut IndexSet<String>, depth: usize) {
+    /// Each group once: children shared by several parents (a diamond) are not walked again,
+    /// which would take exponential time, and a cycle ends.
+    fn collect_hosts<'a>(
+        &'a self,
+        group: &'a str,
+        out: &mut IndexSet<String>,
+        seen: &mut std::collections::HashSet<&'a str>,
+    ) {
         if group == "all" {
             out.extend(self.hosts.keys().cloned());
+            return;
+        }
+        if !seen.insert(group) {
             return;
         }
         let Some(g) = self.groups.get(group) else {
             return;
         };
-        if depth > 64 {
-            return;
-        }
         out.extend(g.hosts.iter().cloned());
         for c in &g.children {
-            self.collect_hosts(c, out, depth + 1);
+            self.collect_hosts(c, out, seen);
         }
     }
 
@@ -263,18 +278,28 @@ impl Inventory {
     }
 
     /// Depth of a group below `all` (parents before children when merging vars).
-    fn depth(&self, group: &str) -> usize {
-        let parents: Vec<&String> = self
+    fn depth(&self, group: &str, memo: &mut std::collections::HashMap<String, usize>) -> usize {
+        if group == "all" {
+            return 0;
+        }
+        if let Some(d) = memo.get(group) {
+            return *d;
+        }
+        // Set before the walk: a cycle of groups ends here instead of recursing forever.
+        memo.insert(group.to_string(), 1);
+        let parents: Vec<String> = self
             .groups
             .values()
             .filter(|p| p.children.contains(group))
-            .map(|p| &p.name)
+            .map(|p| p.name.clone())
             .collect();
-        parents
+        let d = parents
             .iter()
-            .map(|p| if *p == "all" { 1 } else { 1 + self.depth(p) })
+            .map(|p| 1 + self.depth(p, memo))
             .max()
-            .unwrap_or(if group == "all" { 0 } else { 1 })
+            .unwrap_or(1);
+        memo.insert(group.to_string(), d);
+        d
     }
 
     /// The host's inventory variables: group vars from `all` down to the deepest group (parents
@@ -282,7 +307,8 @@ impl Inventory {
     pub fn host_vars(&self, host: &str) -> Map<String, Value> {
         let mut groups: Vec<String> = self.host_groups(host);
         groups.push("all".into());
-        groups.sort_by_key(|g| (self.depth(g), g.clone()));
+        let mut memo = std::collections::HashMap::new();
+        groups.sort_by_key(|g| (self.depth(g, &mut memo), g.clone()));
         let mut vars = Map::new();
         for g in groups {
             if let Some(group) = self.groups.get(&g) {
@@ -316,6 +342,27 @@ impl Inventory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Forty levels of two groups, each the child of both groups above it: 2^40 paths from
+    /// the top to the host, walked once per group.
+    #[test]
+    fn diamond_shaped_groups_take_linear_time() {
+        let mut text = String::from("[a40]\nh1\n");
+        for i in 0..40 {
+            for g in ["a", "b"] {
+                text.push_str(&format!("[{g}{i}:children]\na{}\nb{}\n", i + 1, i + 1));
+            }
+        }
+        text.push_str("[b40]\n[a0:vars]\nx=1\n");
+        let inv = Inventory::from_ini(&text, "diamond.ini").unwrap();
+        let start = std::time::Instant::now();
+        assert_eq!(inv.group_hosts("a0"), vec!["h1".to_string()]);
+        assert_eq!(
+            inv.host_vars("h1").get("x"),
+            Some(&Value::String("1".into()))
+        );
+        assert!(start.elapsed().as_secs() < 5, "{:?}", start.elapsed());
+    }
 
     const PGCLUSTER: &str = r#"
 # postgresql_cluster's inventory, unchanged

@@ -145,8 +145,30 @@ pub fn load_playbook(path: &Path) -> Result<Playbook> {
     })
 }
 
+/// How deep import_tasks may nest: a file that imports itself is an error, not a stack
+/// overflow.
+const MAX_IMPORT_DEPTH: usize = 64;
+
+thread_local! {
+    static IMPORT_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Reads a file of tasks (for `include_tasks` / `import_tasks`).
 pub fn load_tasks_file(path: &Path) -> Result<Vec<Task>> {
+    let depth = IMPORT_DEPTH.with(|d| d.get());
+    if depth >= MAX_IMPORT_DEPTH {
+        anyhow::bail!(
+            "{}: import_tasks nested more than {MAX_IMPORT_DEPTH} deep (does a file import itself?)",
+            path.display()
+        );
+    }
+    IMPORT_DEPTH.with(|d| d.set(depth + 1));
+    let result = load_tasks_file_at(path);
+    IMPORT_DEPTH.with(|d| d.set(depth));
+    result
+}
+
+fn load_tasks_file_at(path: &Path) -> Result<Vec<Task>> {
     let root = crate::yaml::load_file(path)?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let ctx = Ctx {
@@ -626,6 +648,29 @@ mod tests {
         )
         .unwrap();
         load_playbook(&path)
+    }
+
+    #[test]
+    fn a_file_that_imports_itself_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("loop.yml"), "- import_tasks: loop.yml\n").unwrap();
+        let path = dir.path().join("site.yml");
+        std::fs::write(
+            &path,
+            "- hosts: all\n  tasks:\n    - import_tasks: loop.yml\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", load_playbook(&path).unwrap_err());
+        assert!(err.contains("nested more than 64 deep"), "{err}");
+        // Imports nested a few levels, then a normal file, still work afterwards.
+        std::fs::write(dir.path().join("leaf.yml"), "- debug: msg=x\n").unwrap();
+        std::fs::write(dir.path().join("mid.yml"), "- import_tasks: leaf.yml\n").unwrap();
+        std::fs::write(
+            &path,
+            "- hosts: all\n  tasks:\n    - import_tasks: mid.yml\n",
+        )
+        .unwrap();
+        load_playbook(&path).unwrap();
     }
 
     #[test]

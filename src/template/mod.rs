@@ -37,9 +37,15 @@ pub type Builtin = &'static [(&'static str, &'static str)];
 
 include!(concat!(env!("OUT_DIR"), "/builtin_templates.rs"));
 
+/// How much work one rendering may do (minijinja's instruction count).
+const TEMPLATE_FUEL: u64 = 20_000_000;
+
 impl Templates {
     pub fn new(dirs: Vec<PathBuf>, builtin: Builtin) -> Templates {
         let mut env = Environment::new();
+        // A template that would loop for minutes (nested ranges, say) stops with an error:
+        // the cluster's largest expressions use a few hundred thousand units.
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_auto_escape_callback(|_| AutoEscape::None);
         env.set_keep_trailing_newline(true);
@@ -461,6 +467,21 @@ mod tests {
             .to_string();
         assert!(err.starts_with("hello.j2:5:"), "{err}");
         assert!(err.contains("`missing_one`"), "{err}");
+    }
+
+    #[test]
+    fn a_template_that_would_run_for_minutes_stops() {
+        let start = std::time::Instant::now();
+        let err = tpl()
+            .render_str(
+                "{% for a in range(9999) %}{% for b in range(9999) %}x{% endfor %}{% endfor %}",
+                &ctx(json!({})),
+                "play.yml:7",
+            )
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("fuel"), "{err:#}");
+        assert!(format!("{err:#}").contains("play.yml:7"), "{err:#}");
+        assert!(start.elapsed().as_secs() < 30, "{:?}", start.elapsed());
     }
 
     #[test]
