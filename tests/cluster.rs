@@ -7,6 +7,7 @@
 mod common;
 
 use common::lab::{ok, TestLab};
+use common::tls::{http_get, https_get};
 
 const VARS: &str = r#"
 timezone: Etc/UTC
@@ -100,6 +101,8 @@ fn type_b_deploys_converges_and_reruns_clean() {
     let plan = ok(with(&["--check", "--diff"]));
     assert_readable_plan(&plan);
     ok(lab.play("untouched.yml", &untouched("/etc /var/lib"), &[]));
+    let tls_dir = lab.dir.join("pgdeploy-tls");
+    assert!(!tls_dir.exists(), "--check made the CA");
 
     let first = ok(lab.pgdeploy(&args));
     assert!(
@@ -132,20 +135,110 @@ fn type_b_deploys_converges_and_reruns_clean() {
         "{plan}"
     );
 
+    // etcd is locked: plain HTTP and a TLS client without a certificate of the cluster's CA
+    // get no key, a client with one does. The CA's key and the hosts' keys stay private.
+    let leader_key = "/v2/keys/service/postgres-cluster/leader";
+    let ca = tls_dir.join("ca.crt");
+    let (cert, key) = (tls_dir.join("pgnode02.crt"), tls_dir.join("pgnode02.key"));
+    // A client certificate of another CA (self-signed) gets nothing either.
+    let stranger = rcgen::generate_simple_self_signed(vec!["10.77.0.1".to_string()]).unwrap();
+    let (s_cert, s_key) = (
+        lab.tmp.path().join("stranger.crt"),
+        lab.tmp.path().join("stranger.key"),
+    );
+    std::fs::write(&s_cert, stranger.cert.pem()).unwrap();
+    std::fs::write(&s_key, stranger.signing_key.serialize_pem()).unwrap();
+    for ip in ["10.77.0.11", "10.77.0.12", "10.77.0.13"] {
+        assert_eq!(
+            https_get(ip, 2379, leader_key, &ca, Some((&cert, &key))),
+            Ok(200),
+            "{ip}"
+        );
+        let anonymous = https_get(ip, 2379, leader_key, &ca, None);
+        assert!(
+            anonymous.is_err(),
+            "{ip} without a certificate: {anonymous:?}"
+        );
+        let foreign = https_get(ip, 2379, leader_key, &ca, Some((&s_cert, &s_key)));
+        assert!(
+            foreign.is_err(),
+            "{ip} with another CA's certificate: {foreign:?}"
+        );
+        let plain = http_get(ip, 2379, leader_key);
+        assert!(plain != Ok(200), "{ip} over http: {plain:?}");
+        assert!(http_get(ip, 2379, "/v2/keys/x?value=1") != Ok(201));
+    }
+    // PostgreSQL: a client that checks the server's certificate against the CA connects (to
+    // the VIP, which the certificate names); one without TLS is turned away; the replicas
+    // stream over TLS.
+    ok(lab.play(
+        "pg-tls.yml",
+        r#"
+- hosts: pgnode02
+  gather_facts: no
+  tasks:
+    - command: psql "host=10.77.0.100 dbname=appdb user=app sslmode=verify-full sslrootcert=/etc/pgdeploy/tls/ca.crt" -Atc "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+      environment: { PGPASSWORD: app-pw-first-7f3a }
+      register: verified
+      failed_when: verified.stdout != 't'
+    - command: psql "host=10.77.0.100 dbname=appdb user=app sslmode=disable" -Atc "SELECT 1"
+      environment: { PGPASSWORD: app-pw-first-7f3a }
+      register: plain
+      failed_when: plain.rc == 0 or 'no encryption' not in plain.stderr
+- hosts: pgnode01
+  gather_facts: no
+  tasks:
+    - command: psql -Atc "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)"
+      become: yes
+      become_user: postgres
+      register: streams
+      failed_when: streams.stdout != '2|2'
+"#,
+        &[],
+    ));
+    for (file, want) in [("", 0o700), ("ca.key", 0o600), ("pgnode01.key", 0o600)] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(tls_dir.join(file)).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, want, "{file}");
+    }
+    // Certificates close to expiry are issued again by a normal run (here: every certificate
+    // counts as close), the services take them up, the diff shows no key, and the next run
+    // changes nothing.
+    let old_key = std::fs::read_to_string(tls_dir.join("pgnode01.key")).unwrap();
+    let renewed = ok(with(&["--diff", "-e", "tls_cert_renew_days=900"]));
+    let new_key = std::fs::read_to_string(tls_dir.join("pgnode01.key")).unwrap();
+    assert_ne!(old_key, new_key);
+    for line in old_key.lines().chain(new_key.lines()) {
+        if !line.starts_with("-----") {
+            assert!(!renewed.contains(line), "a key line is shown: {line}");
+        }
+    }
+    assert_eq!(
+        https_get("10.77.0.11", 2379, leader_key, &ca, Some((&cert, &key))),
+        Ok(200)
+    );
+    assert_nothing_changed(&ok(lab.pgdeploy(&args)));
+
     // A user's new password converges (and works); the old one stops working.
     let new_pw = lab.tmp.path().join("new-pw.yml");
     std::fs::write(
         &new_pw,
-        VARS.replace("app-pw-first-7f3a", "app-pw-second-9c1d"),
+        // Patroni's own passwords rotate too: its users follow, and the replicas keep (and,
+        // after the switchover below, make) their connections with the new one.
+        VARS.replace("app-pw-first-7f3a", "app-pw-second-9c1d")
+            + "patroni_replication_password: Rotated-Repl-5b2e\npatroni_superuser_password: Rotated-Super-8d1f\n",
     )
     .unwrap();
     let new_pw_arg = format!("@{}", new_pw.display());
     let args = ["cluster", "-i", &inv, "-e", &bundle_var, "-e", &new_pw_arg];
     let changed_pw = ok(lab.pgdeploy(&args));
-    assert!(
-        changed_pw.contains("changed: [pgnode01] => (item=app)"),
-        "{changed_pw}"
-    );
+    for item in ["app", "replicator", "postgres"] {
+        assert!(
+            changed_pw.contains(&format!("changed: [pgnode01] => (item={item})")),
+            "{item}: {changed_pw}"
+        );
+    }
     ok(lab.play(
         "login-new-pw.yml",
         r#"
@@ -198,9 +291,22 @@ fn type_b_deploys_converges_and_reruns_clean() {
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.split_once(": ").map(|(_, v)| v.trim_matches('"')))
         .collect();
-    assert_eq!(passwords.len(), 3, "{kept}");
-    passwords.extend(["app-pw-first-7f3a", "app-pw-second-9c1d"]);
-    for out in [&first, &again, &changed_pw, &after_switch, &broken.out] {
+    // Patroni's superuser, replication and REST passwords, HAProxy's statistics and VRRP's.
+    assert_eq!(passwords.len(), 5, "{kept}");
+    passwords.extend([
+        "app-pw-first-7f3a",
+        "app-pw-second-9c1d",
+        "Rotated-Repl-5b2e",
+        "Rotated-Super-8d1f",
+    ]);
+    for out in [
+        &first,
+        &again,
+        &renewed,
+        &changed_pw,
+        &after_switch,
+        &broken.out,
+    ] {
         for pw in &passwords {
             assert!(!out.contains(pw), "a password was printed:\n{out}");
         }
@@ -245,13 +351,14 @@ const CHECK: &str = r#"
           - s.query_result[0].owner == 'app'
     - name: Patroni's REST API refuses a state-changing request without its password
       uri:
-        url: "http://10.77.0.11:8008/restart"
+        url: "https://10.77.0.11:8008/restart"
+        ca_path: /etc/pgdeploy/tls/ca.crt
         method: POST
         body: "{}"
         body_format: json
         status_code: 401
     - name: and takes a read-only one
-      uri: { url: "http://10.77.0.11:8008/cluster" }
+      uri: { url: "https://10.77.0.11:8008/cluster", ca_path: /etc/pgdeploy/tls/ca.crt }
 - hosts: pgnode03
   gather_facts: no
   tasks:
@@ -403,7 +510,7 @@ const SWITCH: &str = r#"
     - command: patronictl -c /etc/patroni/config.yml switchover --candidate pgnode02 --force
       become: yes
       become_user: postgres
-    - uri: { url: "http://10.77.0.12:8008/primary" }
+    - uri: { url: "https://10.77.0.12:8008/primary", ca_path: /etc/pgdeploy/tls/ca.crt }
       register: p
       until: p.status == 200
       retries: 30
@@ -416,6 +523,15 @@ const SWITCH: &str = r#"
       register: addrs
       until: "' 10.77.0.100/' in addrs.stdout"
       retries: 30
+      delay: 1
+      changed_when: false
+    - name: both replicas stream from it, connected with the rotated replication password
+      command: psql -Atc "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+      become: yes
+      become_user: postgres
+      register: streams
+      until: streams.stdout == '2'
+      retries: 60
       delay: 1
       changed_when: false
 "#;

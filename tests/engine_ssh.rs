@@ -451,6 +451,85 @@ fn secrets_never_appear_in_output_diffs_or_json() {
         .contains("Sup3r-Secret-Value"));
 }
 
+/// A secret is masked in the forms it takes on the way out (shell-quoted in a -vv trace,
+/// JSON-escaped in a diff, URL-encoded), a secret-named fact made by set_fact is a secret, and
+/// the old value of a rotated secret does not show in the diff of the file holding it; a
+/// play's `no_log: true` hides what its tasks show.
+#[test]
+fn derived_forms_facts_and_old_values_of_secrets_are_masked() {
+    let lab = Lab::start(1);
+    let inv = lab.inventory("root", "");
+    let pb = lab.write(
+        "derived.yml",
+        r#"
+- hosts: web
+  gather_facts: no
+  tasks:
+    - set_fact:
+        made_password: "{{ 'Made-' ~ (41 * 2) ~ '-Pass' }}"
+    - copy:
+        content: "{{ {'pw': quoted_password} | to_json }}\n"
+        dest: "{{ base }}/j.json"
+    - shell: test -n {{ quoted_password | quote }}
+      changed_when: false
+    - debug:
+        msg: "postgresql://u:{{ quoted_password | urlencode }}@h/db and {{ made_password }}"
+    - copy:
+        content: "user = app\nsecret = {{ rotating_password }}\n"
+        dest: "{{ base }}/rot.conf"
+- hosts: web
+  gather_facts: no
+  no_log: true
+  tasks:
+    - command: echo {{ plain_value }}
+      changed_when: false
+"#,
+    );
+    let b = format!("base={}", lab.path().display());
+    let quoted = r#"{"quoted_password": "it's \"Q\" p@ss/x"}"#;
+    for (rotating, forbidden) in [
+        ("rotating_password=Old-Rot-111", vec!["Old-Rot-111"]),
+        (
+            "rotating_password=New-Rot-222",
+            vec!["Old-Rot-111", "New-Rot-222"],
+        ),
+    ] {
+        let r = lab.run(
+            &pb,
+            &inv,
+            &[
+                "-e",
+                &b,
+                "-e",
+                quoted,
+                "-e",
+                rotating,
+                "-e",
+                "plain_value=Hidden-By-Play-77",
+                "--diff",
+                "-vv",
+            ],
+        );
+        r.assert_code(0);
+        let all = r.all();
+        for f in forbidden.iter().chain(&[
+            "p@ss",
+            "p%40ss",
+            "\\\"Q\\\"",
+            "Made-82-Pass",
+            "Hidden-By-Play-77",
+        ]) {
+            assert!(!all.contains(f), "{f} shown:\n{all}");
+        }
+        if rotating.contains("New") {
+            assert!(
+                all.contains("\n-********"),
+                "the old line is masked:\n{all}"
+            );
+        }
+    }
+}
+
 #[test]
 fn an_undefined_variable_leaves_the_file_as_it_was() {
     let lab = Lab::start(1);

@@ -313,9 +313,20 @@ fn backups_and_point_in_time_recovery() {
         ),
     )
     .unwrap();
-    let plan = ok(lab.pgdeploy(&["cluster", "-i", &inv, "-e", &bundle_var, "--check"]));
+    // This cluster runs without TLS (`tls_enabled: false`): the plain deployment is tested too.
+    let plain = "tls_enabled=false";
+    let plan = ok(lab.pgdeploy(&[
+        "cluster",
+        "-i",
+        &inv,
+        "-e",
+        &bundle_var,
+        "-e",
+        plain,
+        "--check",
+    ]));
     assert!(plan.contains("work_mem = 7MB"), "{plan}");
-    let took = ok(lab.pgdeploy(&["cluster", "-i", &inv, "-e", &bundle_var]));
+    let took = ok(lab.pgdeploy(&["cluster", "-i", &inv, "-e", &bundle_var, "-e", plain]));
     let line = took
         .lines()
         .find(|l| {
@@ -329,7 +340,13 @@ fn backups_and_point_in_time_recovery() {
     let got = sums(&after);
     assert_eq!(got.len(), 3, "{after}");
     assert!(got.iter().all(|s| *s == want[0]), "{want:?} != {got:?}");
-    let again = ok(lab.pgdeploy(&["cluster", "-i", &inv, "-e", &bundle_var]));
+    assert!(!took.contains("TLS: the cluster's CA"), "{took}");
+    assert_eq!(
+        common::tls::http_get("10.77.0.11", 2379, "/version"),
+        Ok(200),
+        "etcd speaks plain http"
+    );
+    let again = ok(lab.pgdeploy(&["cluster", "-i", &inv, "-e", &bundle_var, "-e", plain]));
     assert!(
         again.contains("PLAY RECAP")
             && !again
@@ -337,7 +354,7 @@ fn backups_and_point_in_time_recovery() {
                 .any(|l| l.contains(" changed=") && !l.contains(" changed=0 ")),
         "{again}"
     );
-    let green = ok(lab.pgdeploy(&["check", "-i", &inv]));
+    let green = ok(lab.pgdeploy(&["check", "-i", &inv, "-e", plain]));
     assert!(green.contains("healthy"), "{green}");
     eprintln!(
         "takeover: {:.0?} ({}); all of it: {:.0?}",
@@ -388,13 +405,13 @@ const LEAD: &str = r#"
 - hosts: pgnode01
   gather_facts: no
   tasks:
-    - uri: { url: "http://10.77.0.11:8008/cluster" }
+    - uri: { url: "https://10.77.0.11:8008/cluster", ca_path: /etc/pgdeploy/tls/ca.crt }
       register: before
     - command: patronictl -c /etc/patroni/config.yml switchover --leader {{ current }} --candidate {{ leader }} --force
       when: current != leader
       vars:
         current: "{{ (before.json.members | selectattr('role', 'equalto', 'leader') | first).name }}"
-    - uri: { url: "http://10.77.0.11:8008/cluster" }
+    - uri: { url: "https://10.77.0.11:8008/cluster", ca_path: /etc/pgdeploy/tls/ca.crt }
       register: after
       until: >-
         after.json.members | selectattr('role', 'equalto', 'leader') | selectattr('state', 'equalto', 'running')

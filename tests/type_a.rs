@@ -7,7 +7,6 @@ mod common;
 
 use common::lab::{ok, Run, TestLab};
 use common::writer;
-use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,7 +47,12 @@ fn type_a_deploys_and_survives_day_two() {
         first.contains("HAProxy on 10.77.0.100: read-write postgresql://10.77.0.100:5000/postgres, read-only port 5001, sync replicas port 5002, async replicas port 5003"),
         "{first}"
     );
-    ok(lab.play("ports.yml", PORTS, &["-e", &vars_arg]));
+    let secrets = lab.dir.join("pgdeploy-secrets.yml");
+    ok(lab.play(
+        "ports.yml",
+        PORTS,
+        &["-e", &vars_arg, "--vars-file", secrets.to_str().unwrap()],
+    ));
 
     // check: green, red while a member is stopped, green again.
     let green = ok(check());
@@ -102,7 +106,7 @@ fn type_a_deploys_and_survives_day_two() {
         dry.contains("postgresql.parameters.max_connections: 100 -> 150"),
         "{dry}"
     );
-    let watch = LeaderWatch::start();
+    let watch = LeaderWatch::start(lab.dir.join("pgdeploy-tls"));
     ok(cluster(&[
         "-e",
         "work_mem=8MB",
@@ -129,10 +133,11 @@ fn type_a_deploys_and_survives_day_two() {
     ok(lab.play("stop.yml", &patroni_on("pgnode01", "stop"), &[]));
     let stopped = Instant::now();
     let mut new_leader = None;
+    let ca = lab.dir.join("pgdeploy-tls/ca.crt");
     while new_leader.is_none() && stopped.elapsed() < Duration::from_secs(30) {
         new_leader = NODES[1..]
             .iter()
-            .find(|(_, ip)| http_status(ip, 8008, "/primary") == Some(200))
+            .find(|(_, ip)| common::tls::https_get(ip, 8008, "/primary", &ca, None) == Ok(200))
             .map(|(n, _)| *n);
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -178,16 +183,13 @@ fn type_a_deploys_and_survives_day_two() {
         &format!("- hosts: {holder}\n  gather_facts: no\n  tasks:\n    - command: systemctl start haproxy\n"),
         &[],
     ));
-    // Known gap (issue 11): a HAProxy reload starts its health checks afresh, every server
-    // UP, so for a moment a new connection on 5000 can reach a replica and be closed when the
-    // check marks it down (seen once in ~8 runs). Until the reload keeps the servers' state
-    // (server-state-file), a couple of failed writes are tolerated; an acknowledged write
-    // that goes missing never is.
+    // HAProxy keeps its servers' state across the reloads add-node and remove-node cause
+    // (pgdeploy-haproxy-state), and the new member starts DOWN in every pool: no write fails.
     let writer_args = [
         "-e",
         &vars_arg,
         "-e",
-        r#"{"writer_host": "pgnode01", "writer_max_failed": 2,
+        r#"{"writer_host": "pgnode01", "writer_max_failed": 0,
             "writer_url": "postgresql://app@{{ cluster_vip }}:5000/appdb",
             "writer_password": "{{ postgresql_users[0].password }}"}"#,
     ];
@@ -362,7 +364,7 @@ const LEFT: &str = r#"
     - command: grep -c 10.77.0.14 /etc/postgresql/15/main/pg_hba.conf /etc/haproxy/haproxy.cfg
       register: named
       failed_when: named.stdout_lines | map('regex_replace', '^.*:', '') | map('int') | sum != 0
-    - uri: { url: "http://10.77.0.11:8008/cluster" }
+    - uri: { url: "https://10.77.0.11:8008/cluster", ca_path: /etc/pgdeploy/tls/ca.crt }
       register: c
       failed_when: "'pgnode04' in c.json.members | map(attribute='name')"
       run_once: true
@@ -393,7 +395,7 @@ const NEW_MEMBER: &str = r#"
 
 /// Through every HAProxy port, from pgnode01: 5000 reaches the leader and takes a row that
 /// every replica reads back; 5001 reaches both replicas; 5002 the sync one, 5003 the async one;
-/// 7000 lists the backends.
+/// 7000 lists the backends (to its user and password only).
 const PORTS: &str = r#"
 - hosts: pgnode01
   gather_facts: no
@@ -411,10 +413,15 @@ const PORTS: &str = r#"
       register: r
       changed_when: false
     - name: who is the sync standby
-      uri: { url: "http://10.77.0.11:8008/cluster" }
+      uri: { url: "https://10.77.0.11:8008/cluster", ca_path: /etc/pgdeploy/tls/ca.crt }
       register: c
+    - name: HAProxy's statistics ask for a password
+      uri: { url: "http://{{ cluster_vip }}:7000/;csv", status_code: 401 }
     - name: HAProxy's statistics
-      uri: { url: "http://{{ cluster_vip }}:7000/;csv" }
+      uri:
+        url: "http://{{ cluster_vip }}:7000/;csv"
+        url_username: admin
+        url_password: "{{ haproxy_stats_password }}"
       register: stats
     - assert:
         that:
@@ -444,6 +451,16 @@ const PORTS: &str = r#"
       delay: 1
     - assert:
         that: row.query_result[0].standby == 't'
+- hosts: pgnode01:pgbackup
+  gather_facts: no
+  tasks:
+    # HAProxy lets in only the networks pg_hba.conf allows: a connection from pgbackup (not a
+    # cluster host, not in postgresql_allowed_networks) is closed at once; one from pgnode01
+    # stays open, waiting for PostgreSQL's startup packet.
+    - shell: timeout 3 bash -c 'exec 3<>/dev/tcp/{{ cluster_vip }}/5000; head -c1 <&3 >/dev/null'; echo "rc=$?"
+      register: door
+      changed_when: false
+      failed_when: ("rc=124" in door.stdout) != (inventory_hostname == 'pgnode01')
 "#;
 
 /// work_mem, max_connections and the postmaster's start time on every member.
@@ -532,20 +549,6 @@ fn until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
 }
 
 /// A plain HTTP GET from this machine (the lab's bridge reaches the hosts); the status code.
-fn http_status(ip: &str, port: u16, path: &str) -> Option<u16> {
-    let addr = format!("{ip}:{port}").parse().ok()?;
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).ok()?;
-    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
-}
-
 /// Polls etcd for Patroni's leader key while a run restarts members: each poll must find one.
 struct LeaderWatch {
     stop: Arc<AtomicBool>,
@@ -555,7 +558,8 @@ struct LeaderWatch {
 }
 
 impl LeaderWatch {
-    fn start() -> LeaderWatch {
+    /// etcd lets in only clients with a certificate of the cluster's CA (`tls`: its files).
+    fn start(tls: std::path::PathBuf) -> LeaderWatch {
         let stop = Arc::new(AtomicBool::new(false));
         let polls = Arc::new(AtomicUsize::new(0));
         let leaderless = Arc::new(AtomicUsize::new(0));
@@ -563,9 +567,14 @@ impl LeaderWatch {
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 let key = "/v2/keys/service/postgres-cluster/leader";
-                let found = NODES
-                    .iter()
-                    .any(|(_, ip)| http_status(ip, 2379, key) == Some(200));
+                let (ca, cert, pkey) = (
+                    tls.join("ca.crt"),
+                    tls.join("pgnode01.crt"),
+                    tls.join("pgnode01.key"),
+                );
+                let found = NODES.iter().any(|(_, ip)| {
+                    common::tls::https_get(ip, 2379, key, &ca, Some((&cert, &pkey))) == Ok(200)
+                });
                 p.fetch_add(1, Ordering::Relaxed);
                 if !found {
                     l.fetch_add(1, Ordering::Relaxed);

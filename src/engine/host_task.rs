@@ -441,10 +441,7 @@ impl Engine {
             Some(d) => self.templates.render_str(d, &vars, &origin)?,
             None => host.to_string(),
         };
-        let local = matches!(
-            name.as_str(),
-            "set_fact" | "assert" | "fail" | "debug" | "pause"
-        );
+        let local = modules::is_local(name);
         let conn = if local {
             None
         } else {
@@ -504,11 +501,22 @@ impl Engine {
                     run
                 }
                 // debug, set_fact, assert, fail and pause need no connection.
-                None => modules::run_local(name, &rendered, &self.templates, &vars).await,
+                None => modules::run_local(name, &rendered, &self.templates, &vars, check).await,
             };
             let mut template_error = false;
             let mut outcome = match outcome {
-                Ok(o) => o,
+                Ok(o) => {
+                    for s in &o.secrets {
+                        self.report.secrets.add_lines(s);
+                    }
+                    // set_fact of a secret-named variable: its value is a secret too.
+                    for (k, v) in &o.facts {
+                        if crate::vars::is_secret_name(k) {
+                            self.report.secrets.add_value(v);
+                        }
+                    }
+                    o
+                }
                 Err(e) if e.chain().any(|c| c.downcast_ref::<Unreachable>().is_some()) => {
                     return Err(e)
                 }

@@ -334,6 +334,9 @@ impl Engine {
             check_mode: play.check_mode,
             any_errors_fatal: play.any_errors_fatal,
             tags: play.tags.clone(),
+            no_log: play.no_log,
+            ignore_errors: play.ignore_errors,
+            run_once: play.run_once,
             ..Default::default()
         };
         for (n, batch) in batches.iter().enumerate() {

@@ -113,7 +113,13 @@ impl Engine {
             .into_iter()
             .map(Value::String)
             .collect();
-        let inv_path = self.inv.path.clone().unwrap_or_default();
+        // Absolute, as Ansible gives them (a relative one would move with the working directory).
+        let inv_path = self
+            .inv
+            .path
+            .as_ref()
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+            .unwrap_or_default();
         let magic = json!({
             "play_hosts": play_hosts,
             "ansible_play_hosts": play_hosts,

@@ -195,6 +195,9 @@ pub fn up(opts: &UpOptions) -> Result<()> {
             )
         })?;
     }
+    for n in &state.nodes {
+        settle_boot(&dir, n.ip)?;
+    }
     println!(
         "lab up: {} hosts on {} in {:.1}s\n  inventory:   {}\n  known_hosts: {}\n  try: pgdeploy run playbooks/examples/hello.yml -i {}",
         state.nodes.len(),
@@ -238,6 +241,44 @@ fn boot(dir: &Path, name: &str) -> Result<u32> {
         .spawn()
         .context("cannot start systemd-nspawn")?;
     Ok(child.id())
+}
+
+/// Waits until the node has booted, then starts again the units that failed at boot. In a
+/// container a unit sometimes fails to start with 219/CGROUP while systemd sets up its cgroups;
+/// when that unit is systemd-user-sessions, /run/nologin stays and refuses every login but
+/// root's (pgBackRest's SSH as postgres). A booted bare-metal host has neither problem.
+fn settle_boot(dir: &Path, ip: Ipv4Addr) -> Result<()> {
+    let script = "systemctl is-system-running --wait >/dev/null 2>&1; \
+        for u in $(systemctl --failed --no-legend --plain | awk '{print $1}'); do \
+          systemctl reset-failed \"$u\"; systemctl start \"$u\" || echo \"$u fails\" >&2; \
+        done; \
+        if [ -e /run/nologin ]; then echo 'boot left /run/nologin' >&2; exit 1; fi";
+    let start = Instant::now();
+    loop {
+        let out = Command::new("ssh")
+            .arg("-i")
+            .arg(dir.join("id_ed25519"))
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                dir.join("known_hosts").display()
+            ))
+            .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=5"])
+            .arg(format!("root@{ip}"))
+            .arg(script)
+            .output()
+            .context("cannot run ssh (apt-get install openssh-client)")?;
+        if out.status.success() {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(90) {
+            bail!(
+                "{ip} did not finish booting: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 fn wait_ssh(ip: Ipv4Addr, timeout: Duration) -> Result<()> {
@@ -449,6 +490,7 @@ pub fn add(dir: &Path, balancer: bool) -> Result<()> {
             log_path(&dir, &name).display()
         )
     })?;
+    settle_boot(&dir, ip)?;
     println!(
         "lab add: {name} at {ip} in {:.1}s, in the inventory's [{group}] with new_node=true",
         start.elapsed().as_secs_f64()
@@ -469,6 +511,7 @@ pub fn start(dir: &Path, name: &str) -> Result<()> {
     node.pid = boot(dir, &nm)?;
     save_state(dir, &state)?;
     wait_ssh(ip, Duration::from_secs(120))?;
+    settle_boot(dir, ip)?;
     println!("{nm}: running");
     Ok(())
 }

@@ -18,6 +18,7 @@ mod scram;
 mod service;
 mod stat;
 mod sysctl;
+mod tls;
 mod uri;
 mod user;
 mod wait_for;
@@ -336,6 +337,19 @@ const SPECS: &[(&str, &[&str], bool)] = &[
         false,
     ),
     (
+        "tls_certificate",
+        &[
+            "ca_dir",
+            "name",
+            "subject_alt_names",
+            "valid_days",
+            "renew_days",
+            "ca_valid_days",
+            "ca_common_name",
+        ],
+        false,
+    ),
+    (
         "uri",
         &[
             "url",
@@ -352,6 +366,9 @@ const SPECS: &[(&str, &[&str], bool)] = &[
             "url_password",
             "force_basic_auth",
             "validate_certs",
+            "ca_path",
+            "client_cert",
+            "client_key",
             "follow_redirects",
             "dest",
             "creates",
@@ -644,6 +661,8 @@ pub struct Outcome {
     pub changes: crate::report::Changes,
     /// A check run could not tell: the task "would change", its result is unknown.
     pub unknown: bool,
+    /// Values in the result that are secret (a private key it made): masked from now on.
+    pub secrets: Vec<String>,
 }
 
 impl Outcome {
@@ -856,17 +875,34 @@ pub async fn run(name: &str, params: &Map<String, Value>, ctx: &ModuleCtx<'_>) -
         "set_fact" | "assert" | "fail" | "debug" | "pause" => {
             local::run(name, &p, ctx.templates, ctx.vars).await
         }
+        "tls_certificate" => tls::run(&p, ctx.check),
         other => bail!("module `{other}` is not implemented"),
     }
 }
 
-/// Runs a module that needs no host (set_fact, assert, fail, debug, pause).
+/// The modules that run on the control machine and need no connection.
+pub fn is_local(name: &str) -> bool {
+    matches!(
+        name,
+        "set_fact" | "assert" | "fail" | "debug" | "pause" | "tls_certificate"
+    )
+}
+
+/// Runs a module that needs no host (set_fact, assert, fail, debug, pause, tls_certificate).
 pub async fn run_local(
     name: &str,
     params: &Map<String, Value>,
     templates: &Templates,
     vars: &minijinja::Value,
+    check: bool,
 ) -> Result<Outcome> {
+    if name == "tls_certificate" {
+        let p = Params {
+            module: name,
+            map: params,
+        };
+        return tls::run(&p, check);
+    }
     local::run(
         name,
         &Params {

@@ -1,10 +1,18 @@
 //! uri: an HTTP request made through the host's SSH connection (direct-tcpip), so the URL is
-//! reached as the host reaches it and the host needs no curl. Plain HTTP only.
+//! reached as the host reaches it and the host needs no curl. https runs TLS over that
+//! connection; as in Ansible, `ca_path`, `client_cert` and `client_key` are files on the host
+//! (read in one round trip, kept out of traces), and the server's certificate is verified
+//! unless `validate_certs: false`.
 
 use super::{ModuleCtx, Outcome, Params};
 use anyhow::{anyhow, bail, Result};
 use base64::Engine as _;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct};
 use serde_json::{Map, Value};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
@@ -13,8 +21,10 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         .str("method")?
         .unwrap_or_else(|| "GET".into())
         .to_ascii_uppercase();
-    let Some(rest) = url.strip_prefix("http://") else {
-        bail!("uri: only http:// URLs are supported through the SSH connection, got `{url}`");
+    let (tls, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => (false, rest),
+        (_, Some(rest)) => (true, rest),
+        _ => bail!("uri: only http:// and https:// URLs are supported, got `{url}`"),
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -26,8 +36,13 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
             p.parse::<u16>()
                 .map_err(|_| anyhow!("uri: bad port in `{url}`"))?,
         ),
-        None => (authority.to_string(), 80),
+        None => (authority.to_string(), if tls { 443 } else { 80 }),
     };
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .map(str::to_string)
+        .unwrap_or(host);
     let read_only = matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS");
     if ctx.check && !read_only && !ctx.force_run {
         return Ok(Outcome::not_run(format!("would send {method} {url}")));
@@ -70,7 +85,15 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     let mut bytes = request.into_bytes();
     bytes.extend_from_slice(&body);
     let timeout = Duration::from_secs(p.int("timeout")?.unwrap_or(30).max(1) as u64);
-    let response = match ctx.conn.tcp_exchange(&host, port, &bytes, timeout).await {
+    let exchange = async {
+        if tls {
+            let config = tls_config(p, ctx).await?;
+            tls_exchange(ctx, config, &host, port, &bytes, timeout).await
+        } else {
+            ctx.conn.tcp_exchange(&host, port, &bytes, timeout).await
+        }
+    };
+    let response = match exchange.await {
         Ok(r) => r,
         Err(e) => {
             return Ok(Outcome::failed(format!("{method} {url}: {e:#}")).with("status", -1));
@@ -114,6 +137,161 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         .with("status", status)
         .with("url", url.clone())
         .with("content", text))
+}
+
+/// The TLS settings of a request: the CA to trust (`ca_path`, else the host's bundle), the
+/// client certificate and key if given, no verification with `validate_certs: false`.
+async fn tls_config(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Arc<ClientConfig>> {
+    let validate = p.flag("validate_certs", true)?;
+    let ca = match p.str("ca_path")? {
+        Some(c) => Some(c),
+        None if validate => Some("/etc/ssl/certs/ca-certificates.crt".to_string()),
+        None => None,
+    };
+    let cert = p.str("client_cert")?;
+    let key = p.str("client_key")?;
+    if cert.is_some() != key.is_some() {
+        bail!("uri: client_cert and client_key go together");
+    }
+    let paths = [&ca, &cert, &key];
+    // One round trip; a NUL after each file (PEM holds none).
+    let script: String = paths
+        .iter()
+        .map(|p| match p {
+            Some(path) => format!(
+                "cat -- {} || exit 1; printf '\\0'; ",
+                crate::transport::quote(path)
+            ),
+            None => "printf '\\0'; ".to_string(),
+        })
+        .collect();
+    let out = ctx
+        .sh_as_untraced(
+            &script,
+            crate::transport::Stdin::None,
+            ctx.become_user.clone(),
+        )
+        .await?;
+    if out.code != 0 {
+        bail!(
+            "uri: cannot read {}: {}",
+            paths
+                .iter()
+                .filter_map(|p| p.as_deref())
+                .collect::<Vec<_>>()
+                .join(", "),
+            out.stderr_str().trim()
+        );
+    }
+    let parts: Vec<&[u8]> = out.stdout.split(|b| *b == 0).collect();
+    let part = |i: usize| parts.get(i).copied().unwrap_or_default();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = if validate {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(part(0)) {
+            roots.add(c.map_err(|e| anyhow!("uri: {}: {e}", ca.as_deref().unwrap_or("")))?)?;
+        }
+        if roots.is_empty() {
+            bail!("uri: no certificate in {}", ca.as_deref().unwrap_or(""));
+        }
+        builder.with_root_certificates(roots)
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
+    };
+    let config = if cert.is_some() {
+        let chain = CertificateDer::pem_slice_iter(part(1))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow!("uri: client_cert: {e}"))?;
+        let key = PrivateKeyDer::from_pem_slice(part(2))
+            .map_err(|_| anyhow!("uri: client_key holds no private key"))?;
+        builder.with_client_auth_cert(chain, key)?
+    } else {
+        builder.with_no_client_auth()
+    };
+    Ok(Arc::new(config))
+}
+
+async fn tls_exchange(
+    ctx: &ModuleCtx<'_>,
+    config: Arc<ClientConfig>,
+    host: &str,
+    port: u16,
+    request: &[u8],
+    timeout: Duration,
+) -> Result<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let name = ServerName::try_from(host.to_string())
+        .map_err(|_| anyhow!("{host} is not a name a certificate can be checked against"))?;
+    let fut = async {
+        let tcp = ctx.conn.tcp_stream(host, port).await?;
+        let mut stream = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| anyhow!("TLS with {host}:{port}: {e}"))?;
+        stream.write_all(request).await?;
+        stream.flush().await?;
+        let mut buf = Vec::new();
+        match stream.read_to_end(&mut buf).await {
+            Ok(_) => {}
+            // Servers often close without TLS's close_notify; the response is complete.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !buf.is_empty() => {}
+            Err(e) => return Err(anyhow!("TLS with {host}:{port}: {e}")),
+        }
+        Ok(buf)
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| anyhow!("{host}:{port}: no answer within {}s", timeout.as_secs()))?
+}
+
+/// `validate_certs: false`: any certificate is accepted (its signature is still checked).
+#[derive(Debug)]
+struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// Status, headers (lower-case, `-` as `_`, as Ansible returns them) and the de-chunked body.

@@ -80,6 +80,10 @@ pub struct Play {
     pub environment: Option<Value>,
     pub any_errors_fatal: bool,
     pub ignore_unreachable: bool,
+    /// Play-wide task keywords, as Ansible applies them to every task of the play.
+    pub no_log: bool,
+    pub ignore_errors: bool,
+    pub run_once: bool,
     pub check_mode: Option<bool>,
     pub tags: Vec<String>,
     pub serial: Option<Value>,

@@ -262,6 +262,7 @@ impl Reporter {
                 }
             }
         }
+        let diffs: Vec<String> = diffs.iter().map(|d| self.secrets.mask_diff(d)).collect();
         if self.json {
             return self.event(json!({
                 "event": "task_result", "host": host, "task": task, "status": status.word(),
@@ -276,7 +277,7 @@ impl Reporter {
             text.push_str(&format!(" => {m}"));
         }
         self.line(&text);
-        for d in diffs {
+        for d in &diffs {
             self.line(d.trim_end());
         }
         if self.verbose > 0 {

@@ -397,6 +397,20 @@ impl Connection {
             .map_err(|_| anyhow!("{host}:{port}: no answer within {}s", timeout.as_secs()))?
     }
 
+    /// A TCP connection to `host:port` made from the host, as a byte stream (TLS runs over it).
+    pub async fn tcp_stream(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<russh::ChannelStream<client::Msg>> {
+        let channel = self
+            .handle
+            .channel_open_direct_tcpip(host, port as u32, "127.0.0.1", 0)
+            .await
+            .map_err(|e| anyhow!("{host}:{port} from {}: {e}", self.target.name))?;
+        Ok(channel.into_stream())
+    }
+
     /// Whether `host:port` accepts a TCP connection, seen from the host.
     pub async fn tcp_open(&self, host: &str, port: u16) -> bool {
         match self

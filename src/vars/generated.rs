@@ -76,9 +76,10 @@ fn current_uid() -> u32 {
 /// Writes the file atomically: a new 0600 file beside it, synced, renamed over it (a crash
 /// leaves the old file or the new one, never half of one; a symlink in its place is replaced,
 /// never followed).
-fn save(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn save(path: &Path, text: &str) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{FILE_NAME}.{}.tmp", std::process::id()));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)

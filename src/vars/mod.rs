@@ -30,17 +30,19 @@ pub fn load_vars_file(path: &Path) -> Result<Map<String, Value>> {
 /// Parses the `-e` arguments in order: `@file.yml`, a JSON/YAML mapping, or `k=v k2=v2`.
 pub fn parse_extra_vars(args: &[String]) -> Result<Map<String, Value>> {
     let mut out = Map::new();
-    for arg in args {
+    for (n, arg) in args.iter().enumerate() {
         let arg = arg.trim();
+        // An error names the argument by position, never echoes it: it may hold a password.
+        let which = format!("-e number {}", n + 1);
         let layer = if let Some(file) = arg.strip_prefix('@') {
             load_vars_file(Path::new(file)).map_err(|e| anyhow!("-e @{file}: {e:#}"))?
         } else if arg.starts_with('{') {
-            match crate::yaml::parse_json(arg, "-e")? {
+            match crate::yaml::parse_json(arg, &which)? {
                 Value::Object(m) => m,
-                _ => bail!("-e {arg}: expected a mapping"),
+                _ => bail!("{which}: expected a mapping"),
             }
         } else {
-            parse_key_values(arg).map_err(|e| anyhow!("-e {arg}: {e}"))?
+            parse_key_values(arg).map_err(|e| anyhow!("{which}: {e}"))?
         };
         out.extend(layer);
     }
@@ -85,6 +87,20 @@ pub fn parse_module_args(text: &str) -> Result<Map<String, Value>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_bad_extra_var_is_not_echoed() {
+        for a in [
+            r#"{"db_password": "Sekr1t-Val"#,
+            "db_password='Sekr1t-Val",
+            "x=1 Sekr1t-Val",
+        ] {
+            let e = super::parse_extra_vars(&["a=1".to_string(), a.to_string()]).unwrap_err();
+            let e = format!("{e:#}");
+            assert!(e.contains("-e number 2"), "{e}");
+            assert!(!e.contains("Sekr1t"), "{e}");
+        }
+    }
+
     use super::*;
     use serde_json::json;
 

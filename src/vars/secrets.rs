@@ -35,6 +35,19 @@ pub fn is_secret_name(name: &str) -> bool {
         || n == "pass"
 }
 
+/// Percent-encoding as urlencode filters do it (unreserved characters and `safe` kept).
+fn url_encoded(v: &str, safe: &str) -> String {
+    let mut out = String::new();
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || safe.as_bytes().contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[derive(Clone, Default, Debug)]
 pub struct Secrets {
     values: Arc<RwLock<Vec<String>>>,
@@ -45,17 +58,38 @@ impl Secrets {
         Secrets::default()
     }
 
-    /// Registers a value to mask from now on.
+    /// Registers a value to mask from now on, with the forms it takes on the way out: quoted
+    /// for a shell (`-v` traces), escaped in JSON (`to_json` in a template, `--json`), and
+    /// URL-encoded (a connection URL).
     pub fn add(&self, value: &str) {
         let v = value.trim();
         if v.chars().count() < MIN_SECRET_LEN {
             return;
         }
+        let json = serde_json::to_string(v).unwrap_or_default();
+        let forms = [
+            v.to_string(),
+            crate::transport::quote(v),
+            json[1..json.len().saturating_sub(1).max(1)].to_string(),
+            url_encoded(v, ""),
+            url_encoded(v, "/"),
+        ];
         let mut values = self.values.write().unwrap_or_else(|e| e.into_inner());
-        if !values.iter().any(|s| s == v) {
-            values.push(v.to_string());
-            // Longest first, so that a secret containing another is masked whole.
-            values.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        for f in forms {
+            if f.chars().count() >= MIN_SECRET_LEN && !values.contains(&f) {
+                values.push(f);
+            }
+        }
+        // Longest first, so that a secret containing another is masked whole.
+        values.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+
+    /// Registers a multi-line value (a private key) whole and line by line: a diff or a trace
+    /// shows such a value one line at a time.
+    pub fn add_lines(&self, value: &str) {
+        self.add(value);
+        for line in value.lines() {
+            self.add(line);
         }
     }
 
@@ -96,6 +130,53 @@ impl Secrets {
             }
         }
         out
+    }
+
+    /// A unified diff with its secrets masked, and with the removed lines that masked added
+    /// lines replace masked as well: those hold the secret's old value (a rotated password or
+    /// key), which nothing registered.
+    pub fn mask_diff(&self, diff: &str) -> String {
+        let removed = |l: &str| l.starts_with('-') && !l.starts_with("---");
+        let added = |l: &str| l.starts_with('+') && !l.starts_with("+++");
+        let lines: Vec<&str> = diff.lines().collect();
+        let mut out = Vec::with_capacity(lines.len());
+        let mut i = 0;
+        while i < lines.len() {
+            if !removed(lines[i]) {
+                out.push(self.mask(lines[i]));
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < lines.len() && removed(lines[i]) {
+                i += 1;
+            }
+            let gone = &lines[start..i];
+            let start = i;
+            while i < lines.len() && added(lines[i]) {
+                i += 1;
+            }
+            let new: Vec<String> = lines[start..i].iter().map(|l| self.mask(l)).collect();
+            let secret: Vec<bool> = lines[start..i]
+                .iter()
+                .zip(&new)
+                .map(|(l, m)| l != m)
+                .collect();
+            let any = secret.contains(&true);
+            for (k, l) in gone.iter().enumerate() {
+                if secret.get(k).copied().unwrap_or(any) {
+                    out.push(format!("-{MASK}"));
+                } else {
+                    out.push(self.mask(l));
+                }
+            }
+            out.extend(new);
+        }
+        let mut text = out.join("\n");
+        if diff.ends_with('\n') {
+            text.push('\n');
+        }
+        text
     }
 
     /// Masks every string inside a JSON value (for `--json` events and registered results).
@@ -151,8 +232,40 @@ mod tests {
         );
         assert_eq!(
             s.mask_value(&json!({"cmd": "psql -c \"ALTER ROLE x PASSWORD 's3cr3t!'\""})),
-            json!({"cmd": "psql -c \"ALTER ROLE x PASSWORD '********'\""})
+            json!({"cmd": "psql -c \"ALTER ROLE x PASSWORD ********\""})
         );
+    }
+
+    #[test]
+    fn a_diff_hides_the_old_value_of_a_secret() {
+        let s = Secrets::new();
+        s.add("new-password-2");
+        s.add_lines("KEYLINE-ONE-new\nKEYLINE-TWO-new");
+        let diff = "--- a (before)\n+++ a (after)\n@@ -1,4 +1,4 @@\n port: 5432\n-password: old-password-1\n+password: new-password-2\n-max_connections: 100\n+max_connections: 200\n-OLDKEY-1\n-OLDKEY-2\n-OLDKEY-3\n+KEYLINE-ONE-new\n+KEYLINE-TWO-new\n";
+        let masked = s.mask_diff(diff);
+        assert!(!masked.contains("old-password-1"), "{masked}");
+        assert!(!masked.contains("OLDKEY"), "{masked}");
+        assert!(masked.contains("-max_connections: 100"), "{masked}");
+        assert!(masked.contains("--- a (before)\n+++ a (after)"), "{masked}");
+        assert!(masked.ends_with('\n'));
+    }
+
+    #[test]
+    fn derived_forms_are_masked() {
+        let s = Secrets::new();
+        s.add(r#"it's "a" p@ss/w\rd"#);
+        for shown in [
+            r#"echo 'it'"'"'s "a" p@ss/w\rd'"#,
+            r#"{"pw": "it's \"a\" p@ss/w\\rd"}"#,
+            "postgresql://u:it%27s%20%22a%22%20p%40ss%2Fw%5Crd@h/db",
+            "x=it%27s%20%22a%22%20p%40ss/w%5Crd",
+        ] {
+            let masked = s.mask(shown);
+            assert!(masked.contains(MASK), "{shown} -> {masked}");
+            for part in ["p@ss", "p%40ss", "w\\rd", "%5Crd"] {
+                assert!(!masked.contains(part), "{shown} -> {masked}");
+            }
+        }
     }
 
     #[test]

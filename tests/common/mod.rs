@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod lab;
+pub mod tls;
 pub mod writer;
 
 use std::net::TcpStream;
