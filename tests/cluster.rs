@@ -7,7 +7,7 @@
 mod common;
 
 use common::lab::{ok, TestLab};
-use common::tls::{http_get, https_get};
+use common::tls::{http_get, https_get, pg_login_answer};
 
 const VARS: &str = r#"
 timezone: Etc/UTC
@@ -117,6 +117,17 @@ fn type_b_deploys_converges_and_reruns_clean() {
     for skipped in ["skipped on pgnode01, a container", "vm.swappiness"] {
         assert!(first.contains(skipped), "{skipped}:\n{first}");
     }
+    // check right after the deploy: green, every member's timeline and lag from its own answer.
+    let green = ok(lab.pgdeploy(&["check", "-i", &inv, "-e", &vars_arg]));
+    assert!(green.contains("healthy"), "{green}");
+    for h in ["pgnode01", "pgnode02", "pgnode03"] {
+        assert!(
+            green.contains(&format!("{h}: "))
+                && !green.contains("timeline ?")
+                && !green.contains("lag ?"),
+            "{green}"
+        );
+    }
     let secrets = lab.dir.join("pgdeploy-secrets.yml");
     let secrets_arg = secrets.to_str().unwrap();
     let with_secrets = ["--vars-file", secrets_arg, "-e", &vars_arg];
@@ -196,6 +207,16 @@ fn type_b_deploys_converges_and_reruns_clean() {
 "#,
         &[],
     ));
+    // From outside the networks pg_hba.conf allows (this machine, 10.77.0.1), PgBouncer turns
+    // the login away before any password is asked, as PostgreSQL does (its auth_hba_file
+    // mirrors pg_hba.conf; "login rejected" is PgBouncer's word for no matching line).
+    for (port, said) in [(5432, "no pg_hba.conf entry"), (6432, "login rejected")] {
+        let answer = pg_login_answer("10.77.0.100", port, &ca, "app", "appdb");
+        assert!(
+            matches!(&answer, Err(e) if e.contains(said)),
+            "port {port} from outside: {answer:?}"
+        );
+    }
     for (file, want) in [("", 0o700), ("ca.key", 0o600), ("pgnode01.key", 0o600)] {
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(tls_dir.join(file)).unwrap().permissions(),

@@ -243,16 +243,22 @@ fn boot(dir: &Path, name: &str) -> Result<u32> {
     Ok(child.id())
 }
 
-/// Waits until the node has booted, then starts again the units that failed at boot. In a
-/// container a unit sometimes fails to start with 219/CGROUP while systemd sets up its cgroups;
-/// when that unit is systemd-user-sessions, /run/nologin stays and refuses every login but
-/// root's (pgBackRest's SSH as postgres). A booted bare-metal host has neither problem.
+/// Waits until the node has booted, then starts again the units that failed at boot (and what
+/// they held back). In a container a unit sometimes fails to start with 219/CGROUP while systemd
+/// sets up its cgroups; when systemd-user-sessions does not run, /run/nologin stays and refuses
+/// every login but root's (pgBackRest's SSH as postgres). A booted bare-metal host has neither
+/// problem.
 fn settle_boot(dir: &Path, ip: Ipv4Addr) -> Result<()> {
+    // A unit whose dependency failed is not "failed" itself, only not started: starting the
+    // default target again starts what boot skipped (systemd-user-sessions removes nologin).
     let script = "systemctl is-system-running --wait >/dev/null 2>&1; \
         for u in $(systemctl --failed --no-legend --plain | awk '{print $1}'); do \
           systemctl reset-failed \"$u\"; systemctl start \"$u\" || echo \"$u fails\" >&2; \
         done; \
-        if [ -e /run/nologin ]; then echo 'boot left /run/nologin' >&2; exit 1; fi";
+        systemctl start default.target >/dev/null 2>&1; \
+        if [ -e /run/nologin ]; then echo 'boot left /run/nologin' >&2; \
+          systemctl --failed --no-legend >&2; \
+          systemctl status systemd-user-sessions --no-pager -n 5 >&2; exit 1; fi";
     let start = Instant::now();
     loop {
         let out = Command::new("ssh")
