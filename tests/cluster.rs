@@ -120,6 +120,10 @@ fn type_b_deploys_converges_and_reruns_clean() {
     // check right after the deploy: green, every member's timeline and lag from its own answer.
     let green = ok(lab.pgdeploy(&["check", "-i", &inv, "-e", &vars_arg]));
     assert!(green.contains("healthy"), "{green}");
+    assert!(
+        green.contains("certificates: the earliest expires on "),
+        "{green}"
+    );
     for h in ["pgnode01", "pgnode02", "pgnode03"] {
         assert!(
             green.contains(&format!("{h}: "))

@@ -451,6 +451,16 @@ const PORTS: &str = r#"
       delay: 1
     - assert:
         that: row.query_result[0].standby == 't'
+- hosts: pgnode02
+  gather_facts: no
+  tasks:
+    # TLS end to end through HAProxy: PgBouncer's certificate checked against the CA for the
+    # VIP's name, and PgBouncer's own connection to PostgreSQL over TLS.
+    - command: psql "host={{ cluster_vip }} port=5000 dbname=appdb user=app sslmode=verify-full sslrootcert=/etc/pgdeploy/tls/ca.crt" -Atc "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+      environment: { PGPASSWORD: "{{ postgresql_users[0].password }}" }
+      register: tls5000
+      changed_when: false
+      failed_when: tls5000.stdout != 't'
 - hosts: pgnode01:pgbackup
   gather_facts: no
   tasks:
