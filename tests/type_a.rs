@@ -267,7 +267,8 @@ fn type_a_deploys_and_survives_day_two() {
         "-e",
         &vars_arg,
     ]));
-    std::thread::sleep(Duration::from_secs(3));
+    // Writes after the change, enough of them whatever one costs (each is a new TLS login).
+    std::thread::sleep(Duration::from_secs(8));
     let writes = ok(lab.play("writer-stop.yml", writer::STOP, &writer_args_vip));
     ok(lab.play("balancer-left.yml", BALANCER_LEFT, &[]));
     lab.forget("pgbal05");
