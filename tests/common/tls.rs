@@ -8,15 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The HTTP status of GET `path` on `ip:port` over TLS, or why there is none (the handshake
-/// refused, the connection closed). `client`: the certificate and key to show.
-pub fn https_get(
-    ip: &str,
-    port: u16,
-    path: &str,
+/// A TLS client that trusts only `ca`, showing `client` (certificate, key) if given.
+fn client_config(
     ca: &Path,
     client: Option<(&Path, &Path)>,
-) -> Result<u16, String> {
+) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))? {
@@ -28,7 +24,7 @@ pub fn https_get(
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots);
-    let config = match client {
+    match client {
         Some((cert, key)) => builder
             .with_client_auth_cert(
                 CertificateDer::pem_file_iter(cert)
@@ -37,9 +33,21 @@ pub fn https_get(
                     .map_err(|e| e.to_string())?,
                 PrivateKeyDer::from_pem_file(key).map_err(|e| e.to_string())?,
             )
-            .map_err(|e| e.to_string())?,
-        None => builder.with_no_client_auth(),
-    };
+            .map_err(|e| e.to_string()),
+        None => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// The HTTP status of GET `path` on `ip:port` over TLS, or why there is none (the handshake
+/// refused, the connection closed). `client`: the certificate and key to show.
+pub fn https_get(
+    ip: &str,
+    port: u16,
+    path: &str,
+    ca: &Path,
+    client: Option<(&Path, &Path)>,
+) -> Result<u16, String> {
+    let config = client_config(ca, client)?;
     let name = ServerName::try_from(ip.to_string()).map_err(|e| e.to_string())?;
     let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
     let addr = format!("{ip}:{port}").parse().map_err(|e| format!("{e}"))?;
@@ -88,18 +96,7 @@ pub fn pg_login_answer(ip: &str, port: u16, ca: &Path, user: &str, db: &str) -> 
     if yes[0] != b'S' {
         return Err(format!("no TLS offered ({:?})", yes[0] as char));
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).map_err(|e| e.to_string())? {
-        roots
-            .add(c.map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
-    }
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = client_config(ca, None)?;
     let name = ServerName::try_from(ip.to_string()).map_err(|e| e.to_string())?;
     let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
     let mut s = rustls::StreamOwned::new(conn, tcp);
