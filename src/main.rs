@@ -71,6 +71,10 @@ enum Command {
     },
     /// Read-only health report of the cluster.
     Check {
+        /// Ask again every SECONDS and print each report, until interrupted (Ctrl-C); the exit
+        /// code is the last report's.
+        #[arg(long, value_name = "SECONDS")]
+        watch: Option<u64>,
         #[command(flatten)]
         common: Common,
     },
@@ -152,7 +156,7 @@ async fn main() {
             Ok(code) => code,
             Err(e) => cli::report_error(&e),
         },
-        Command::Check { common } => match cli::check(&common).await {
+        Command::Check { watch, common } => match cli::check(&common, watch).await {
             Ok(code) => code,
             Err(e) => cli::report_error(&e),
         },

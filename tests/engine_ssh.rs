@@ -227,12 +227,30 @@ fn an_unreachable_host_is_reported_and_the_rest_run() {
     );
     let pb = lab.write(
         "ping.yml",
-        "- hosts: all\n  gather_facts: no\n  tasks:\n    - ping:\n",
+        r#"
+- hosts: all
+  gather_facts: no
+  tasks:
+    - ping:
+      register: r
+# A later play reads what the unreachable host registered, as in Ansible.
+- hosts: all
+  gather_facts: no
+  tasks:
+    - debug:
+        msg: "dead: {{ 'unreachable' if hostvars['dead'].r.unreachable else '?' }}, {{ 'failed' if hostvars['dead'].r.failed | default(false) else 'not failed' }}"
+      run_once: true
+"#,
     );
     let r = lab.run(&pb, &inv, &["--connect-timeout", "3"]);
     r.assert_code(3);
     assert!(r.stdout.contains("unreachable: [dead]"), "{}", r.stdout);
-    assert_eq!(r.recap("h1").0, 1);
+    assert!(
+        r.stdout.contains("dead: unreachable, not failed"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(r.recap("h1").0, 2, "ping and the debug ran on h1");
     assert_eq!(r.recap("dead").2, 1);
 }
 

@@ -86,6 +86,10 @@ pub struct Common {
     /// A directory of templates that override the built-in ones.
     #[arg(long = "templates", value_name = "DIR")]
     pub templates: Option<PathBuf>,
+    /// `check`: a host that cannot be reached is one of the problems its report lists, so the
+    /// exit is 2 (3 only when no host answered and no report was made).
+    #[arg(skip)]
+    pub unreachable_is_finding: bool,
 }
 
 /// An error in what the user gave us (inventory, playbook, vars): nothing ran.
@@ -213,9 +217,24 @@ pub async fn add_node(common: &Common) -> Result<i32> {
 }
 
 /// `pgdeploy check`: the built-in read-only health report. It reads the kept passwords but
-/// never writes the file.
-pub async fn check(common: &Common) -> Result<i32> {
-    builtin(common, "check.yml", false).await
+/// never writes the file. With `watch`, again every so many seconds until Ctrl-C.
+pub async fn check(common: &Common, watch: Option<u64>) -> Result<i32> {
+    let mut run = common.clone();
+    run.unreachable_is_finding = true;
+    loop {
+        let code = builtin(&run, "check.yml", false).await?;
+        let Some(seconds) = watch else {
+            return Ok(code);
+        };
+        if code == exit::INTERRUPTED {
+            return Ok(code);
+        }
+        println!("check: exit {code}; again in {seconds} s (Ctrl-C stops)\n",);
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(seconds.max(1))) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(code),
+        }
+    }
 }
 
 /// `pgdeploy restore --pitr TIME`: point-in-time recovery of the whole cluster (built-in
@@ -536,13 +555,17 @@ async fn run_steps(
     };
     engine.close().await;
     report.recap(false, common.check);
-    Ok(if !summary.unreachable_hosts.is_empty() {
-        exit::UNREACHABLE
-    } else if !summary.failed_hosts.is_empty() {
-        exit::HOST_FAILED
-    } else {
-        exit::OK
-    })
+    Ok(
+        if common.unreachable_is_finding && !summary.failed_hosts.is_empty() {
+            exit::HOST_FAILED
+        } else if !summary.unreachable_hosts.is_empty() {
+            exit::UNREACHABLE
+        } else if !summary.failed_hosts.is_empty() {
+            exit::HOST_FAILED
+        } else {
+            exit::OK
+        },
+    )
 }
 
 /// Maps an error to its exit code and prints it.

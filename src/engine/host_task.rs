@@ -151,9 +151,13 @@ impl Engine {
                     } else {
                         format!("{e:#}")
                     }),
-                    registered: Some(
-                        json!({"failed": true, "changed": false, "msg": format!("{e:#}")}),
-                    ),
+                    // As Ansible registers it: an unreachable host's result says so, and a
+                    // later play can tell it from a failed one.
+                    registered: Some(if unreachable {
+                        json!({"unreachable": true, "changed": false, "msg": format!("{e:#}")})
+                    } else {
+                        json!({"failed": true, "changed": false, "msg": format!("{e:#}")})
+                    }),
                     ..Default::default()
                 }
             }

@@ -32,6 +32,23 @@ pub fn ok(r: Run) -> String {
     r.out
 }
 
+/// The run's recap lists each of `hosts`, and no host in it changed anything.
+pub fn assert_nothing_changed(out: &str, hosts: &[&str]) {
+    let recap: Vec<&str> = out.lines().filter(|l| l.contains(" : ok=")).collect();
+    for host in hosts {
+        assert!(
+            recap.iter().any(|l| l.starts_with(&format!("{host} "))),
+            "{host} is in the recap:\n{out}"
+        );
+    }
+    for line in recap {
+        assert!(
+            line.contains(" changed=0 "),
+            "the run must change nothing: {line}\n{out}"
+        );
+    }
+}
+
 /// A lab in a temporary directory, powered off when dropped (even after a failed assertion).
 pub struct TestLab {
     pub tmp: tempfile::TempDir,

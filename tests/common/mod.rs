@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod client;
 pub mod lab;
 pub mod tls;
 pub mod writer;
