@@ -78,15 +78,12 @@ fn every_fault_of_the_ha_table_with_clients_writing() {
         "Patroni stopped on the leader",
         "a replica is promoted within 30 s; 5000 follows",
         |s| {
-            let old = s.leader().expect("a leader");
-            s.on(old, "systemctl stop patroni");
-            let (new, took) = s.new_leader(old, 30);
-            s.check_red(&[&format!("{old}: Patroni does not answer")]);
-            s.on(old, "systemctl start patroni");
-            s.until(60, "the old leader rejoins as a replica", || {
-                s.role(old) == Some("replica")
-            });
-            format!("{new} promoted after {:.1} s", took.as_secs_f64())
+            s.leader_goes(
+                (30, 60),
+                "Patroni does not answer",
+                |old| s.on(old, "systemctl stop patroni"),
+                |old| s.on(old, "systemctl start patroni"),
+            )
         },
     );
 
@@ -185,15 +182,12 @@ fn every_fault_of_the_ha_table_with_clients_writing() {
             &format!("the leader's host {how}"),
             "failover within ttl + loop_wait (40 s); VIP and 5000 follow; it rejoins as a replica",
             |s| {
-                let old = s.leader().expect("a leader");
-                ok(s.lab.lab(&[fault, old]));
-                let (new, took) = s.new_leader(old, 40);
-                s.check_red(&[&format!("{old}: unreachable over SSH")]);
-                ok(s.lab.lab(&[back, old]));
-                s.until(120, "the old leader rejoins as a replica", || {
-                    s.role(old) == Some("replica")
-                });
-                format!("{new} promoted after {:.1} s", took.as_secs_f64())
+                s.leader_goes(
+                    (40, 120),
+                    "unreachable over SSH",
+                    |old| drop(ok(s.lab.lab(&[fault, old]))),
+                    |old| drop(ok(s.lab.lab(&[back, old]))),
+                )
             },
         );
     }
@@ -347,10 +341,7 @@ impl Suite {
     }
 
     fn url(&self, host: &str, port: u16) -> String {
-        format!(
-            "postgresql://app@{host}:{port}/appdb?sslmode=verify-full&sslrootcert={}",
-            self.ca.display()
-        )
+        app_url(&self.ca, host, port)
     }
 
     /// One statement through VIP:`port`, retried for up to 30 s; its output.
@@ -546,6 +537,27 @@ impl Suite {
             .collect()
     }
 
+    /// The leader goes (`fault`): another member leads within `limit` seconds, check names
+    /// the old one with `shown`; after `undo` it is back as a replica within `rejoin` seconds.
+    /// The note.
+    fn leader_goes(
+        &self,
+        (limit, rejoin): (u64, u64),
+        shown: &str,
+        fault: impl FnOnce(&str),
+        undo: impl FnOnce(&str),
+    ) -> String {
+        let old = self.leader().expect("a leader");
+        fault(old);
+        let (new, took) = self.new_leader(old, limit);
+        self.check_red(&[&format!("{old}: {shown}")]);
+        undo(old);
+        self.until(rejoin, "the old leader rejoins as a replica", || {
+            self.role(old) == Some("replica")
+        });
+        format!("{new} promoted after {:.1} s", took.as_secs_f64())
+    }
+
     /// Waits for a member other than `old` to become the leader; which one, and how long it
     /// took.
     fn new_leader(&self, old: &str, limit: u64) -> (&'static str, Duration) {
@@ -600,6 +612,14 @@ fn selected(number: usize) -> bool {
         Ok(list) => list.split(',').any(|n| n.trim() == number.to_string()),
         Err(_) => true,
     }
+}
+
+/// The app's libpq URL for `host:port`, TLS checked against the cluster's CA `ca`.
+fn app_url(ca: &std::path::Path, host: &str, port: u16) -> String {
+    format!(
+        "postgresql://app@{host}:{port}/appdb?sslmode=verify-full&sslrootcert={}",
+        ca.display()
+    )
 }
 
 fn ip_of(host: &str) -> &'static str {
@@ -663,12 +683,8 @@ impl DirectWrites {
                 round += 1;
                 let mut took = Vec::new();
                 for (n, ip) in NODES {
-                    let url = format!(
-                        "postgresql://app@{ip}:5432/appdb?sslmode=verify-full&sslrootcert={}",
-                        ca.display()
-                    );
                     if psql(
-                        &url,
+                        &app_url(&ca, ip, 5432),
                         PASSWORD,
                         &format!("INSERT INTO direct VALUES ('{n}', {round})"),
                     )
