@@ -417,50 +417,70 @@ fn resolve_bool(text: &str) -> Option<bool> {
     }
 }
 
+/// PyYAML's (YAML 1.1) integers: binary, octal with a leading zero (file modes like 0644),
+/// hex, decimal, and base 60 (`1:30` is 90). `0o17` is YAML 1.2's and stays a string.
 fn resolve_int(text: &str) -> Option<i64> {
-    let (negative, body) = match text.as_bytes().first()? {
+    static INT: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"^(?:[-+]?0b[01_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+)$",
+        )
+        .expect("valid regex")
+    });
+    if !INT.is_match(text) {
+        return None;
+    }
+    let (negative, body) = match text.as_bytes()[0] {
         b'-' => (true, &text[1..]),
         b'+' => (false, &text[1..]),
         _ => (false, text),
     };
-    if body.is_empty() || body.starts_with('_') {
-        return None;
-    }
     let clean: String = body.chars().filter(|c| *c != '_').collect();
     let value = if let Some(hex) = clean.strip_prefix("0x") {
         i64::from_str_radix(hex, 16).ok()?
     } else if let Some(bin) = clean.strip_prefix("0b") {
         i64::from_str_radix(bin, 2).ok()?
-    } else if let Some(oct) = clean.strip_prefix("0o") {
-        i64::from_str_radix(oct, 8).ok()?
+    } else if clean.contains(':') {
+        clean.split(':').try_fold(0i64, |acc, part| {
+            acc.checked_mul(60)?.checked_add(part.parse::<i64>().ok()?)
+        })?
     } else if clean.len() > 1 && clean.starts_with('0') {
-        // YAML 1.1: a leading zero means octal (file modes like 0644).
         i64::from_str_radix(&clean[1..], 8).ok()?
-    } else if clean.bytes().all(|b| b.is_ascii_digit()) {
-        clean.parse().ok()?
     } else {
-        return None;
+        clean.parse().ok()?
     };
     Some(if negative { -value } else { value })
 }
 
+/// PyYAML's (YAML 1.1) floats: a dot is required and an exponent needs its sign, so `1e5`
+/// and `1.0e5` are strings as in Ansible; base 60 (`1:30.5`) too.
 fn resolve_float(text: &str) -> Option<f64> {
+    static FLOAT: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+][0-9]+)?|[-+]?\.[0-9_]+(?:[eE][-+][0-9]+)?|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*)$",
+        )
+        .expect("valid regex")
+    });
     match text {
         ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Some(f64::INFINITY),
         "-.inf" | "-.Inf" | "-.INF" => return Some(f64::NEG_INFINITY),
         ".nan" | ".NaN" | ".NAN" => return Some(f64::NAN),
         _ => {}
     }
-    // PyYAML needs a dot or an exponent and digits; plain words never become floats.
-    let ok = text.chars().any(|c| c.is_ascii_digit())
-        && (text.contains('.') || text.contains('e') || text.contains('E'))
-        && text
-            .chars()
-            .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-' | '_'));
-    if !ok {
+    if !FLOAT.is_match(text) {
         return None;
     }
-    text.replace('_', "").parse().ok()
+    let clean = text.replace('_', "");
+    if !clean.contains(':') {
+        return clean.parse().ok();
+    }
+    let (negative, body) = match clean.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, clean.trim_start_matches('+')),
+    };
+    let value = body.split(':').try_fold(0f64, |acc, part| {
+        Some(acc * 60.0 + part.parse::<f64>().ok()?)
+    })?;
+    Some(if negative { -value } else { value })
 }
 
 /// Serialises a JSON value as block YAML (used by `to_yaml`/`to_nice_yaml`).
@@ -584,6 +604,14 @@ mod tests {
         assert_eq!(
             j("a: yes\nb: off\nc: 0644\nd: '0644'\ne: 0x1f\nf: 1_000\ng: ~\nh: 1.5\ni: On"),
             json!({"a": true, "b": false, "c": 420, "d": "0644", "e": 31, "f": 1000, "g": null, "h": 1.5, "i": true})
+        );
+    }
+
+    #[test]
+    fn yaml_11_numbers_as_pyyaml_reads_them() {
+        assert_eq!(
+            j("a: 1e5\nb: 1.0e5\nc: 0o17\nd: 1.0e+5\ne: 6.\nf: .5\ng: 1:30\nh: -0b11\ni: 1:30.5\nj: 0_17\nk: 10.0.0.1"),
+            json!({"a": "1e5", "b": "1.0e5", "c": "0o17", "d": 100000.0, "e": 6.0, "f": 0.5, "g": 90, "h": -3, "i": 90.5, "j": 15, "k": "10.0.0.1"})
         );
     }
 

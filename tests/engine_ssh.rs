@@ -1062,10 +1062,10 @@ fn check_mode_plans_past_what_the_run_has_not_made() {
     );
     let r = lab.run(&pb, &inv, &["--check"]);
     r.assert_code(2);
-    assert!(
-        r.stdout
-            .contains("failed: [h1] => non-zero return code 127"),
-        "{}",
-        r.stdout
+    // The failure names the task's file:line.
+    let at = format!(
+        "failed: [h1] at {}:4 => non-zero return code 127",
+        pb.display()
     );
+    assert!(r.stdout.contains(&at), "{at}\n{}", r.stdout);
 }

@@ -38,7 +38,9 @@ pub(super) struct HostResult {
 
 impl HostResult {
     fn status(&self) -> Status {
-        if self.unreachable {
+        if self.unreachable && self.ignored {
+            Status::Ignored
+        } else if self.unreachable {
             Status::Unreachable
         } else if self.failed && self.ignored {
             Status::Ignored
@@ -74,7 +76,11 @@ impl Engine {
         } else {
             hosts.to_vec()
         };
-        let forks = self.opts.forks.max(1);
+        let forks = match here.throttle {
+            Some(t) => self.opts.forks.min(t as usize),
+            None => self.opts.forks,
+        }
+        .max(1);
         let this = &*self;
         let mut results: Vec<(String, HostResult)> = stream::iter(run_hosts)
             .map(|h| {
@@ -89,12 +95,14 @@ impl Engine {
             .await;
         results.sort_by_key(|(h, _)| hosts.iter().position(|x| x == h));
         let mut any_failed = false;
+        let origin = task.origin.to_string();
         for (host, res) in results {
             for (label, st, msg, diffs) in &res.items {
                 self.report.result(Line {
                     item: Some(label),
                     msg: msg.as_deref(),
                     diffs,
+                    origin: Some(&origin),
                     ..Line::new(&host, &title, *st)
                 });
             }
@@ -103,9 +111,10 @@ impl Engine {
                 diffs: &res.diffs,
                 trace: &res.trace,
                 changes: res.changes,
+                origin: Some(&origin),
                 ..Line::new(&host, &title, res.status())
             });
-            any_failed |= res.failed && !res.ignored || res.unreachable;
+            any_failed |= (res.failed || res.unreachable) && !res.ignored;
             if here.run_once {
                 // A run_once result (register, set_fact) belongs to every host of the play.
                 for other in hosts.iter().filter(|o| **o != host) {
@@ -145,7 +154,11 @@ impl Engine {
                 HostResult {
                     failed: !unreachable,
                     unreachable,
-                    ignored: here.ignore_errors && !unreachable,
+                    ignored: if unreachable {
+                        here.ignore_unreachable
+                    } else {
+                        here.ignore_errors
+                    },
                     msg: Some(if here.no_log {
                         NO_LOG_MSG.into()
                     } else {
@@ -188,6 +201,9 @@ impl Engine {
         let mut results = Vec::new();
         let mut all_skipped = true;
         for (i, item) in items.iter().enumerate() {
+            if let Some(pause) = task.loop_pause.filter(|_| i > 0) {
+                tokio::time::sleep(Duration::from_secs_f64(pause)).await;
+            }
             let extra = item_vars(task, &items, i);
             let item_vars = snap.vars(host, &here.vars, Some(&extra));
             let label = match &task.label {
@@ -396,10 +412,16 @@ impl Engine {
         };
         let origin = task.origin.to_string();
         let vars = snap.vars(host, &here.vars, extra);
+        // module_defaults first, the task's own parameters over them.
+        let mut given = match here.module_defaults.get(name) {
+            Some(Value::Object(d)) => d.clone(),
+            _ => Map::new(),
+        };
+        given.extend(params.clone());
         let mut rendered =
             match self
                 .templates
-                .render_value(&Value::Object(params.clone()), &vars, &origin)?
+                .render_value(&Value::Object(given), &vars, &origin)?
             {
                 Value::Object(m) => m,
                 _ => Map::new(),
@@ -482,12 +504,12 @@ impl Engine {
                         conn: c,
                         become_user: become_user.clone(),
                         env: env.clone(),
-                        timeout: task
+                        timeout: here
                             .timeout
                             .map(Duration::from_secs)
                             .or(self.opts.task_timeout),
                         check,
-                        diff: task.diff.unwrap_or(self.opts.diff),
+                        diff: here.diff.unwrap_or(self.opts.diff),
                         force_run: here.check_mode == Some(false),
                         templates: &self.templates,
                         vars: &vars,
@@ -778,10 +800,16 @@ fn item_vars(task: &Task, items: &[Value], i: usize) -> Map<String, Value> {
     if let Some(iv) = &task.index_var {
         extra.insert(iv.clone(), json!(i));
     }
-    extra.insert(
-        "ansible_loop".into(),
-        json!({"index": i + 1, "index0": i, "first": i == 0, "last": i + 1 == items.len(), "length": items.len()}),
-    );
+    let n = items.len();
+    let mut ansible_loop = json!({
+        "index": i + 1, "index0": i, "revindex": n - i, "revindex0": n - i - 1,
+        "first": i == 0, "last": i + 1 == n, "length": n,
+        "previtem": i.checked_sub(1).map(|p| &items[p]), "nextitem": items.get(i + 1),
+    });
+    if task.loop_allitems {
+        ansible_loop["allitems"] = Value::Array(items.to_vec());
+    }
+    extra.insert("ansible_loop".into(), ansible_loop);
     extra
 }
 

@@ -89,6 +89,15 @@ struct Inherited {
     no_log: bool,
     check_mode: Option<bool>,
     ignore_errors: bool,
+    ignore_unreachable: bool,
+    diff: Option<bool>,
+    timeout: Option<u64>,
+    /// At most this many hosts run a task at once.
+    throttle: Option<u64>,
+    /// Module name -> default parameters (a task's own win).
+    module_defaults: Map<String, Value>,
+    /// Handlers a block's tasks notify when they change something.
+    notify: Vec<String>,
     any_errors_fatal: bool,
     /// Inside a block with a rescue section: a failure there is the rescue's to handle, so
     /// any_errors_fatal waits for it.
@@ -278,6 +287,7 @@ impl Engine {
         }
         // Failed and unreachable hosts stay out of later plays.
         hosts.retain(|h| self.status.get(h).is_none_or(|s| *s == HostStatus::Active));
+        order_hosts(&mut hosts, play.order.as_deref());
         Ok(hosts)
     }
 
@@ -336,6 +346,11 @@ impl Engine {
             tags: play.tags.clone(),
             no_log: play.no_log,
             ignore_errors: play.ignore_errors,
+            ignore_unreachable: play.ignore_unreachable,
+            diff: play.diff,
+            timeout: play.timeout,
+            throttle: play.throttle,
+            module_defaults: play.module_defaults.clone(),
             run_once: play.run_once,
             ..Default::default()
         };
@@ -430,6 +445,17 @@ impl Engine {
         next.no_log |= task.no_log;
         next.check_mode = task.check_mode.or(inh.check_mode);
         next.ignore_errors |= task.ignore_errors;
+        next.ignore_unreachable = task.ignore_unreachable.unwrap_or(inh.ignore_unreachable);
+        next.diff = task.diff.or(inh.diff);
+        next.timeout = task.timeout.or(inh.timeout);
+        next.throttle = task.throttle.or(inh.throttle);
+        for (module, defaults) in &task.module_defaults {
+            next.module_defaults
+                .insert(module.clone(), defaults.clone());
+        }
+        if matches!(task.action, Action::Block { .. }) {
+            next.notify.extend(task.notify.iter().cloned());
+        }
         next.any_errors_fatal = task.any_errors_fatal.unwrap_or(inh.any_errors_fatal);
         next.run_once |= task.run_once;
         next.delegate_to = task.delegate_to.clone().or(inh.delegate_to.clone());
@@ -527,8 +553,8 @@ impl Engine {
                 }
                 Ok(true)
             }
-            Action::Include { file, params } => {
-                self.run_include(ctx, task, &here, hosts, file, params)
+            Action::Include { file, apply } => {
+                self.run_include(ctx, task, &here, hosts, file, apply.as_deref())
                     .await
             }
             Action::Module { .. } => {
@@ -553,7 +579,7 @@ impl Engine {
         here: &Inherited,
         hosts: &[String],
         file: &str,
-        params: &Map<String, Value>,
+        apply: Option<&Task>,
     ) -> Result<bool> {
         // The file name may be a template: hosts that name the same file run it together.
         let mut by_file: IndexMap<PathBuf, Vec<String>> = IndexMap::new();
@@ -602,12 +628,9 @@ impl Engine {
                 task.origin
             );
         }
-        inner_inh.vars.extend(
-            params
-                .iter()
-                .filter(|(k, _)| k.as_str() != "apply")
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
+        if let Some(apply) = apply {
+            inner_inh = self.inherit(&inner_inh, apply);
+        }
         for (path, group) in by_file {
             let tasks = crate::playbook::load_tasks_file(&path)
                 .map_err(|e| anyhow!("{}: include_tasks: {e:#}", task.origin))?;
@@ -629,8 +652,17 @@ impl Engine {
             if let Some(n) = &handler.name {
                 names.push(n.clone());
             }
-            let targets: Vec<String> = self
-                .active(hosts)
+            // force_handlers: a host that failed after the notification still runs them.
+            let candidates: Vec<String> = if ctx.play.force_handlers {
+                hosts
+                    .iter()
+                    .filter(|h| self.status.get(*h) != Some(&HostStatus::Unreachable))
+                    .cloned()
+                    .collect()
+            } else {
+                self.active(hosts)
+            };
+            let targets: Vec<String> = candidates
                 .into_iter()
                 .filter(|h| {
                     self.hosts
@@ -812,11 +844,13 @@ impl Engine {
             state.set_facts.insert(k.clone(), v.clone());
         }
         if res.changed && !res.failed {
-            for n in &task.notify {
+            for n in task.notify.iter().chain(&inh.notify) {
                 state.notified.insert(n.clone());
             }
         }
-        if res.unreachable {
+        if res.unreachable && inh.ignore_unreachable {
+            // The host stays in the play; its later tasks try to reach it again.
+        } else if res.unreachable {
             self.status
                 .insert(host.to_string(), HostStatus::Unreachable);
         } else if res.failed && !res.ignored {
@@ -887,4 +921,27 @@ fn serial_batches(serial: Option<&Value>, hosts: &[String]) -> Result<Vec<Vec<St
         i += 1;
     }
     Ok(batches)
+}
+
+/// Ansible's play `order`: inventory (as written), reverse_inventory, sorted, reverse_sorted,
+/// shuffle.
+fn order_hosts(hosts: &mut [String], order: Option<&str>) {
+    match order {
+        Some("reverse_inventory") => hosts.reverse(),
+        Some("sorted") => hosts.sort(),
+        Some("reverse_sorted") => {
+            hosts.sort();
+            hosts.reverse();
+        }
+        Some("shuffle") => {
+            // Fisher-Yates with the OS's randomness.
+            for i in (1..hosts.len()).rev() {
+                let mut b = [0u8; 8];
+                let _ = getrandom::fill(&mut b);
+                let j = (u64::from_le_bytes(b) % (i as u64 + 1)) as usize;
+                hosts.swap(i, j);
+            }
+        }
+        _ => {}
+    }
 }

@@ -22,10 +22,15 @@ pub async fn query(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         }
     }
     let psql = psql_command(p, true)?;
-    let read_only = is_read_only(&sql);
-    if ctx.check && !read_only && !ctx.force_run {
-        return Ok(Outcome::not_run("would run the statement in a real run"));
+    // No statement is safe to run in check mode on its word: a rolled-back transaction does
+    // not undo pg_reload_conf() or a sequence's nextval(). A read-only query says so.
+    if ctx.check && !ctx.force_run {
+        return Ok(Outcome::skipped(
+            "skipped in check mode: a statement may have effects a rollback does not undo; \
+             a read-only query runs in check mode with `check_mode: false` on its task",
+        ));
     }
+    let read_only = is_read_only(&sql);
     let out = run_sql(ctx, &psql, &sql, true).await?;
     if !out.ok() {
         return Ok(

@@ -1,5 +1,6 @@
 //! From YAML nodes to plays and tasks, with `file:line` on every error.
 
+use super::keywords::{self, BLOCK, PLAY, TASK};
 use super::{Action, Origin, Play, Playbook, Task};
 use crate::yaml::{Node, NodeValue};
 use anyhow::{anyhow, Result};
@@ -16,87 +17,7 @@ pub const MODULE_PREFIXES: &[&str] = &[
     "community.postgresql.",
 ];
 
-const PLAY_KEYS: &[&str] = &[
-    "name",
-    "hosts",
-    "vars",
-    "vars_files",
-    "gather_facts",
-    "become",
-    "become_user",
-    "become_method",
-    "environment",
-    "any_errors_fatal",
-    "ignore_unreachable",
-    "check_mode",
-    "tags",
-    "serial",
-    "max_fail_percentage",
-    "pre_tasks",
-    "tasks",
-    "post_tasks",
-    "handlers",
-    "remote_user",
-    "connection",
-    "strategy",
-    "order",
-    "collections",
-    "diff",
-    "no_log",
-    "ignore_errors",
-    "run_once",
-    "module_defaults",
-    "force_handlers",
-    "timeout",
-];
-
-const TASK_KEYS: &[&str] = &[
-    "name",
-    "when",
-    "loop",
-    "with_items",
-    "with_list",
-    "with_dict",
-    "with_indexed_items",
-    "with_sequence",
-    "with_nested",
-    "loop_control",
-    "register",
-    "notify",
-    "listen",
-    "tags",
-    "run_once",
-    "become",
-    "become_user",
-    "become_method",
-    "environment",
-    "no_log",
-    "check_mode",
-    "diff",
-    "changed_when",
-    "failed_when",
-    "ignore_errors",
-    "ignore_unreachable",
-    "retries",
-    "delay",
-    "until",
-    "vars",
-    "args",
-    "delegate_to",
-    "delegate_facts",
-    "timeout",
-    "any_errors_fatal",
-    "block",
-    "rescue",
-    "always",
-    "action",
-    "local_action",
-    "collections",
-    "module_defaults",
-    "throttle",
-];
-
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     file: Arc<str>,
     dir: &'a Path,
 }
@@ -109,7 +30,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn err(&self, node: &Node, msg: impl std::fmt::Display) -> anyhow::Error {
+    pub(super) fn err(&self, node: &Node, msg: impl std::fmt::Display) -> anyhow::Error {
         anyhow!("{}:{}: {msg}", self.file, node.line)
     }
 }
@@ -204,7 +125,7 @@ fn parse_play(ctx: &Ctx, node: &Node) -> Result<Play> {
             format!("a play must be a mapping, found {}", node.kind()),
         ));
     }
-    check_keys(ctx, node, PLAY_KEYS, "play")?;
+    keywords::check(ctx, node, PLAY, &[])?;
     let hosts = match node.get("hosts") {
         Some(h) => match &h.value {
             NodeValue::Str(s) => s.clone(),
@@ -238,6 +159,12 @@ fn parse_play(ctx: &Ctx, node: &Node) -> Result<Play> {
         ignore_errors: opt_bool(ctx, node, "ignore_errors")?.unwrap_or(false),
         run_once: opt_bool(ctx, node, "run_once")?.unwrap_or(false),
         check_mode: opt_bool(ctx, node, "check_mode")?,
+        diff: opt_bool(ctx, node, "diff")?,
+        timeout: opt_u64(ctx, node, "timeout")?,
+        throttle: opt_u64(ctx, node, "throttle")?,
+        module_defaults: module_defaults(ctx, node)?,
+        order: opt_str(ctx, node, "order")?,
+        force_handlers: opt_bool(ctx, node, "force_handlers")?.unwrap_or(false),
         tags: str_list(ctx, node.get("tags"))?,
         serial: node.get("serial").map(Node::to_json),
         max_fail_percentage: node
@@ -316,7 +243,7 @@ fn parse_task_with(ctx: &Ctx, node: &Node, preset: Option<Action>) -> Result<Tas
     let mut module_node: Option<(&Node, &Node)> = None;
     for (k, v) in pairs {
         let key = k.key_string();
-        if TASK_KEYS.contains(&key.as_str()) || key == "import_tasks" {
+        if keywords::is_keyword(&key) || key == "import_tasks" {
             continue;
         }
         if let Some(prev) = module_node {
@@ -330,7 +257,26 @@ fn parse_task_with(ctx: &Ctx, node: &Node, preset: Option<Action>) -> Result<Tas
         }
         module_node = Some((k, v));
     }
-    let is_block = node.get("block").is_some();
+    let is_block = node.get("block").is_some() || action.is_some();
+    let module_key = module_node.map(|(k, _)| k.key_string()).unwrap_or_default();
+    keywords::check(
+        ctx,
+        node,
+        if is_block { BLOCK } else { TASK },
+        &[&module_key, "import_tasks"],
+    )?;
+    if let Some(a) = node.get("action") {
+        if let Some((k, _)) = module_node {
+            return Err(ctx.err(
+                k,
+                format!(
+                    "a task runs one module, but this one has `action:` and `{}`",
+                    k.key_string()
+                ),
+            ));
+        }
+        action = Some(action_keyword(ctx, a, node.get("args"))?);
+    }
     if action.is_none() {
         action = Some(if is_block {
             let list = |key: &str| -> Result<Vec<Task>> {
@@ -362,7 +308,15 @@ fn parse_task_with(ctx: &Ctx, node: &Node, preset: Option<Action>) -> Result<Tas
     } else if let Some((k, _)) = module_node {
         return Err(ctx.err(k, format!("unknown task keyword `{}`", k.key_string())));
     }
-    let (loop_items, loop_var, index_var, label) = parse_loop(ctx, node)?;
+    let LoopParts {
+        items: loop_items,
+        loop_var,
+        index_var,
+        label,
+        pause: loop_pause,
+        allitems: loop_allitems,
+    } = parse_loop(ctx, node)?;
+
     let when = cond_list(ctx, node.get("when"))?;
     Ok(Task {
         name: opt_str(ctx, node, "name")?,
@@ -373,6 +327,8 @@ fn parse_task_with(ctx: &Ctx, node: &Node, preset: Option<Action>) -> Result<Tas
         loop_var,
         index_var,
         label,
+        loop_pause,
+        loop_allitems,
         register: opt_str(ctx, node, "register")?,
         notify: str_list(ctx, node.get("notify"))?,
         listen: str_list(ctx, node.get("listen"))?,
@@ -393,7 +349,9 @@ fn parse_task_with(ctx: &Ctx, node: &Node, preset: Option<Action>) -> Result<Tas
             .map(|n| cond_list(ctx, Some(n)))
             .transpose()?,
         ignore_errors: opt_bool(ctx, node, "ignore_errors")?.unwrap_or(false),
-        ignore_unreachable: opt_bool(ctx, node, "ignore_unreachable")?.unwrap_or(false),
+        ignore_unreachable: opt_bool(ctx, node, "ignore_unreachable")?,
+        throttle: opt_u64(ctx, node, "throttle")?,
+        module_defaults: module_defaults(ctx, node)?,
         retries: node.get("retries").map(Node::to_json),
         delay: node.get("delay").map(Node::to_json),
         until: node
@@ -402,19 +360,14 @@ fn parse_task_with(ctx: &Ctx, node: &Node, preset: Option<Action>) -> Result<Tas
             .transpose()?,
         vars: map_of(ctx, node, "vars")?,
         delegate_to: opt_str(ctx, node, "delegate_to")?,
-        timeout: node.get("timeout").and_then(|n| n.to_json().as_u64()),
+        timeout: opt_u64(ctx, node, "timeout")?,
         any_errors_fatal: opt_bool(ctx, node, "any_errors_fatal")?,
     })
 }
 
 fn module_action(ctx: &Ctx, key: &Node, value: &Node, args: Option<&Node>) -> Result<Action> {
     let raw = key.key_string();
-    let mut name = raw.as_str();
-    for p in MODULE_PREFIXES {
-        if let Some(rest) = name.strip_prefix(p) {
-            name = rest;
-        }
-    }
+    let name = strip_prefix(&raw);
     let name = crate::modules::canonical_name(name).ok_or_else(|| {
         let known = crate::modules::names();
         match crate::nearest(name, known.iter().copied()) {
@@ -460,12 +413,29 @@ fn module_action(ctx: &Ctx, key: &Node, value: &Node, args: Option<&Node>) -> Re
     }
     match name {
         "include_tasks" => {
+            crate::modules::check_params(name, &params).map_err(|e| ctx.err(value, e))?;
             let file = params
                 .remove("_raw_params")
                 .or_else(|| params.remove("file"))
                 .and_then(|v| v.as_str().map(str::to_string))
                 .ok_or_else(|| ctx.err(value, "include_tasks needs a file name"))?;
-            return Ok(Action::Include { file, params });
+            // `apply`: block keywords the included tasks take, as if they were in a block.
+            let apply = match value.get("apply") {
+                Some(a) if a.as_map().is_some() => Some(Box::new(parse_task_with(
+                    ctx,
+                    a,
+                    Some(Action::Block {
+                        block: vec![],
+                        rescue: vec![],
+                        always: vec![],
+                    }),
+                )?)),
+                Some(a) if !a.is_null() => {
+                    return Err(ctx.err(a, "`apply` must be a mapping of block keywords"))
+                }
+                _ => None,
+            };
+            return Ok(Action::Include { file, apply });
         }
         "meta" => {
             let what = params
@@ -496,7 +466,14 @@ fn module_action(ctx: &Ctx, key: &Node, value: &Node, args: Option<&Node>) -> Re
     })
 }
 
-type LoopParts = (Option<Value>, String, Option<String>, Option<String>);
+struct LoopParts {
+    items: Option<Value>,
+    loop_var: String,
+    index_var: Option<String>,
+    label: Option<String>,
+    pause: Option<f64>,
+    allitems: bool,
+}
 
 fn parse_loop(ctx: &Ctx, node: &Node) -> Result<LoopParts> {
     let mut items = None;
@@ -526,7 +503,7 @@ fn parse_loop(ctx: &Ctx, node: &Node) -> Result<LoopParts> {
         }
     }
     let mut loop_var = "item".to_string();
-    let (mut index_var, mut label) = (None, None);
+    let (mut index_var, mut label, mut pause, mut allitems) = (None, None, None, false);
     if let Some(lc) = node.get("loop_control") {
         check_keys(
             ctx,
@@ -546,8 +523,25 @@ fn parse_loop(ctx: &Ctx, node: &Node) -> Result<LoopParts> {
         }
         index_var = opt_str(ctx, lc, "index_var")?;
         label = opt_str(ctx, lc, "label")?;
+        pause = lc
+            .get("pause")
+            .map(|n| match n.to_json().as_f64() {
+                Some(s) if s >= 0.0 => Ok(s),
+                _ => Err(ctx.err(n, "loop_control `pause` must be a number of seconds")),
+            })
+            .transpose()?;
+        // ansible_loop.allitems: with `extended`, unless extended_allitems says no.
+        allitems = opt_bool(ctx, lc, "extended")?.unwrap_or(false)
+            && opt_bool(ctx, lc, "extended_allitems")?.unwrap_or(true);
     }
-    Ok((items, loop_var, index_var, label))
+    Ok(LoopParts {
+        items,
+        loop_var,
+        index_var,
+        label,
+        pause,
+        allitems,
+    })
 }
 
 fn opt_str(ctx: &Ctx, node: &Node, key: &str) -> Result<Option<String>> {
@@ -581,6 +575,103 @@ fn opt_bool(ctx: &Ctx, node: &Node, key: &str) -> Result<Option<bool>> {
             NodeValue::Int(i) => Ok(Some(*i != 0)),
             _ => Err(ctx.err(v, format!("`{key}` must be yes or no, found {}", v.kind()))),
         },
+    }
+}
+
+fn opt_u64(ctx: &Ctx, node: &Node, key: &str) -> Result<Option<u64>> {
+    match node.get(key) {
+        None => Ok(None),
+        Some(v) => match v.to_json() {
+            Value::Null => Ok(None),
+            Value::Number(n) if n.as_u64().is_some() => Ok(n.as_u64()),
+            Value::String(s) if s.trim().parse::<u64>().is_ok() => Ok(s.trim().parse().ok()),
+            _ => Err(ctx.err(
+                v,
+                format!("`{key}` must be a whole number, found {}", v.kind()),
+            )),
+        },
+    }
+}
+
+/// `module_defaults`: parameters per module, checked as the module's own.
+fn module_defaults(ctx: &Ctx, node: &Node) -> Result<Map<String, Value>> {
+    let Some(n) = node.get("module_defaults") else {
+        return Ok(Map::new());
+    };
+    let Some(pairs) = n.as_map() else {
+        return Err(ctx.err(n, "`module_defaults` must map module names to parameters"));
+    };
+    let mut out = Map::new();
+    for (k, v) in pairs {
+        let raw = k.key_string();
+        if raw.starts_with("group/") {
+            return Err(ctx.err(
+                k,
+                format!("`{raw}`: action groups are not supported; name each module"),
+            ));
+        }
+        let name = crate::modules::canonical_name(strip_prefix(&raw))
+            .ok_or_else(|| ctx.err(k, format!("module_defaults: unknown module `{raw}`")))?;
+        let Value::Object(params) = v.to_json() else {
+            return Err(ctx.err(v, format!("module_defaults: `{raw}` needs a mapping")));
+        };
+        crate::modules::check_params(name, &params).map_err(|e| ctx.err(v, e))?;
+        out.insert(name.to_string(), Value::Object(params));
+    }
+    Ok(out)
+}
+
+fn strip_prefix(name: &str) -> &str {
+    let mut name = name;
+    for p in MODULE_PREFIXES {
+        if let Some(rest) = name.strip_prefix(p) {
+            name = rest;
+        }
+    }
+    name
+}
+
+/// `action: copy src=a dest=b` or `action: {module: copy, src: a, dest: b}`.
+fn action_keyword(ctx: &Ctx, node: &Node, args: Option<&Node>) -> Result<Action> {
+    match &node.value {
+        NodeValue::Str(s) => {
+            let s = s.trim();
+            let (module, rest) = s.split_once(char::is_whitespace).unwrap_or((s, ""));
+            let key = Node {
+                value: NodeValue::Str(module.to_string()),
+                line: node.line,
+            };
+            let value = Node {
+                value: if rest.trim().is_empty() {
+                    NodeValue::Null
+                } else {
+                    NodeValue::Str(rest.trim().to_string())
+                },
+                line: node.line,
+            };
+            module_action(ctx, &key, &value, args)
+        }
+        NodeValue::Map(pairs) => {
+            let module = node
+                .get("module")
+                .and_then(Node::as_str)
+                .ok_or_else(|| ctx.err(node, "`action:` needs `module:` naming the module"))?;
+            let key = Node {
+                value: NodeValue::Str(module.to_string()),
+                line: node.line,
+            };
+            let rest: Vec<(Node, Node)> = pairs
+                .iter()
+                .filter(|(k, _)| k.key_string() != "module")
+                .cloned()
+                .collect();
+            let value = Node {
+                value: NodeValue::Map(rest),
+                line: node.line,
+            };
+            module_action(ctx, &key, &value, args)
+        }
+        _ => Err(ctx.err(node, "`action:` must be `module args` or a mapping")),
     }
 }
 

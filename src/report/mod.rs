@@ -46,6 +46,8 @@ pub struct Line<'a> {
     pub trace: &'a [String],
     /// What the task changed on the host (counted for the task's line, not its items').
     pub changes: Changes,
+    /// Where the task is written (`file:line`), named with a failure.
+    pub origin: Option<&'a str>,
 }
 
 impl<'a> Line<'a> {
@@ -59,6 +61,7 @@ impl<'a> Line<'a> {
             diffs: &[],
             trace: &[],
             changes: Changes::default(),
+            origin: None,
         }
     }
 }
@@ -242,6 +245,7 @@ impl Reporter {
             diffs,
             trace,
             changes,
+            origin,
         } = line;
         {
             let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
@@ -266,12 +270,15 @@ impl Reporter {
         if self.json {
             return self.event(json!({
                 "event": "task_result", "host": host, "task": task, "status": status.word(),
-                "item": item, "msg": msg, "diff": diffs,
+                "item": item, "msg": msg, "diff": diffs, "origin": origin,
             }));
         }
         let mut text = format!("{}: [{host}]", status.word());
         if let Some(i) = item {
             text.push_str(&format!(" => (item={i})"));
+        }
+        if let Some(o) = origin.filter(|_| status == Status::Failed) {
+            text.push_str(&format!(" at {o}"));
         }
         if let Some(m) = msg.filter(|m| !m.is_empty()) {
             text.push_str(&format!(" => {m}"));

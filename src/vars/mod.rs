@@ -70,7 +70,7 @@ fn parse_key_values(text: &str) -> Result<Map<String, Value>> {
                 (rest[1..1 + end].to_string(), &rest[end + 2..])
             }
             _ => {
-                let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                let end = unquoted_end(rest);
                 (rest[..end].to_string(), &rest[end..])
             }
         };
@@ -78,6 +78,31 @@ fn parse_key_values(text: &str) -> Result<Map<String, Value>> {
         rest = after.trim_start();
     }
     Ok(out)
+}
+
+/// Where an unquoted value ends: at whitespace outside `{{ }}`, `{% %}` and `{# #}`, which
+/// Ansible keeps together (`dest={{ base }}/x`).
+fn unquoted_end(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let mut close: Option<&[u8]> = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        match close {
+            Some(end) if bytes[i..].starts_with(end) => {
+                i += end.len();
+                close = None;
+                continue;
+            }
+            Some(_) => {}
+            None if bytes[i..].starts_with(b"{{") => close = Some(b"}}"),
+            None if bytes[i..].starts_with(b"{%") => close = Some(b"%}"),
+            None if bytes[i..].starts_with(b"{#") => close = Some(b"#}"),
+            None if bytes[i].is_ascii_whitespace() => return i,
+            None => {}
+        }
+        i += 1;
+    }
+    bytes.len()
 }
 
 /// Key=value arguments of a module's free form (`file: path=/x state=directory`).
@@ -103,6 +128,15 @@ mod tests {
 
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn module_args_keep_templates_together() {
+        let v = parse_module_args("dest={{ base }}/x-{{ h | default('a b') }} content=y").unwrap();
+        assert_eq!(
+            Value::Object(v),
+            json!({"dest": "{{ base }}/x-{{ h | default('a b') }}", "content": "y"})
+        );
+    }
 
     #[test]
     fn extra_vars_forms_in_order() {
