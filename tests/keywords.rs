@@ -287,3 +287,87 @@ fn postgresql_query_is_skipped_in_check_mode_unless_the_task_says_check_mode_fal
     r.assert_code(0);
     assert!(r.stdout.contains("skipped in check mode"), "{}", r.stdout);
 }
+
+/// Module parameters that used to be accepted and ignored: each now works, or is refused
+/// before anything runs, naming the file and line.
+#[test]
+fn module_parameters_work_or_are_refused() {
+    let lab = Lab::start(1);
+    let inv = lab.inventory("root", "");
+    for (task, expected) in [
+        (
+            "copy: { dest: /tmp/x, content: y, decrypt: true }",
+            "`decrypt` is not supported by pgdeploy: Ansible Vault",
+        ),
+        (
+            "user: { name: x, generate_ssh_key: true }",
+            "`generate_ssh_key` is not supported by pgdeploy",
+        ),
+        (
+            "template: { src: a.j2, dest: /tmp/a, trim_blocks: false }",
+            "`trim_blocks` is not supported by pgdeploy",
+        ),
+        (
+            "command: { cmd: 'true', warn: false }",
+            "removed from Ansible in 2.14",
+        ),
+    ] {
+        let pb = lab.write(
+            "param.yml",
+            &format!("- hosts: web\n  gather_facts: no\n  tasks:\n    - {task}\n"),
+        );
+        let r = lab.run(&pb, &inv, &[]);
+        r.assert_code(4);
+        assert!(
+            r.stderr.contains("param.yml:4") && r.stderr.contains(expected),
+            "{task}: {}",
+            r.stderr
+        );
+    }
+    let base = lab.path().display().to_string();
+    std::fs::write(lab.path().join("kept"), "mine\n").unwrap();
+    std::fs::write(lab.path().join("lines"), "# a\nx=1\n# b\n").unwrap();
+    let pb = lab.write(
+        "params.yml",
+        r#"
+- hosts: web
+  gather_facts: no
+  tasks:
+    - copy: { dest: "{{ base }}/kept", content: "theirs\n", force: false }
+      register: kept
+    - lineinfile: { path: "{{ base }}/lines", line: "y=2", insertafter: "^#", firstmatch: true }
+    - command: printf 'a\n\n\n'
+      register: ends
+    - command: { cmd: "printf 'a\n\n\n'", strip_empty_ends: false }
+      register: kept_ends
+    - stat: { path: "{{ base }}/kept", checksum_algorithm: sha256 }
+      register: st
+    - uri: { url: "http://127.0.0.1:1/", creates: "{{ base }}/kept" }
+      register: call
+    - assert:
+        that:
+          - not kept.changed
+          - ends.stdout == 'a'
+          - kept_ends.stdout == 'a\n\n\n'
+          - st.stat.checksum | length == 64
+          - call is not failed
+        quiet: true
+    - debug: { msg: "only with -vv", verbosity: 2 }
+"#,
+    );
+    let b = format!("base={base}");
+    let r = lab.run(&pb, &inv, &["-e", &b]);
+    r.assert_code(0);
+    assert_eq!(
+        std::fs::read_to_string(lab.path().join("kept")).unwrap(),
+        "mine\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(lab.path().join("lines")).unwrap(),
+        "# a\ny=2\nx=1\n# b\n"
+    );
+    assert!(!r.stdout.contains("All assertions passed"), "{}", r.stdout);
+    assert!(!r.stdout.contains("only with -vv"), "{}", r.stdout);
+    let r = lab.run(&pb, &inv, &["-e", &b, "-vv"]);
+    assert!(r.stdout.contains("only with -vv"), "{}", r.stdout);
+}

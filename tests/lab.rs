@@ -208,8 +208,11 @@ fn lab_hosts_behave_like_real_hosts() {
       register: keepalive
       changed_when: false
     - postgresql_query:
-        query: "SELECT current_setting('server_version_num')::int / 10000 AS major, %s AS word"
+        query: "SELECT current_setting('server_version_num')::int / 10000 AS major, %s AS word, current_setting('search_path') AS sp, current_setting('client_encoding') AS enc, current_user AS who"
         positional_args: ["it's"]
+        search_path: [pg_catalog, public]
+        encoding: LATIN1
+        session_role: pg_monitor
       become: yes
       become_user: postgres
       register: pg
@@ -218,6 +221,9 @@ fn lab_hosts_behave_like_real_hosts() {
           - keepalive.stdout == '300'
           - pg.query_result[0].major == '15'
           - pg.query_result[0].word == "it's"
+          - pg.query_result[0].sp == 'pg_catalog, public'
+          - pg.query_result[0].enc == 'LATIN1'
+          - pg.query_result[0].who == 'pg_monitor'
           - not pg.changed
 "#,
             env!("CARGO_MANIFEST_DIR")

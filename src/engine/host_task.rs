@@ -497,38 +497,33 @@ impl Engine {
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
-            let outcome = match &conn {
-                Some(c) => {
-                    let mctx = ModuleCtx {
-                        host,
-                        conn: c,
-                        become_user: become_user.clone(),
-                        env: env.clone(),
-                        timeout: here
-                            .timeout
-                            .map(Duration::from_secs)
-                            .or(self.opts.task_timeout),
-                        check,
-                        diff: here.diff.unwrap_or(self.opts.diff),
-                        force_run: here.check_mode == Some(false),
-                        templates: &self.templates,
-                        vars: &vars,
-                        dir: &snap_dir(task),
-                        trace: &trace,
-                        facts: &facts,
-                        readahead: ahead,
-                        no_wait: pending,
-                    };
-                    let run = modules::run(name, &rendered, &mctx).await;
-                    if matches!(ahead, Some(ReadAhead::Record(..))) {
-                        // Recording: the probe is noted; nothing ran.
-                        return Ok(HostResult::default());
-                    }
-                    run
-                }
-                // debug, set_fact, assert, fail and pause need no connection.
-                None => modules::run_local(name, &rendered, &self.templates, &vars, check).await,
+            // set_fact, debug, assert, fail, pause and tls_certificate have no connection.
+            let mctx = ModuleCtx {
+                host,
+                conn: conn.as_deref(),
+                verbosity: self.report.verbose(),
+                become_user: become_user.clone(),
+                env: env.clone(),
+                timeout: here
+                    .timeout
+                    .map(Duration::from_secs)
+                    .or(self.opts.task_timeout),
+                check,
+                diff: here.diff.unwrap_or(self.opts.diff),
+                force_run: here.check_mode == Some(false),
+                templates: &self.templates,
+                vars: &vars,
+                dir: &snap_dir(task),
+                trace: &trace,
+                facts: &facts,
+                readahead: ahead,
+                no_wait: pending,
             };
+            let outcome = modules::run(name, &rendered, &mctx).await;
+            if matches!(ahead, Some(ReadAhead::Record(..))) {
+                // Recording: the probe is noted; nothing ran.
+                return Ok(HostResult::default());
+            }
             let mut template_error = false;
             let mut outcome = match outcome {
                 Ok(o) => {

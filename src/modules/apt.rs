@@ -2,7 +2,7 @@
 //!
 //! The per-distribution commands are data ([`MANAGERS`]), so another family is a table entry.
 
-use super::{ModuleCtx, Outcome, Params};
+use super::{ModuleCtx, Outcome, Params, Spec};
 use crate::transport::{quote, quote_join};
 use anyhow::{bail, Result};
 
@@ -67,7 +67,8 @@ fn base_name(spec: &str) -> &str {
     spec.split(['=', '>', '<']).next().unwrap_or(spec).trim()
 }
 
-pub async fn run(module: &str, p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+    let module = p.module;
     let family = ctx
         .facts
         .get("ansible_os_family")
@@ -207,3 +208,91 @@ pub async fn run(module: &str, p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Ou
     }
     .with("packages", names.join(" ")))
 }
+
+/// The `apt` module.
+pub const APT: Spec = Spec {
+    name: "apt",
+    aliases: &[],
+    params: &[
+        "name",
+        "pkg",
+        "package",
+        "state",
+        "update_cache",
+        "cache_valid_time",
+        "install_recommends",
+        "default_release",
+        "purge",
+    ],
+    refused: &[
+        ("autoremove", "run `apt-get autoremove -y` with `command:`"),
+        ("force", "deprecated by Ansible; not supported"),
+        (
+            "allow_downgrade",
+            "pin the version in `name` (pkg=1.2-3) and remove the newer one first",
+        ),
+        (
+            "deb",
+            "install a .deb file with `command: dpkg -i FILE` and `creates:`",
+        ),
+        (
+            "lock_timeout",
+            "pgdeploy waits for the package manager lock up to the task timeout (`timeout:`)",
+        ),
+        (
+            "dpkg_options",
+            "pgdeploy installs with dpkg's defaults (--force-confdef --force-confold)",
+        ),
+        ("only_upgrade", "not supported; use state: latest"),
+        (
+            "allow_unauthenticated",
+            "packages must come from a signed repository or the offline bundle",
+        ),
+    ],
+    free_form: false,
+    local: false,
+    run: |p, ctx| Box::pin(run(p, ctx)),
+};
+
+/// The `package` module.
+pub const PACKAGE: Spec = Spec {
+    name: "package",
+    aliases: &[],
+    params: &["name", "state"],
+    refused: &[(
+        "use",
+        "the package manager follows the host's ansible_os_family",
+    )],
+    free_form: false,
+    local: false,
+    run: |p, ctx| Box::pin(run(p, ctx)),
+};
+
+/// The `dnf` module.
+pub const DNF: Spec = Spec {
+    name: "dnf",
+    aliases: &["yum"],
+    params: &["name", "state", "update_cache"],
+    refused: &[
+        (
+            "enablerepo",
+            "not supported by pgdeploy's dnf; configure the repository in /etc/yum.repos.d",
+        ),
+        (
+            "disablerepo",
+            "not supported by pgdeploy's dnf; configure the repository in /etc/yum.repos.d",
+        ),
+        (
+            "disable_gpg_check",
+            "packages must come from a signed repository",
+        ),
+        (
+            "lock_timeout",
+            "pgdeploy waits for the package manager lock up to the task timeout (`timeout:`)",
+        ),
+        ("install_weak_deps", "not supported by pgdeploy's dnf"),
+    ],
+    free_form: false,
+    local: false,
+    run: |p, ctx| Box::pin(run(p, ctx)),
+};

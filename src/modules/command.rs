@@ -3,7 +3,7 @@
 //! `command` runs a program with its arguments (no shell features), `shell` runs a script with
 //! /bin/sh. `creates`/`removes` are checked in the same round trip as the command itself.
 
-use super::{ModuleCtx, Outcome, Params};
+use super::{ModuleCtx, Outcome, Params, Spec};
 use crate::transport::{quote, quote_join, split_words, Stdin};
 use anyhow::{bail, Result};
 use serde_json::Value;
@@ -11,7 +11,8 @@ use serde_json::Value;
 /// Marker printed when `creates`/`removes` decide that the command need not run.
 const SKIP_MARK: &str = "__pgdeploy_skip__";
 
-pub async fn run(name: &str, p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+    let name = p.module;
     let raw = p.str("_raw_params")?.or(p.str("cmd")?);
     let script = match (name, raw, p.get("argv")) {
         ("command", None, Some(Value::Array(argv))) => {
@@ -102,7 +103,15 @@ pub async fn run(name: &str, p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outc
             .with("stdout", "")
             .with("stdout_lines", Value::Array(vec![])));
     }
-    let strip = |s: String| s.trim_end_matches('\n').to_string();
+    // strip_empty_ends (default yes): no trailing empty lines, as Ansible returns them.
+    let strip_ends = p.flag("strip_empty_ends", true)?;
+    let strip = |s: String| {
+        if strip_ends {
+            s.trim_end_matches(['\n', '\r']).to_string()
+        } else {
+            s
+        }
+    };
     let (stdout, stderr) = (strip(stdout), strip(out.stderr_str()));
     let mut outcome = if out.ok() {
         Outcome::changed()
@@ -135,3 +144,63 @@ pub async fn run(name: &str, p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outc
         .with("cmd", script);
     Ok(outcome)
 }
+
+/// The `command` module.
+pub const COMMAND: Spec = Spec {
+    name: "command",
+    aliases: &[],
+    params: &[
+        "_raw_params",
+        "cmd",
+        "argv",
+        "chdir",
+        "creates",
+        "removes",
+        "stdin",
+        "stdin_add_newline",
+        "strip_empty_ends",
+        "executable",
+    ],
+    refused: &[
+        ("warn", "removed from Ansible in 2.14; delete it"),
+        (
+            "expand_argument_vars",
+            "arguments are passed as written; use `shell:` to expand $VARIABLES",
+        ),
+    ],
+    free_form: true,
+    local: false,
+    run: |p, ctx| Box::pin(run(p, ctx)),
+};
+
+/// The `shell` module.
+pub const SHELL: Spec = Spec {
+    name: "shell",
+    aliases: &[],
+    params: &[
+        "_raw_params",
+        "cmd",
+        "chdir",
+        "creates",
+        "removes",
+        "stdin",
+        "stdin_add_newline",
+        "strip_empty_ends",
+        "executable",
+    ],
+    refused: &[("warn", "removed from Ansible in 2.14; delete it")],
+    free_form: true,
+    local: false,
+    run: |p, ctx| Box::pin(run(p, ctx)),
+};
+
+/// The `raw` module.
+pub const RAW: Spec = Spec {
+    name: "raw",
+    aliases: &[],
+    params: &["_raw_params", "executable"],
+    refused: &[],
+    free_form: true,
+    local: false,
+    run: |p, ctx| Box::pin(run(p, ctx)),
+};

@@ -1,7 +1,7 @@
 //! file: directories, links, empty files, absence, owner and mode.
 
 use super::files::Wanted;
-use super::{ModuleCtx, Outcome, Params};
+use super::{ModuleCtx, Outcome, Params, Spec};
 use crate::transport::quote;
 use anyhow::{bail, Result};
 
@@ -117,3 +117,18 @@ fn attr_script(w: &Wanted, q: &str, recurse: bool) -> String {
     }
     s
 }
+
+/// The `file` module.
+pub const FILE: Spec = Spec {
+    name: "file",
+    aliases: &[],
+    params: &["path", "dest", "name", "state", "owner", "group", "mode", "src", "recurse", "force"],
+    refused: &[
+        ("follow", "not supported: pgdeploy acts on the path given (links are followed as the command does)"),
+        ("access_time", "not supported; use `command: touch -a -d ...`"),
+        ("modification_time", "not supported; use `command: touch -m -d ...`"),
+    ],
+    free_form: false,
+    local: false,
+    run: |p, ctx| Box::pin(run(p, ctx)),
+};

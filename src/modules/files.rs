@@ -4,7 +4,7 @@
 //! round trip. The write is atomic: a temporary file beside the destination, validated, given
 //! its owner and mode, then renamed over the old one — also one round trip.
 
-use super::{ModuleCtx, Outcome, Params};
+use super::{ModuleCtx, Outcome, Params, Spec};
 use crate::transport::{quote, Stdin};
 use anyhow::{anyhow, bail, Result};
 use base64::Engine as _;
@@ -225,6 +225,8 @@ pub struct Wanted {
     pub mode: Option<u32>,
     pub backup: bool,
     pub validate: Option<String>,
+    /// `force: no`: an existing file is left as it is.
+    pub force: bool,
 }
 
 impl Wanted {
@@ -244,6 +246,7 @@ impl Wanted {
             mode: p.mode("mode")?,
             backup: p.flag("backup", false)?,
             validate,
+            force: p.flag("force", true)?,
         })
     }
 
@@ -321,6 +324,11 @@ pub async fn write_content(
         return Ok(Outcome::failed(format!(
             "{dest} is a directory; give the file's full path"
         )));
+    }
+    if current.exists && !wanted.force {
+        return Ok(Outcome::ok()
+            .with("dest", dest)
+            .with_msg("force: no, and the file exists: left as it is"));
     }
     let content_same = current.exists && current.hash == new_hash;
     if content_same && wanted.attrs_match(current) {
@@ -491,6 +499,44 @@ fn render_template(ctx: &ModuleCtx<'_>, src: &str) -> Result<String> {
 fn render_named(ctx: &ModuleCtx<'_>, name: &str, text: &str) -> Result<String> {
     ctx.templates.render_str(text, ctx.vars, name)
 }
+
+/// The `copy` module.
+pub const COPY: Spec = Spec {
+    name: "copy",
+    aliases: &[],
+    params: &["src", "content", "dest", "owner", "group", "mode", "backup", "validate", "force", "remote_src", "checksum"],
+    refused: &[
+        ("directory_mode", "copying directories is not supported"),
+        ("follow", "not supported: pgdeploy acts on the path given (links are followed as the command does)"),
+        ("unsafe_writes", "pgdeploy always writes atomically (a temporary file renamed over the old one)"),
+        ("decrypt", "Ansible Vault is not supported"),
+    ],
+    free_form: false,
+    local: false,
+    run: |p, ctx| Box::pin(copy(p, ctx)),
+};
+
+/// The `template` module.
+pub const TEMPLATE: Spec = Spec {
+    name: "template",
+    aliases: &[],
+    params: &["src", "dest", "owner", "group", "mode", "backup", "validate", "force"],
+    refused: &[
+        ("newline_sequence", "templates are written with \\n line endings"),
+        ("trim_blocks", "templates render with Ansible's defaults (trim_blocks on, lstrip_blocks off)"),
+        ("lstrip_blocks", "templates render with Ansible's defaults (trim_blocks on, lstrip_blocks off)"),
+        ("follow", "not supported: pgdeploy acts on the path given (links are followed as the command does)"),
+        ("unsafe_writes", "pgdeploy always writes atomically (a temporary file renamed over the old one)"),
+        ("output_encoding", "templates are written as UTF-8"),
+        ("block_start_string", "templates use Jinja's default delimiters"),
+        ("block_end_string", "templates use Jinja's default delimiters"),
+        ("variable_start_string", "templates use Jinja's default delimiters"),
+        ("variable_end_string", "templates use Jinja's default delimiters"),
+    ],
+    free_form: false,
+    local: false,
+    run: |p, ctx| Box::pin(template(p, ctx)),
+};
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,7 @@
 //! and written like any file, so check mode and diffs are exact.
 
 use super::files::{hash_hex, probe_file, write_content, NewContent, Wanted};
-use super::{ModuleCtx, Outcome, Params};
+use super::{ModuleCtx, Outcome, Params, Spec};
 use crate::transport::quote;
 use anyhow::{anyhow, bail, Result};
 use base64::Engine as _;
@@ -114,10 +114,7 @@ fn insert_position(p: &Params, lines: &[String]) -> Result<usize> {
         }
         let re =
             regex::Regex::new(&before).map_err(|e| anyhow!("lineinfile: bad insertbefore: {e}"))?;
-        return Ok(lines
-            .iter()
-            .rposition(|l| re.is_match(l))
-            .unwrap_or(lines.len()));
+        return Ok(matching(p, lines, &re)?.unwrap_or(lines.len()));
     }
     if let Some(after) = p.str("insertafter")? {
         if after == "EOF" {
@@ -125,11 +122,52 @@ fn insert_position(p: &Params, lines: &[String]) -> Result<usize> {
         }
         let re =
             regex::Regex::new(&after).map_err(|e| anyhow!("lineinfile: bad insertafter: {e}"))?;
-        return Ok(lines
-            .iter()
-            .rposition(|l| re.is_match(l))
+        return Ok(matching(p, lines, &re)?
             .map(|i| i + 1)
             .unwrap_or(lines.len()));
     }
     Ok(lines.len())
 }
+
+/// The line insertbefore/insertafter matches: the last one, or the first with `firstmatch`.
+fn matching(p: &Params, lines: &[String], re: &regex::Regex) -> Result<Option<usize>> {
+    Ok(if p.flag("firstmatch", false)? {
+        lines.iter().position(|l| re.is_match(l))
+    } else {
+        lines.iter().rposition(|l| re.is_match(l))
+    })
+}
+
+/// The `lineinfile` module.
+pub const LINEINFILE: Spec = Spec {
+    name: "lineinfile",
+    aliases: &[],
+    params: &[
+        "path",
+        "dest",
+        "name",
+        "line",
+        "value",
+        "regexp",
+        "regex",
+        "search_string",
+        "state",
+        "insertafter",
+        "insertbefore",
+        "create",
+        "backrefs",
+        "owner",
+        "group",
+        "mode",
+        "backup",
+        "validate",
+        "firstmatch",
+    ],
+    refused: &[(
+        "unsafe_writes",
+        "pgdeploy always writes atomically (a temporary file renamed over the old one)",
+    )],
+    free_form: false,
+    local: false,
+    run: |p, ctx| Box::pin(run(p, ctx)),
+};

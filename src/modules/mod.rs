@@ -28,484 +28,144 @@ pub use files::{hash_hex, FileDiff};
 use crate::template::Templates;
 use crate::transport::{Connection, ExecOptions, Output, Stdin};
 use anyhow::{anyhow, bail, Result};
+use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Every module: its name, the parameters it takes, and whether it takes a free-form string.
-const SPECS: &[(&str, &[&str], bool)] = &[
-    (
-        "command",
-        &[
-            "_raw_params",
-            "cmd",
-            "argv",
-            "chdir",
-            "creates",
-            "removes",
-            "stdin",
-            "stdin_add_newline",
-            "strip_empty_ends",
-            "executable",
-            "warn",
-            "expand_argument_vars",
-        ],
-        true,
-    ),
-    (
-        "shell",
-        &[
-            "_raw_params",
-            "cmd",
-            "chdir",
-            "creates",
-            "removes",
-            "stdin",
-            "stdin_add_newline",
-            "strip_empty_ends",
-            "executable",
-            "warn",
-        ],
-        true,
-    ),
-    ("raw", &["_raw_params", "executable"], true),
-    (
-        "apt",
-        &[
-            "name",
-            "pkg",
-            "package",
-            "state",
-            "update_cache",
-            "cache_valid_time",
-            "install_recommends",
-            "default_release",
-            "purge",
-            "autoremove",
-            "force",
-            "allow_downgrade",
-            "deb",
-            "lock_timeout",
-            "dpkg_options",
-            "only_upgrade",
-            "allow_unauthenticated",
-        ],
-        false,
-    ),
-    ("package", &["name", "state", "use"], false),
-    (
-        "dnf",
-        &[
-            "name",
-            "state",
-            "update_cache",
-            "enablerepo",
-            "disablerepo",
-            "disable_gpg_check",
-            "lock_timeout",
-            "install_weak_deps",
-        ],
-        false,
-    ),
-    (
-        "yum",
-        &[
-            "name",
-            "state",
-            "update_cache",
-            "enablerepo",
-            "disablerepo",
-            "disable_gpg_check",
-            "lock_timeout",
-        ],
-        false,
-    ),
-    (
-        "file",
-        &[
-            "path",
-            "dest",
-            "name",
-            "state",
-            "owner",
-            "group",
-            "mode",
-            "src",
-            "recurse",
-            "force",
-            "follow",
-            "access_time",
-            "modification_time",
-        ],
-        false,
-    ),
-    (
-        "copy",
-        &[
-            "src",
-            "content",
-            "dest",
-            "owner",
-            "group",
-            "mode",
-            "backup",
-            "validate",
-            "force",
-            "remote_src",
-            "directory_mode",
-            "follow",
-            "unsafe_writes",
-            "decrypt",
-            "checksum",
-        ],
-        false,
-    ),
-    (
-        "template",
-        &[
-            "src",
-            "dest",
-            "owner",
-            "group",
-            "mode",
-            "backup",
-            "validate",
-            "force",
-            "newline_sequence",
-            "trim_blocks",
-            "lstrip_blocks",
-            "follow",
-            "unsafe_writes",
-            "output_encoding",
-            "block_start_string",
-            "block_end_string",
-            "variable_start_string",
-            "variable_end_string",
-        ],
-        false,
-    ),
-    (
-        "lineinfile",
-        &[
-            "path",
-            "dest",
-            "name",
-            "line",
-            "value",
-            "regexp",
-            "regex",
-            "search_string",
-            "state",
-            "insertafter",
-            "insertbefore",
-            "create",
-            "backrefs",
-            "owner",
-            "group",
-            "mode",
-            "backup",
-            "validate",
-            "firstmatch",
-            "unsafe_writes",
-        ],
-        false,
-    ),
-    (
-        "systemd",
-        &[
-            "name",
-            "state",
-            "enabled",
-            "daemon_reload",
-            "daemon_reexec",
-            "masked",
-            "scope",
-            "no_block",
-            "force",
-        ],
-        false,
-    ),
-    (
-        "systemd_service",
-        &[
-            "name",
-            "state",
-            "enabled",
-            "daemon_reload",
-            "daemon_reexec",
-            "masked",
-            "scope",
-            "no_block",
-            "force",
-        ],
-        false,
-    ),
-    (
-        "service",
-        &[
-            "name",
-            "state",
-            "enabled",
-            "daemon_reload",
-            "sleep",
-            "pattern",
-            "runlevel",
-            "arguments",
-            "args",
-            "use",
-        ],
-        false,
-    ),
-    (
-        "sysctl",
-        &[
-            "name",
-            "key",
-            "value",
-            "val",
-            "state",
-            "sysctl_file",
-            "reload",
-            "sysctl_set",
-            "ignoreerrors",
-        ],
-        false,
-    ),
-    (
-        "user",
-        &[
-            "name",
-            "uid",
-            "group",
-            "groups",
-            "append",
-            "shell",
-            "home",
-            "system",
-            "state",
-            "create_home",
-            "createhome",
-            "comment",
-            "password",
-            "move_home",
-            "remove",
-            "force",
-            "generate_ssh_key",
-            "ssh_key_bits",
-            "ssh_key_type",
-            "ssh_key_file",
-            "update_password",
-            "expires",
-            "non_unique",
-        ],
-        false,
-    ),
-    (
-        "group",
-        &["name", "gid", "state", "system", "non_unique"],
-        false,
-    ),
-    (
-        "stat",
-        &[
-            "path",
-            "get_checksum",
-            "checksum_algorithm",
-            "get_mime",
-            "get_attributes",
-            "follow",
-        ],
-        false,
-    ),
-    (
-        "wait_for",
-        &[
-            "host",
-            "port",
-            "path",
-            "state",
-            "timeout",
-            "delay",
-            "sleep",
-            "search_regex",
-            "connect_timeout",
-            "msg",
-            "active_connection_states",
-            "exclude_hosts",
-        ],
-        false,
-    ),
-    (
-        "tls_certificate",
-        &[
-            "ca_dir",
-            "name",
-            "subject_alt_names",
-            "valid_days",
-            "renew_days",
-            "ca_valid_days",
-            "ca_common_name",
-        ],
-        false,
-    ),
-    (
-        "uri",
-        &[
-            "url",
-            "method",
-            "body",
-            "body_format",
-            "headers",
-            "status_code",
-            "return_content",
-            "timeout",
-            "user",
-            "url_username",
-            "password",
-            "url_password",
-            "force_basic_auth",
-            "validate_certs",
-            "ca_path",
-            "client_cert",
-            "client_key",
-            "follow_redirects",
-            "dest",
-            "creates",
-            "removes",
-            "unix_socket",
-        ],
-        false,
-    ),
-    (
-        "postgresql_user",
-        &[
-            "name",
-            "user",
-            "password",
-            "role_attr_flags",
-            "state",
-            "encrypted",
-            "db",
-            "login_db",
-            "login_user",
-            "login_host",
-            "login_port",
-            "port",
-            "login_unix_socket",
-            "login_password",
-        ],
-        false,
-    ),
-    (
-        "postgresql_db",
-        &[
-            "name",
-            "db",
-            "owner",
-            "encoding",
-            "lc_collate",
-            "lc_ctype",
-            "template",
-            "state",
-            "login_db",
-            "login_user",
-            "login_host",
-            "login_port",
-            "port",
-            "login_unix_socket",
-            "login_password",
-        ],
-        false,
-    ),
-    (
-        "postgresql_query",
-        &[
-            "query",
-            "db",
-            "login_db",
-            "login_user",
-            "login_host",
-            "login_port",
-            "port",
-            "login_unix_socket",
-            "login_password",
-            "autocommit",
-            "positional_args",
-            "named_args",
-            "encoding",
-            "search_path",
-            "as_single_query",
-            "session_role",
-            "trust_input",
-        ],
-        false,
-    ),
-    ("set_fact", &[], false),
-    (
-        "assert",
-        &["that", "fail_msg", "msg", "success_msg", "quiet"],
-        false,
-    ),
-    ("fail", &["msg"], false),
-    ("debug", &["msg", "var", "verbosity"], false),
-    ("ping", &["data"], false),
-    ("pause", &["seconds", "minutes", "prompt", "echo"], false),
-    ("include_tasks", &["file", "apply", "_raw_params"], true),
-    ("meta", &["_raw_params"], true),
+/// How a module runs: from its parameters and the host's context to an outcome.
+pub type RunFn = for<'a> fn(&'a Params<'a>, &'a ModuleCtx<'a>) -> BoxFuture<'a, Result<Outcome>>;
+
+/// A module, declared in its own file: names, parameters, where it runs, and its code.
+pub struct Spec {
+    pub name: &'static str,
+    /// Ansible's other names for it (`systemd_service`, `yum`).
+    pub aliases: &'static [&'static str],
+    /// The parameters it implements (set_fact: any name).
+    pub params: &'static [&'static str],
+    /// Ansible's parameters it does not implement, each refused with what to do instead.
+    pub refused: &'static [(&'static str, &'static str)],
+    /// Takes a free-form string (`command: ls -l`).
+    pub free_form: bool,
+    /// Runs on the control machine, without a connection.
+    pub local: bool,
+    pub run: RunFn,
+}
+
+/// Every module. Adding one: its file with its `Spec`, and a line here.
+const MODULES: &[&Spec] = &[
+    &command::COMMAND,
+    &command::SHELL,
+    &command::RAW,
+    &apt::APT,
+    &apt::PACKAGE,
+    &apt::DNF,
+    &file::FILE,
+    &files::COPY,
+    &files::TEMPLATE,
+    &lineinfile::LINEINFILE,
+    &service::SYSTEMD,
+    &service::SERVICE,
+    &sysctl::SYSCTL,
+    &user::USER,
+    &user::GROUP,
+    &stat::STAT,
+    &wait_for::WAIT_FOR,
+    &tls::TLS_CERTIFICATE,
+    &uri::URI,
+    &postgresql_role::POSTGRESQL_USER,
+    &postgresql_role::POSTGRESQL_DB,
+    &postgresql::POSTGRESQL_QUERY,
+    &local::SET_FACT,
+    &local::ASSERT,
+    &local::FAIL,
+    &local::DEBUG,
+    &local::PING,
+    &local::PAUSE,
+    &INCLUDE_TASKS,
+    &META,
 ];
 
-/// Ansible's other names for our modules.
-const ALIASES: &[(&str, &str)] = &[("systemd_service", "systemd"), ("yum", "dnf")];
+/// `include_tasks` and `meta` are the engine's; declared here for their parameters.
+const INCLUDE_TASKS: Spec = Spec {
+    name: "include_tasks",
+    aliases: &[],
+    params: &["file", "apply", "_raw_params"],
+    refused: &[],
+    free_form: true,
+    local: true,
+    run: |p, _| Box::pin(async move { bail!("{} is run by the engine", p.module) }),
+};
 
+const META: Spec = Spec {
+    name: "meta",
+    aliases: &[],
+    params: &["_raw_params"],
+    refused: &[],
+    free_form: true,
+    local: true,
+    run: |p, _| Box::pin(async move { bail!("{} is run by the engine", p.module) }),
+};
+
+/// The module a (prefix-stripped) name or alias refers to.
+pub fn spec(name: &str) -> Option<&'static Spec> {
+    MODULES
+        .iter()
+        .find(|s| s.name == name || s.aliases.contains(&name))
+        .copied()
+}
+
+/// Every module name and alias.
 pub fn names() -> Vec<&'static str> {
-    SPECS.iter().map(|(n, _, _)| *n).collect()
+    MODULES
+        .iter()
+        .flat_map(|s| std::iter::once(s.name).chain(s.aliases.iter().copied()))
+        .collect()
 }
 
 /// The module a (prefix-stripped) name refers to.
 pub fn canonical_name(name: &str) -> Option<&'static str> {
-    let found = SPECS
-        .iter()
-        .find(|(n, _, _)| *n == name)
-        .map(|(n, _, _)| *n)?;
-    Some(
-        ALIASES
-            .iter()
-            .find(|(a, _)| *a == found)
-            .map(|(_, t)| *t)
-            .unwrap_or(found),
-    )
+    spec(name).map(|s| s.name)
 }
 
 pub fn takes_free_form(name: &str) -> bool {
-    SPECS.iter().any(|(n, _, f)| *n == name && *f)
+    spec(name).is_some_and(|s| s.free_form)
 }
 
-/// Rejects parameters a module does not take, naming the nearest valid one.
+/// Rejects parameters a module does not take: Ansible's that it does not implement with
+/// what to do instead, others with the nearest valid name.
 pub fn check_params(name: &str, params: &Map<String, Value>) -> Result<(), String> {
-    let Some((_, allowed, _)) = SPECS.iter().find(|(n, _, _)| *n == name) else {
+    let Some(spec) = spec(name) else {
         return Ok(());
     };
-    if allowed.is_empty() {
-        return Ok(()); // set_fact takes any names
+    if spec.name == "set_fact" {
+        return Ok(()); // any names
     }
+    let allowed = spec.params;
     for key in params.keys() {
-        if !allowed.contains(&key.as_str()) {
-            let hint = crate::nearest(key, allowed.iter().copied())
-                .map(|n| format!("; did you mean `{n}`?"))
-                .unwrap_or_else(|| {
-                    format!(
-                        "; it takes {}",
-                        allowed
-                            .iter()
-                            .filter(|a| !a.starts_with('_'))
-                            .copied()
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                });
-            return Err(format!("module `{name}` has no parameter `{key}`{hint}"));
+        if allowed.contains(&key.as_str()) {
+            continue;
         }
+        if let Some((_, why)) = spec.refused.iter().find(|(k, _)| k == key) {
+            return Err(format!(
+                "module `{name}`: parameter `{key}` is not supported by pgdeploy: {why}"
+            ));
+        }
+        let hint = crate::nearest(key, allowed.iter().copied())
+            .map(|n| format!("; did you mean `{n}`?"))
+            .unwrap_or_else(|| {
+                format!(
+                    "; it takes {}",
+                    allowed
+                        .iter()
+                        .filter(|a| !a.starts_with('_'))
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            });
+        return Err(format!("module `{name}` has no parameter `{key}`{hint}"));
     }
     Ok(())
 }
@@ -513,7 +173,10 @@ pub fn check_params(name: &str, params: &Map<String, Value>) -> Result<(), Strin
 /// What a module needs to do its work on one host.
 pub struct ModuleCtx<'a> {
     pub host: &'a str,
-    pub conn: &'a Connection,
+    /// None for a module that runs on the control machine.
+    pub conn: Option<&'a Connection>,
+    /// How many -v the run was given (debug's `verbosity`).
+    pub verbosity: u8,
     pub become_user: Option<String>,
     pub env: Vec<(String, String)>,
     pub timeout: Option<Duration>,
@@ -536,6 +199,12 @@ pub struct ModuleCtx<'a> {
 }
 
 impl ModuleCtx<'_> {
+    /// The host's connection (a module that runs on the control machine has none).
+    pub fn conn(&self) -> Result<&Connection> {
+        self.conn
+            .ok_or_else(|| anyhow!("{}: this module runs on the control machine", self.host))
+    }
+
     /// Runs a script on the host as the task's user.
     pub async fn sh(&self, script: &str) -> Result<Output> {
         self.sh_in(script, Stdin::None).await
@@ -600,7 +269,7 @@ impl ModuleCtx<'_> {
             env: self.env.clone(),
             timeout: self.timeout,
         };
-        let out = self.conn.exec(script, stdin, &opts).await?;
+        let out = self.conn()?.exec(script, stdin, &opts).await?;
         if let Ok(mut t) = self.trace.lock() {
             let output = if traced {
                 format!("{}{}", out.stdout_str(), out.stderr_str())
@@ -848,77 +517,105 @@ impl<'a> Params<'a> {
     }
 }
 
-/// Runs a module on a host.
+/// Runs a module (on its host, or on the control machine when its spec says `local`).
 pub async fn run(name: &str, params: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+    let spec = spec(name).ok_or_else(|| anyhow!("module `{name}` is not implemented"))?;
     let p = Params {
-        module: name,
+        module: spec.name,
         map: params,
     };
-    match name {
-        "command" | "shell" | "raw" => command::run(name, &p, ctx).await,
-        "apt" | "package" | "dnf" => apt::run(name, &p, ctx).await,
-        "file" => file::run(&p, ctx).await,
-        "copy" => files::copy(&p, ctx).await,
-        "template" => files::template(&p, ctx).await,
-        "lineinfile" => lineinfile::run(&p, ctx).await,
-        "systemd" | "service" => service::run(&p, ctx).await,
-        "sysctl" => sysctl::run(&p, ctx).await,
-        "user" => user::user(&p, ctx).await,
-        "group" => user::group(&p, ctx).await,
-        "stat" => stat::run(&p, ctx).await,
-        "wait_for" => wait_for::run(&p, ctx).await,
-        "uri" => uri::run(&p, ctx).await,
-        "postgresql_query" => postgresql::query(&p, ctx).await,
-        "postgresql_user" => postgresql_role::user(&p, ctx).await,
-        "postgresql_db" => postgresql_role::db(&p, ctx).await,
-        "ping" => local::ping(&p, ctx).await,
-        "set_fact" | "assert" | "fail" | "debug" | "pause" => {
-            local::run(name, &p, ctx.templates, ctx.vars).await
-        }
-        "tls_certificate" => tls::run(&p, ctx.check),
-        other => bail!("module `{other}` is not implemented"),
-    }
+    (spec.run)(&p, ctx).await
 }
 
 /// The modules that run on the control machine and need no connection.
 pub fn is_local(name: &str) -> bool {
-    matches!(
-        name,
-        "set_fact" | "assert" | "fail" | "debug" | "pause" | "tls_certificate"
-    )
-}
-
-/// Runs a module that needs no host (set_fact, assert, fail, debug, pause, tls_certificate).
-pub async fn run_local(
-    name: &str,
-    params: &Map<String, Value>,
-    templates: &Templates,
-    vars: &minijinja::Value,
-    check: bool,
-) -> Result<Outcome> {
-    if name == "tls_certificate" {
-        let p = Params {
-            module: name,
-            map: params,
-        };
-        return tls::run(&p, check);
-    }
-    local::run(
-        name,
-        &Params {
-            module: name,
-            map: params,
-        },
-        templates,
-        vars,
-    )
-    .await
+    spec(name).is_some_and(|s| s.local)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The file each module is written in; helpers shared by several modules (file
+    /// attributes, psql's login parameters) count as read by every module.
+    const SOURCES: &[(&str, &str)] = &[
+        ("command.rs", include_str!("command.rs")),
+        ("apt.rs", include_str!("apt.rs")),
+        ("file.rs", include_str!("file.rs")),
+        ("files.rs", include_str!("files.rs")),
+        ("lineinfile.rs", include_str!("lineinfile.rs")),
+        ("service.rs", include_str!("service.rs")),
+        ("sysctl.rs", include_str!("sysctl.rs")),
+        ("user.rs", include_str!("user.rs")),
+        ("stat.rs", include_str!("stat.rs")),
+        ("wait_for.rs", include_str!("wait_for.rs")),
+        ("tls.rs", include_str!("tls.rs")),
+        ("uri.rs", include_str!("uri.rs")),
+        ("postgresql_role.rs", include_str!("postgresql_role.rs")),
+        ("postgresql.rs", include_str!("postgresql.rs")),
+        ("local.rs", include_str!("local.rs")),
+    ];
+    const SHARED: &[&str] = &["files.rs", "postgresql.rs"];
+
+    /// A source without its `Spec` declarations (which name every parameter).
+    fn code_of(text: &str) -> String {
+        let mut out = String::new();
+        let mut in_spec = false;
+        for line in text.lines() {
+            if line.starts_with("pub const ") && line.ends_with(": Spec = Spec {") {
+                in_spec = true;
+            }
+            if !in_spec {
+                out.push_str(line);
+                out.push('\n');
+            }
+            if in_spec && line == "};" {
+                in_spec = false;
+            }
+        }
+        out
+    }
+
+    /// Nothing accepted and ignored: every parameter a module declares is read by its code.
+    #[test]
+    fn every_declared_parameter_is_read() {
+        let engine_run = ["include_tasks", "meta", "set_fact"];
+        let mut unread = Vec::new();
+        for spec in MODULES.iter().filter(|s| !engine_run.contains(&s.name)) {
+            let const_line = format!(
+                "pub const {}: Spec = Spec {{",
+                spec.name.to_ascii_uppercase()
+            );
+            let (own, _) = SOURCES
+                .iter()
+                .find(|(_, text)| text.contains(&const_line))
+                .unwrap_or_else(|| panic!("no file declares {const_line}"));
+            let code: String = SOURCES
+                .iter()
+                .filter(|(f, _)| f == own || SHARED.contains(f))
+                .map(|(_, text)| code_of(text))
+                .collect();
+            for param in spec.params {
+                if !code.contains(&format!("\"{param}\"")) {
+                    unread.push(format!("{}.{param}", spec.name));
+                }
+            }
+        }
+        assert!(unread.is_empty(), "declared but never read: {unread:?}");
+    }
+
+    #[test]
+    fn refused_parameters_say_why() {
+        let m = json!({"dest": "/x", "content": "y", "decrypt": true});
+        let err = check_params("copy", m.as_object().unwrap()).unwrap_err();
+        assert!(
+            err.contains("`decrypt` is not supported by pgdeploy: Ansible Vault"),
+            "{err}"
+        );
+        assert_eq!(canonical_name("yum"), Some("dnf"));
+        assert_eq!(canonical_name("systemd_service"), Some("systemd"));
+    }
 
     #[test]
     fn params_are_checked() {

@@ -1,7 +1,7 @@
 //! postgresql_query: SQL through psql on the host (as the task's become_user, usually
 //! postgres). Rows come back as a list of mappings.
 
-use super::{ModuleCtx, Outcome, Params};
+use super::{ModuleCtx, Outcome, Params, Spec};
 use crate::transport::{quote, Stdin};
 use anyhow::{bail, Result};
 use serde_json::{Map, Value};
@@ -21,7 +21,22 @@ pub async fn query(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
             sql = sql.replace(&format!("%({k})s"), &literal(v));
         }
     }
-    let psql = psql_command(p, true)?;
+    let mut psql = psql_command(p, true)?;
+    if !p.flag("as_single_query", true)? {
+        bail!(
+            "postgresql_query: `as_single_query: no` is not supported: the query runs as one \
+             script; use one task per statement"
+        );
+    }
+    // trust_input: values reach SQL only as quoted identifiers and literals, so there is
+    // nothing to refuse either way.
+    let _ = p.flag("trust_input", true)?;
+    let query = sql.clone();
+    let sql = format!("{}{sql}", session_settings(p)?);
+    // autocommit: no (explicitly) runs the query in one transaction, as Ansible does.
+    if p.bool("autocommit")? == Some(false) {
+        psql.cmd = psql.cmd.replacen("psql -X", "psql -X -1", 1);
+    }
     // No statement is safe to run in check mode on its word: a rolled-back transaction does
     // not undo pg_reload_conf() or a sequence's nextval(). A read-only query says so.
     if ctx.check && !ctx.force_run {
@@ -30,12 +45,12 @@ pub async fn query(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
              a read-only query runs in check mode with `check_mode: false` on its task",
         ));
     }
-    let read_only = is_read_only(&sql);
+    let read_only = is_read_only(&query);
     let out = run_sql(ctx, &psql, &sql, true).await?;
     if !out.ok() {
         return Ok(
             Outcome::failed(format!("query failed: {}", out.stderr_str().trim()))
-                .with("query", sql),
+                .with("query", query),
         );
     }
     let rows = parse_csv_rows(&out.stdout_str());
@@ -50,8 +65,34 @@ pub async fn query(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
             "query_result",
             Value::Array(rows.into_iter().map(Value::Object).collect()),
         )
-        .with("query", sql);
+        .with("query", query);
     Ok(outcome)
+}
+
+/// `session_role`, `search_path` and `encoding` as SET statements run before the query.
+fn session_settings(p: &Params<'_>) -> Result<String> {
+    let mut out = String::new();
+    if let Some(enc) = p.str("encoding")? {
+        out.push_str(&format!(
+            "SET client_encoding TO {};\n",
+            literal(&Value::String(enc))
+        ));
+    }
+    let path = p.list("search_path")?;
+    if !path.is_empty() {
+        let names: Vec<String> = path
+            .iter()
+            .map(|s| crate::modules::postgresql_role::ident(s))
+            .collect();
+        out.push_str(&format!("SET search_path TO {};\n", names.join(", ")));
+    }
+    if let Some(role) = p.str("session_role")? {
+        out.push_str(&format!(
+            "SET ROLE {};\n",
+            crate::modules::postgresql_role::ident(&role)
+        ));
+    }
+    Ok(out)
 }
 
 /// The psql command line for a task's login_* parameters (CSV output, stop at the first error).
@@ -208,6 +249,35 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
     }
     records
 }
+
+/// The `postgresql_query` module.
+pub const POSTGRESQL_QUERY: Spec = Spec {
+    name: "postgresql_query",
+    aliases: &[],
+    params: &[
+        "query",
+        "db",
+        "login_db",
+        "login_user",
+        "login_host",
+        "login_port",
+        "port",
+        "login_unix_socket",
+        "login_password",
+        "autocommit",
+        "positional_args",
+        "named_args",
+        "encoding",
+        "search_path",
+        "as_single_query",
+        "session_role",
+        "trust_input",
+    ],
+    refused: &[],
+    free_form: false,
+    local: false,
+    run: |p, ctx| Box::pin(query(p, ctx)),
+};
 
 #[cfg(test)]
 mod tests {

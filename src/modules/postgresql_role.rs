@@ -5,7 +5,7 @@
 //! command line, and an unchanged password reports no change.
 
 use super::postgresql::{literal, parse_csv_rows, psql_command, run_sql, Psql};
-use super::{scram, ModuleCtx, Outcome, Params};
+use super::{scram, ModuleCtx, Outcome, Params, Spec};
 use anyhow::{bail, Result};
 use serde_json::Value;
 
@@ -50,6 +50,12 @@ pub fn ident(name: &str) -> String {
 
 pub async fn user(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     let name = p.req_any(&["name", "user"])?;
+    if p.bool("encrypted")? == Some(false) {
+        bail!(
+            "postgresql_user: `encrypted: no` is not supported: PostgreSQL 10 and later store \
+             passwords encrypted only (SCRAM here)"
+        );
+    }
     let state = p.str("state")?.unwrap_or_else(|| "present".into());
     let flags = parse_flags(&p.str("role_attr_flags")?.unwrap_or_default())?;
     let password = p.str("password")?.filter(|pw| !pw.is_empty());
@@ -210,6 +216,59 @@ async fn apply(
     }
     Ok(Outcome::changed().with_msg(what))
 }
+
+/// The `postgresql_user` module.
+pub const POSTGRESQL_USER: Spec = Spec {
+    name: "postgresql_user",
+    aliases: &[],
+    params: &[
+        "name",
+        "user",
+        "password",
+        "role_attr_flags",
+        "state",
+        "encrypted",
+        "db",
+        "login_db",
+        "login_user",
+        "login_host",
+        "login_port",
+        "port",
+        "login_unix_socket",
+        "login_password",
+    ],
+    refused: &[],
+    free_form: false,
+    local: false,
+    run: |p, ctx| Box::pin(user(p, ctx)),
+};
+
+/// The `postgresql_db` module.
+pub const POSTGRESQL_DB: Spec = Spec {
+    name: "postgresql_db",
+    aliases: &[],
+    params: &[
+        "name",
+        "db",
+        "owner",
+        "encoding",
+        "lc_collate",
+        "lc_ctype",
+        "template",
+        "state",
+        "login_db",
+        "login_user",
+        "login_host",
+        "login_port",
+        "port",
+        "login_unix_socket",
+        "login_password",
+    ],
+    refused: &[],
+    free_form: false,
+    local: false,
+    run: |p, ctx| Box::pin(db(p, ctx)),
+};
 
 #[cfg(test)]
 mod tests {

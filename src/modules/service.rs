@@ -1,6 +1,6 @@
 //! systemd / service: started, stopped, restarted, reloaded; enabled; daemon-reload.
 
-use super::{ModuleCtx, Outcome, Params};
+use super::{ModuleCtx, Outcome, Params, Spec};
 use crate::transport::quote;
 use anyhow::{bail, Result};
 
@@ -10,22 +10,37 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     let enabled = p.bool("enabled")?;
     let masked = p.bool("masked")?;
     let daemon_reload = p.flag("daemon_reload", false)?;
-    if name.is_none() && !daemon_reload {
+    let daemon_reexec = p.flag("daemon_reexec", false)?;
+    match p.str("scope")?.as_deref() {
+        None | Some("system") => {}
+        Some(other) => bail!(
+            "{}: scope `{other}` is not supported: pgdeploy manages system units (scope: system)",
+            p.module
+        ),
+    }
+    // no_block: start/stop/restart/reload return without waiting for the job.
+    let nb = if p.flag("no_block", false)? {
+        "--no-block "
+    } else {
+        ""
+    };
+    if name.is_none() && !daemon_reload && !daemon_reexec {
         bail!("{}: `name` is required", p.module);
     }
     let mut steps: Vec<String> = Vec::new();
     // daemon-reload makes systemd read unit files; like Ansible, it is not a change by itself.
     // It runs with the probe, so the probe sees the new unit files.
-    let reload = if daemon_reload && !ctx.check {
-        "systemctl daemon-reload && "
-    } else {
-        ""
+    let reload = match (daemon_reexec && !ctx.check, daemon_reload && !ctx.check) {
+        (true, true) => "systemctl daemon-reexec && systemctl daemon-reload && ",
+        (true, false) => "systemctl daemon-reexec && ",
+        (false, true) => "systemctl daemon-reload && ",
+        (false, false) => "",
     };
     let mut outcome = Outcome::ok();
     let Some(name) = &name else {
         if !reload.is_empty() {
-            ctx.sh_ok("systemctl daemon-reload", "systemctl daemon-reload")
-                .await?;
+            let script = reload.trim_end_matches(" && ");
+            ctx.sh_ok(script, script).await?;
         }
         return Ok(outcome);
     };
@@ -77,11 +92,11 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         }
         match state.as_deref() {
             None => {}
-            Some("started") if !running => steps.push(format!("systemctl start {q}")),
-            Some("stopped") if running => steps.push(format!("systemctl stop {q}")),
-            Some("restarted") => steps.push(format!("systemctl restart {q}")),
+            Some("started") if !running => steps.push(format!("systemctl {nb}start {q}")),
+            Some("stopped") if running => steps.push(format!("systemctl {nb}stop {q}")),
+            Some("restarted") => steps.push(format!("systemctl {nb}restart {q}")),
             Some("reloaded") => steps.push(format!(
-                "if systemctl is-active --quiet {q}; then systemctl reload {q}; else systemctl start {q}; fi"
+                "if systemctl is-active --quiet {q}; then systemctl {nb}reload {q}; else systemctl {nb}start {q}; fi"
             )),
             Some("started") | Some("stopped") => {}
             Some(other) => bail!("{}: state `{other}` must be started, stopped, restarted or reloaded", p.module),
@@ -115,3 +130,44 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     }
     Ok(outcome)
 }
+
+/// The `systemd` module.
+pub const SYSTEMD: Spec = Spec {
+    name: "systemd",
+    aliases: &["systemd_service"],
+    params: &[
+        "name",
+        "state",
+        "enabled",
+        "daemon_reload",
+        "daemon_reexec",
+        "masked",
+        "scope",
+        "no_block",
+    ],
+    refused: &[(
+        "force",
+        "not supported; remove the stale unit link with `file: state=absent`",
+    )],
+    free_form: false,
+    local: false,
+    run: |p, ctx| Box::pin(run(p, ctx)),
+};
+
+/// The `service` module.
+pub const SERVICE: Spec = Spec {
+    name: "service",
+    aliases: &[],
+    params: &["name", "state", "enabled", "daemon_reload"],
+    refused: &[
+        ("sleep", "not supported; systemd restarts in one step"),
+        ("pattern", "pgdeploy manages systemd units only"),
+        ("runlevel", "pgdeploy manages systemd units only"),
+        ("arguments", "pgdeploy manages systemd units only"),
+        ("args", "pgdeploy manages systemd units only"),
+        ("use", "pgdeploy manages systemd units only"),
+    ],
+    free_form: false,
+    local: false,
+    run: |p, ctx| Box::pin(run(p, ctx)),
+};

@@ -1,6 +1,6 @@
 //! stat: facts about a path, for `register` and `when`.
 
-use super::{ModuleCtx, Outcome, Params};
+use super::{ModuleCtx, Outcome, Params, Spec};
 use crate::transport::quote;
 use anyhow::Result;
 use serde_json::{json, Value};
@@ -9,8 +9,19 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     let path = p.req("path")?;
     let q = quote(&path);
     let follow = if p.flag("follow", false)? { "-L " } else { "" };
+    let algorithm = p
+        .str("checksum_algorithm")?
+        .unwrap_or_else(|| "sha1".into());
+    if !matches!(
+        algorithm.as_str(),
+        "md5" | "sha1" | "sha224" | "sha256" | "sha384" | "sha512"
+    ) {
+        anyhow::bail!(
+            "stat: checksum_algorithm `{algorithm}` must be md5, sha1, sha224, sha256, sha384 or sha512"
+        );
+    }
     let checksum = if p.flag("get_checksum", true)? {
-        format!("[ -f {q} ] && [ -r {q} ] && sha1sum < {q} | cut -c1-40 || echo")
+        format!("[ -f {q} ] && [ -r {q} ] && {algorithm}sum < {q} | cut -d' ' -f1 || echo")
     } else {
         "echo".into()
     };
@@ -55,3 +66,17 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     }
     Ok(Outcome::ok().with("stat", stat))
 }
+
+/// The `stat` module.
+pub const STAT: Spec = Spec {
+    name: "stat",
+    aliases: &[],
+    params: &["path", "get_checksum", "checksum_algorithm", "follow"],
+    refused: &[
+        ("get_mime", "not supported"),
+        ("get_attributes", "not supported"),
+    ],
+    free_form: false,
+    local: false,
+    run: |p, ctx| Box::pin(run(p, ctx)),
+};

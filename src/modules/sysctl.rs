@@ -1,6 +1,6 @@
 //! sysctl: a kernel parameter in a sysctl file and (by default) live.
 
-use super::{ModuleCtx, Outcome, Params};
+use super::{ModuleCtx, Outcome, Params, Spec};
 use crate::transport::quote;
 use anyhow::{bail, Result};
 
@@ -42,7 +42,13 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
                 ));
             }
             if set_live && live != v {
-                script.push(format!("sysctl -q -w {}={}", quote(&name), quote(&v)));
+                // ignoreerrors: an unknown key is not an error (sysctl -e).
+                let e = if p.flag("ignoreerrors", false)? {
+                    "-e "
+                } else {
+                    ""
+                };
+                script.push(format!("sysctl {e}-q -w {}={}", quote(&name), quote(&v)));
             }
         }
         None => {
@@ -88,6 +94,27 @@ fn check_name(name: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// The `sysctl` module.
+pub const SYSCTL: Spec = Spec {
+    name: "sysctl",
+    aliases: &[],
+    params: &[
+        "name",
+        "key",
+        "value",
+        "val",
+        "state",
+        "sysctl_file",
+        "reload",
+        "sysctl_set",
+        "ignoreerrors",
+    ],
+    refused: &[],
+    free_form: false,
+    local: false,
+    run: |p, ctx| Box::pin(run(p, ctx)),
+};
 
 #[cfg(test)]
 mod tests {

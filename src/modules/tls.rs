@@ -9,7 +9,7 @@
 //! Runs on the control machine; check mode writes nothing. The private key it returns is a
 //! secret (masked in every output).
 
-use super::{Outcome, Params};
+use super::{ModuleCtx, Outcome, Params, Spec};
 use anyhow::{anyhow, bail, Context, Result};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -25,7 +25,12 @@ static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 const CA_CERT: &str = "ca.crt";
 const CA_KEY: &str = "ca.key";
 
-pub fn run(p: &Params<'_>, check: bool) -> Result<Outcome> {
+pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+    certificate(p, ctx.check)
+}
+
+/// Issues (or keeps) the certificate on the control machine.
+fn certificate(p: &Params<'_>, check: bool) -> Result<Outcome> {
     let dir = PathBuf::from(p.req("ca_dir")?);
     let name = p.req("name")?;
     if name.is_empty()
@@ -382,6 +387,25 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
     crate::vars::generated::save(path, text)
 }
 
+/// The `tls_certificate` module.
+pub const TLS_CERTIFICATE: Spec = Spec {
+    name: "tls_certificate",
+    aliases: &[],
+    params: &[
+        "ca_dir",
+        "name",
+        "subject_alt_names",
+        "valid_days",
+        "renew_days",
+        "ca_valid_days",
+        "ca_common_name",
+    ],
+    refused: &[],
+    free_form: false,
+    local: true,
+    run: |p, ctx| Box::pin(run(p, ctx)),
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,7 +413,7 @@ mod tests {
 
     fn run_with(v: Value, check: bool) -> Outcome {
         let m = v.as_object().unwrap().clone();
-        run(
+        certificate(
             &Params {
                 module: "tls_certificate",
                 map: &m,
@@ -459,7 +483,7 @@ mod tests {
         assert!(!run_with(a, false).changed);
         let b = json!({"ca_dir": dir.to_str().unwrap(), "name": "h2", "subject_alt_names": ["h2"]});
         let m = b.as_object().unwrap().clone();
-        let err = run(
+        let err = certificate(
             &Params {
                 module: "tls_certificate",
                 map: &m,
@@ -475,7 +499,7 @@ mod tests {
         for bad in ["../x", "ca", "a/b", ""] {
             let m = json!({"ca_dir": "/tmp/none", "name": bad});
             let m = m.as_object().unwrap().clone();
-            assert!(run(
+            assert!(certificate(
                 &Params {
                     module: "tls_certificate",
                     map: &m

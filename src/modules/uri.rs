@@ -4,7 +4,8 @@
 //! (read in one round trip, kept out of traces), and the server's certificate is verified
 //! unless `validate_certs: false`.
 
-use super::{ModuleCtx, Outcome, Params};
+use super::{ModuleCtx, Outcome, Params, Spec};
+use crate::transport::quote;
 use anyhow::{anyhow, bail, Result};
 use base64::Engine as _;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -44,6 +45,21 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         .map(str::to_string)
         .unwrap_or(host);
     let read_only = matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS");
+    // creates/removes: a path on the host says whether the call is needed (one probe).
+    let (creates, removes) = (p.str("creates")?, p.str("removes")?);
+    if creates.is_some() || removes.is_some() {
+        let mut probe = String::new();
+        if let Some(c) = &creates {
+            probe.push_str(&format!("[ -e {} ] && echo skip; ", quote(c)));
+        }
+        if let Some(r) = &removes {
+            probe.push_str(&format!("[ -e {} ] || echo skip; ", quote(r)));
+        }
+        probe.push_str("true");
+        if ctx.sh(&probe).await?.stdout_str().contains("skip") {
+            return Ok(Outcome::ok().with_msg("skipped: creates/removes says it already ran"));
+        }
+    }
     if ctx.check && !read_only && !ctx.force_run {
         return Ok(Outcome::not_run(format!("would send {method} {url}")));
     }
@@ -70,6 +86,9 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         (Some(Value::String(s)), _) => s.clone().into_bytes(),
         (Some(other), _) => serde_json::to_vec(other)?,
     };
+    // Credentials go with the first request, which is what force_basic_auth asks for; without
+    // it Ansible waits for the server's 401, and the server sees the same request.
+    let _preemptive = p.flag("force_basic_auth", false)?;
     let user = p.str("url_username")?.or(p.str("user")?);
     let password = p.str("url_password")?.or(p.str("password")?);
     if let Some(u) = &user {
@@ -90,7 +109,7 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
             let config = tls_config(p, ctx).await?;
             tls_exchange(ctx, config, &host, port, &bytes, timeout).await
         } else {
-            ctx.conn.tcp_exchange(&host, port, &bytes, timeout).await
+            ctx.conn()?.tcp_exchange(&host, port, &bytes, timeout).await
         }
     };
     let response = match exchange.await {
@@ -133,10 +152,11 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         }
     }
     outcome.data.extend(resp_headers.clone());
-    Ok(outcome
-        .with("status", status)
-        .with("url", url.clone())
-        .with("content", text))
+    // The body as text unless return_content says no (JSON is parsed into `json` either way).
+    if p.flag("return_content", true)? {
+        outcome = outcome.with("content", text);
+    }
+    Ok(outcome.with("status", status).with("url", url.clone()))
 }
 
 /// The TLS settings of a request: the CA to trust (`ca_path`, else the host's bundle), the
@@ -227,7 +247,7 @@ async fn tls_exchange(
     let name = ServerName::try_from(host.to_string())
         .map_err(|_| anyhow!("{host} is not a name a certificate can be checked against"))?;
     let fut = async {
-        let tcp = ctx.conn.tcp_stream(host, port).await?;
+        let tcp = ctx.conn()?.tcp_stream(host, port).await?;
         let mut stream = tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
             .await
@@ -351,6 +371,47 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {
         data = data.get(size + 2..).unwrap_or_default();
     }
 }
+
+/// The `uri` module.
+pub const URI: Spec = Spec {
+    name: "uri",
+    aliases: &[],
+    params: &[
+        "url",
+        "method",
+        "body",
+        "body_format",
+        "headers",
+        "status_code",
+        "return_content",
+        "timeout",
+        "user",
+        "url_username",
+        "password",
+        "url_password",
+        "force_basic_auth",
+        "validate_certs",
+        "ca_path",
+        "client_cert",
+        "client_key",
+        "creates",
+        "removes",
+    ],
+    refused: &[
+        (
+            "follow_redirects",
+            "redirects are not followed; call the final URL",
+        ),
+        ("dest", "downloading to a file is not supported"),
+        (
+            "unix_socket",
+            "not supported: HTTP goes over TCP through the host's SSH connection",
+        ),
+    ],
+    free_form: false,
+    local: false,
+    run: |p, ctx| Box::pin(run(p, ctx)),
+};
 
 #[cfg(test)]
 mod tests {

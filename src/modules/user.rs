@@ -1,6 +1,6 @@
 //! user and group.
 
-use super::{ModuleCtx, Outcome, Params};
+use super::{ModuleCtx, Outcome, Params, Spec};
 use crate::transport::quote;
 use anyhow::{bail, Result};
 
@@ -144,3 +144,68 @@ async fn apply(ctx: &ModuleCtx<'_>, script: Option<String>, name: &str) -> Resul
     }
     Ok(Outcome::changed().with("name", name))
 }
+
+/// The `user` module.
+pub const USER: Spec = Spec {
+    name: "user",
+    aliases: &[],
+    params: &[
+        "name",
+        "uid",
+        "group",
+        "groups",
+        "append",
+        "shell",
+        "home",
+        "system",
+        "state",
+        "create_home",
+        "createhome",
+        "comment",
+        "password",
+        "remove",
+    ],
+    refused: &[
+        (
+            "move_home",
+            "not supported; move the directory with `command:`",
+        ),
+        ("force", "not supported"),
+        (
+            "generate_ssh_key",
+            "not supported; make keys with `command: ssh-keygen ...` and `creates:`",
+        ),
+        (
+            "ssh_key_bits",
+            "not supported; make keys with `command: ssh-keygen ...` and `creates:`",
+        ),
+        (
+            "ssh_key_type",
+            "not supported; make keys with `command: ssh-keygen ...` and `creates:`",
+        ),
+        (
+            "ssh_key_file",
+            "not supported; make keys with `command: ssh-keygen ...` and `creates:`",
+        ),
+        (
+            "update_password",
+            "not supported: `password` is set when it differs",
+        ),
+        ("expires", "not supported; use `command: chage -E ...`"),
+        ("non_unique", "not supported: ids are unique"),
+    ],
+    free_form: false,
+    local: false,
+    run: |p, ctx| Box::pin(user(p, ctx)),
+};
+
+/// The `group` module.
+pub const GROUP: Spec = Spec {
+    name: "group",
+    aliases: &[],
+    params: &["name", "gid", "state", "system"],
+    refused: &[("non_unique", "not supported: ids are unique")],
+    free_form: false,
+    local: false,
+    run: |p, ctx| Box::pin(group(p, ctx)),
+};

@@ -1,7 +1,7 @@
 //! wait_for: a TCP port (checked through the host's SSH connection, as the host sees it) or a
 //! path (checked on the host, in one command).
 
-use super::{ModuleCtx, Outcome, Params};
+use super::{ModuleCtx, Outcome, Params, Spec};
 use crate::transport::quote;
 use anyhow::{bail, Result};
 use std::time::{Duration, Instant};
@@ -32,7 +32,7 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
             other => bail!("wait_for: state `{other}` must be started or stopped for a port"),
         };
         loop {
-            if ctx.conn.tcp_open(&host, port as u16).await == want_open {
+            if ctx.conn()?.tcp_open(&host, port as u16).await == want_open {
                 return Ok(Outcome::ok()
                     .with("port", port)
                     .with("elapsed", start.elapsed().as_secs()));
@@ -85,3 +85,34 @@ fn waited(timeout: u64, ctx: &ModuleCtx<'_>) -> String {
         format!("after {timeout}s")
     }
 }
+
+/// The `wait_for` module.
+pub const WAIT_FOR: Spec = Spec {
+    name: "wait_for",
+    aliases: &[],
+    params: &[
+        "host",
+        "port",
+        "path",
+        "state",
+        "timeout",
+        "delay",
+        "sleep",
+        "search_regex",
+        "msg",
+    ],
+    refused: &[
+        (
+            "connect_timeout",
+            "not supported: each attempt is bounded by the task's `timeout`",
+        ),
+        (
+            "active_connection_states",
+            "state: drained is not supported",
+        ),
+        ("exclude_hosts", "state: drained is not supported"),
+    ],
+    free_form: false,
+    local: false,
+    run: |p, ctx| Box::pin(run(p, ctx)),
+};
