@@ -256,6 +256,142 @@ fn main() {
     }
     world(&lab.path().join("upload"));
     upload(&lab);
+    latency(&lab, &rt, &pb);
+}
+
+/// Commands per host from the text recap (`commands=N`).
+fn commands(out: &str, host: &str) -> u64 {
+    out.lines()
+        .rev()
+        .find(|l| l.starts_with(&format!("{host} ")) && l.contains(" : ok="))
+        .and_then(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("commands="))
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no commands= for {host} in:\n{out}"))
+}
+
+/// The same playbook with 25 ms of round-trip latency in front of every sshd (real clusters
+/// sit behind bastions and WAN links): a delaying TCP proxy per host on 127.0.2.N, each chunk
+/// forwarded 12.5 ms after it arrived, in both directions. The kernel here has no netem.
+fn latency(lab: &common::Lab, rt: &tokio::runtime::Runtime, pb: &std::path::Path) {
+    let one_way = Duration::from_micros(12_500);
+    let known_path = lab.path().join("known_hosts");
+    let mut known = std::fs::read_to_string(&known_path).unwrap();
+    let mut inv = String::from("[web]\n");
+    for (i, h) in lab.hosts.iter().enumerate() {
+        let ip = format!("127.0.2.{}", i + 1);
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind((ip.as_str(), 0)))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let upstream: std::net::SocketAddr = format!("{}:{}", h.ip, h.port).parse().unwrap();
+        rt.spawn(delaying_proxy(listener, upstream, one_way));
+        // The proxy's address vouched for by the host's own key.
+        let line = known
+            .lines()
+            .find(|l| l.starts_with(&format!("[{}]:{} ", h.ip, h.port)))
+            .unwrap()
+            .to_string();
+        let key = line.split_once(' ').unwrap().1.to_string();
+        known.push_str(&format!("[{ip}]:{port} {key}\n"));
+        inv.push_str(&format!(
+            "{} ansible_host={ip} ansible_port={port} ansible_user={BENCH_USER} ansible_ssh_private_key_file={}\n",
+            h.name,
+            lab.path().join("id_ed25519").display()
+        ));
+    }
+    std::fs::write(&known_path, known).unwrap();
+    let inv_path = lab.write("inventory_latency.ini", &inv);
+    println!(
+        "\n| hosts | commands per host, first run | commands per host, no-op run | first run, +25 ms RTT | no-op run, +25 ms RTT |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    for n in [1usize, 10, 30] {
+        let names: Vec<&str> = lab.hosts[..n].iter().map(|h| h.name.as_str()).collect();
+        let base = lab.path().join(format!("latency{n}"));
+        std::fs::create_dir_all(&base).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let limit = names.join(",");
+        let base_arg = format!("base={}", base.display());
+        let args = [
+            "run",
+            pb.to_str().unwrap(),
+            "-i",
+            inv_path.to_str().unwrap(),
+            "-l",
+            &limit,
+            "-e",
+            &base_arg,
+        ];
+        let first = pgdeploy(lab, &args);
+        assert!(first.ok, "{}", first.out);
+        let second = pgdeploy(lab, &args);
+        assert!(
+            second.ok && second.out.contains("changed=0"),
+            "{}",
+            second.out
+        );
+        println!(
+            "| {n} | {} | {} | {:.2} s | {:.2} s |",
+            commands(&first.out, "h1"),
+            commands(&second.out, "h1"),
+            first.seconds,
+            second.seconds
+        );
+    }
+}
+
+/// Accepts connections and forwards each to `upstream`, every chunk `one_way` late.
+async fn delaying_proxy(
+    listener: tokio::net::TcpListener,
+    upstream: std::net::SocketAddr,
+    one_way: Duration,
+) {
+    while let Ok((client, _)) = listener.accept().await {
+        let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+            continue;
+        };
+        let _ = (client.set_nodelay(true), server.set_nodelay(true));
+        let (cr, cw) = client.into_split();
+        let (sr, sw) = server.into_split();
+        tokio::spawn(delayed_pipe(cr, sw, one_way));
+        tokio::spawn(delayed_pipe(sr, cw, one_way));
+    }
+}
+
+/// Copies `from` to `to`, each chunk written `delay` after it was read (order kept, chunks
+/// in flight overlap as on a long link).
+async fn delayed_pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay: Duration,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let writer = tokio::spawn(async move {
+        while let Some((due, data)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&data).await.is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown().await;
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0
+            || tx
+                .send((tokio::time::Instant::now() + delay, buf[..n].to_vec()))
+                .is_err()
+        {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
 }
 
 /// A 150 MB file copied to one host (the copy module streams it through the connection).

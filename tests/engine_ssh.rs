@@ -134,6 +134,42 @@ fn converges_then_rerun_changes_nothing() {
             "handler must not run again"
         );
     }
+    // The --json recap counts each host's commands (SSH channels): the no-op run's few
+    // round trips (facts, one probe per task, loops read ahead), fewer than the first run's.
+    let third = lab.run(&pb, &inv, &["-e", &b, "--json"]);
+    third.assert_code(0);
+    let recap: serde_json::Value = third
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .find(|v: &serde_json::Value| v["event"] == "recap")
+        .expect("a recap event");
+    let tasks = std::fs::read_to_string(&pb)
+        .unwrap()
+        .matches("\n    - ")
+        .count() as u64;
+    for h in &lab.hosts {
+        let n = recap["hosts"][&h.name]["commands"].as_u64().unwrap();
+        let first_n = commands(&first.stdout, &h.name);
+        assert!(
+            n > 0 && n <= tasks + 1 && n < first_n,
+            "{}: {n} commands for a no-op run of {tasks} tasks (first run {first_n})",
+            h.name
+        );
+    }
+}
+
+/// `commands=N` from a text recap line.
+fn commands(out: &str, host: &str) -> u64 {
+    out.lines()
+        .rev()
+        .find(|l| l.starts_with(&format!("{host} ")) && l.contains(" : ok="))
+        .and_then(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("commands="))
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no commands= for {host} in:\n{out}"))
 }
 
 #[test]

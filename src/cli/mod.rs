@@ -542,6 +542,7 @@ async fn run_steps(
         r = run => Some(r),
         _ = tokio::signal::ctrl_c() => None,
     };
+    engine.count_commands().await;
     let Some(result) = result else {
         report.recap(true, common.check);
         return Ok(exit::INTERRUPTED);

@@ -270,6 +270,13 @@ impl Engine {
         }
     }
 
+    /// Puts each host's command count into the report (for the recap).
+    pub async fn count_commands(&self) {
+        for (h, c) in self.conns.lock().await.iter() {
+            self.report.set_commands(h, c.commands());
+        }
+    }
+
     /// Closes every connection.
     pub async fn close(&self) {
         for c in self.conns.lock().await.values() {

@@ -78,6 +78,9 @@ pub struct HostStats {
     pub ignored: u32,
     /// What the changes touched (or, in check mode, would touch).
     pub changes: Changes,
+    /// Commands (SSH channels) the run opened on the host: the round trips latency
+    /// multiplies, a number that does not depend on this machine's speed.
+    pub commands: u64,
 }
 
 /// What changes touch: files written, packages installed or removed, services started,
@@ -302,6 +305,18 @@ impl Reporter {
         self.line(text);
     }
 
+    /// Records how many commands a host's connection ran (read when the run ends).
+    pub fn set_commands(&self, host: &str, n: u64) {
+        if let Some(s) = self
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(host)
+        {
+            s.commands = n;
+        }
+    }
+
     pub fn stats(&self) -> IndexMap<String, HostStats> {
         self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -326,8 +341,8 @@ impl Reporter {
         let width = stats.keys().map(|h| h.len()).max().unwrap_or(0);
         for (h, s) in &stats {
             self.line(&format!(
-                "{h:width$} : ok={:<4} changed={:<4} unreachable={:<4} failed={:<4} skipped={:<4} rescued={:<4} ignored={}",
-                s.ok, s.changed, s.unreachable, s.failed, s.skipped, s.rescued, s.ignored
+                "{h:width$} : ok={:<4} changed={:<4} unreachable={:<4} failed={:<4} skipped={:<4} rescued={:<4} ignored={:<4} commands={}",
+                s.ok, s.changed, s.unreachable, s.failed, s.skipped, s.rescued, s.ignored, s.commands
             ));
         }
         let touched: Vec<_> = stats

@@ -127,6 +127,9 @@ pub struct Connection {
     sudo_asks_password: OnceCell<bool>,
     /// The bastion's connection, kept open while the tunnel through it is used.
     _jump: Option<Box<Connection>>,
+    /// Channels opened (commands run, TCP connections made through the host): each costs
+    /// network round trips, so this is what latency multiplies.
+    commands: std::sync::atomic::AtomicU64,
 }
 
 /// The host key algorithms pgdeploy accepts: russh's, without `ssh-rsa`, whose signatures
@@ -226,6 +229,7 @@ impl Connection {
             handle,
             target: target.clone(),
             sudo_asks_password: OnceCell::new(),
+            commands: Default::default(),
             _jump: jump_conn,
         })
     }
@@ -301,6 +305,7 @@ impl Connection {
     }
 
     async fn run(&self, command: &str, password: Option<String>, stdin: Stdin) -> Result<Output> {
+        self.count();
         let channel = self
             .handle
             .channel_open_session()
@@ -375,6 +380,7 @@ impl Connection {
         timeout: Duration,
     ) -> Result<Vec<u8>> {
         let fut = async {
+            self.count();
             let channel = self
                 .handle
                 .channel_open_direct_tcpip(host, port as u32, "127.0.0.1", 0)
@@ -403,6 +409,7 @@ impl Connection {
         host: &str,
         port: u16,
     ) -> Result<russh::ChannelStream<client::Msg>> {
+        self.count();
         let channel = self
             .handle
             .channel_open_direct_tcpip(host, port as u32, "127.0.0.1", 0)
@@ -413,6 +420,7 @@ impl Connection {
 
     /// Whether `host:port` accepts a TCP connection, seen from the host.
     pub async fn tcp_open(&self, host: &str, port: u16) -> bool {
+        self.count();
         match self
             .handle
             .channel_open_direct_tcpip(host, port as u32, "127.0.0.1", 0)
@@ -424,6 +432,16 @@ impl Connection {
             }
             Err(_) => false,
         }
+    }
+
+    fn count(&self) {
+        self.commands
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many channels (commands, TCP connections) this connection has opened.
+    pub fn commands(&self) -> u64 {
+        self.commands.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub async fn close(&self) {
