@@ -1105,3 +1105,42 @@ fn check_mode_plans_past_what_the_run_has_not_made() {
     );
     assert!(r.stdout.contains(&at), "{at}\n{}", r.stdout);
 }
+
+/// The engine reads the probes of consecutive tasks ahead in one batch: a no-op run costs the
+/// same few commands per host (facts, then one batch) whether the play has 10 tasks or 40.
+#[test]
+fn a_no_op_run_costs_the_same_commands_whatever_its_task_count() {
+    let lab = Lab::start(2);
+    let inv = lab.inventory("root", "");
+    let b = format!("base={}", base(&lab));
+    let mut no_op = Vec::new();
+    for n in [10, 40] {
+        let mut pb = String::from("- hosts: web\n  tasks:\n");
+        for i in 0..n {
+            let dir = format!("{{{{ base }}}}/{{{{ inventory_hostname }}}}/n{n}");
+            pb.push_str(&match i % 5 {
+                0 => format!("    - file: {{ path: \"{dir}/d{i}\", state: directory }}\n"),
+                1 => format!("    - copy: {{ dest: \"{dir}/c{i}\", content: \"{i}\\n\" }}\n"),
+                2 => format!(
+                    "    - lineinfile: {{ path: \"{dir}/l\", line: \"k{i} = {i}\", create: true }}\n"
+                ),
+                3 => format!("    - stat: {{ path: \"{dir}/c{}\" }}\n      register: s{i}\n", i - 2),
+                _ => format!(
+                    "    - command: touch {dir}/t{i}\n      args: {{ creates: \"{dir}/t{i}\" }}\n"
+                ),
+            });
+        }
+        let path = lab.write(&format!("many{n}.yml"), &pb);
+        std::fs::create_dir_all(Path::new(&base(&lab)).join("h1").join(format!("n{n}"))).unwrap();
+        std::fs::create_dir_all(Path::new(&base(&lab)).join("h2").join(format!("n{n}"))).unwrap();
+        lab.run(&path, &inv, &["-e", &b]).assert_code(0);
+        let again = lab.run(&path, &inv, &["-e", &b]);
+        again.assert_code(0);
+        assert_eq!(again.recap("h1").1, 0, "{}", again.stdout);
+        no_op.push(commands(&again.stdout, "h1"));
+    }
+    assert!(
+        no_op[0] == no_op[1] && no_op[1] <= 2,
+        "no-op commands per host for 10 and 40 tasks: {no_op:?} (facts and one batch expected)"
+    );
+}

@@ -34,6 +34,8 @@ pub(super) struct HostResult {
     trace: Vec<String>,
     items: Vec<(String, Status, Option<String>, Vec<String>)>,
     changes: Changes,
+    /// The host may have changed (see `Engine::batches`): probes read ahead are stale.
+    pub touched: bool,
 }
 
 impl HostResult {
@@ -94,6 +96,11 @@ impl Engine {
             .collect()
             .await;
         results.sort_by_key(|(h, _)| hosts.iter().position(|x| x == h));
+        if results.iter().any(|(_, r)| r.touched) {
+            // A host changed (or may have): every probe read ahead is stale, on every host
+            // (a change on one host can reach others: Patroni rewrites its members' files).
+            self.drop_batches();
+        }
         let mut any_failed = false;
         let origin = task.origin.to_string();
         for (host, res) in results {
@@ -154,6 +161,7 @@ impl Engine {
                 HostResult {
                     failed: !unreachable,
                     unreachable,
+                    touched: true,
                     ignored: if unreachable {
                         here.ignore_unreachable
                     } else {
@@ -190,13 +198,20 @@ impl Engine {
             if !self.when_holds(&here.when, &vars, &origin)? {
                 return Ok(skipped());
             }
+            let batch = self.batch_for(host, task);
             let one = self
-                .run_once_on_host(snap, task, here, host, None, None)
+                .run_once_on_host(snap, task, here, host, None, batch.as_deref())
                 .await?;
             return Ok(one);
         };
         let items = self.loop_items(items_spec, &vars, &origin)?;
-        let mut ahead = self.read_ahead(snap, task, here, host, &items).await?;
+        let mut ahead = match self.batch_for(host, task) {
+            Some(b) => Some(b),
+            None => self
+                .read_ahead(snap, task, here, host, &items)
+                .await?
+                .map(Arc::new),
+        };
         let mut total = HostResult::default();
         let mut results = Vec::new();
         let mut all_skipped = true;
@@ -225,13 +240,14 @@ impl Engine {
             }
             all_skipped = false;
             let r = self
-                .run_once_on_host(snap, task, here, host, Some(&extra), ahead.as_ref())
+                .run_once_on_host(snap, task, here, host, Some(&extra), ahead.as_deref())
                 .await?;
             if r.changed || r.failed {
                 // What this item did may change what later items' probes would read.
                 ahead = None;
             }
             total.changed |= r.changed;
+            total.touched |= r.touched;
             total.failed |= r.failed;
             total.unknown |= r.unknown;
             total.changes.add(r.changes);
@@ -285,7 +301,7 @@ impl Engine {
     ) -> Result<Option<ReadAhead>> {
         let eligible = items.len() > 1
             && here.delegate_to.is_none()
-            && task.module_name().is_some_and(readahead::reads_first);
+            && task.module_name().is_some_and(modules::probes_first);
         if !eligible {
             return Ok(None);
         }
@@ -335,7 +351,7 @@ impl Engine {
     }
 
     /// Turns `loop:` / `with_*:` into the list of items.
-    fn loop_items(
+    pub(super) fn loop_items(
         &self,
         spec: &Value,
         vars: &minijinja::Value,
@@ -398,7 +414,7 @@ impl Engine {
     }
 
     /// Runs the module once (one item) with retries, changed_when and failed_when.
-    async fn run_once_on_host(
+    pub(super) async fn run_once_on_host(
         &self,
         snap: &Arc<Snapshot>,
         task: &Task,
@@ -495,6 +511,7 @@ impl Engine {
             None => 5,
         };
         let mut attempt = 0;
+        let mut touched = false;
         let outcome = loop {
             attempt += 1;
             // set_fact, debug, assert, fail, pause and tls_certificate have no connection.
@@ -518,12 +535,18 @@ impl Engine {
                 facts: &facts,
                 readahead: ahead,
                 no_wait: pending,
+                live: Default::default(),
             };
             let outcome = modules::run(name, &rendered, &mctx).await;
             if matches!(ahead, Some(ReadAhead::Record(..))) {
                 // Recording: the probe is noted; nothing ran.
                 return Ok(HostResult::default());
             }
+            // What may have changed the host since the probes were read ahead: a change (or
+            // a failure part-way), or any command of a module that runs arbitrary ones.
+            let ran_live = mctx.live.load(std::sync::atomic::Ordering::Relaxed) > 0;
+            touched |= matches!(name.as_str(), "command" | "shell" | "raw") && ran_live
+                || !check && outcome.as_ref().map_or(true, |o| o.changed || o.failed);
             let mut template_error = false;
             let mut outcome = match outcome {
                 Ok(o) => {
@@ -628,6 +651,7 @@ impl Engine {
             msg: if show_msg { outcome.msg.clone() } else { None },
             diffs: outcome.diffs.iter().map(|d| d.unified()).collect(),
             trace: trace.into_inner().unwrap_or_default(),
+            touched,
             ..Default::default()
         };
         if here.no_log {
@@ -785,7 +809,7 @@ fn printf_int(format: &str, i: i64) -> String {
 }
 
 /// The variables a loop gives its item `i`: the loop variable, `ansible_loop` and the index.
-fn item_vars(task: &Task, items: &[Value], i: usize) -> Map<String, Value> {
+pub(super) fn item_vars(task: &Task, items: &[Value], i: usize) -> Map<String, Value> {
     let mut extra = Map::new();
     extra.insert(task.loop_var.clone(), items[i].clone());
     extra.insert(

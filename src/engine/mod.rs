@@ -6,6 +6,7 @@
 
 mod check_mode;
 mod host_task;
+mod prefetch;
 mod vars;
 
 use crate::inventory::{select_hosts, Inventory};
@@ -119,6 +120,8 @@ pub struct Engine {
     groups: minijinja::Value,
     /// False until the --start-at-task task is reached.
     started: bool,
+    /// Probes read ahead per host, across tasks (see `prefetch`).
+    batches: std::sync::Mutex<prefetch::Batches>,
 }
 
 impl Engine {
@@ -145,6 +148,7 @@ impl Engine {
             status: IndexMap::new(),
             groups,
             started: true,
+            batches: Default::default(),
         }
     }
 
@@ -328,6 +332,7 @@ impl Engine {
     async fn run_play(&mut self, play: &Play) -> Result<bool> {
         let hosts = self.play_hosts(play)?;
         self.report.play(&play.name, &hosts);
+        self.drop_batches();
         if hosts.is_empty() {
             self.report.note("skipping: no hosts matched");
             return Ok(true);
@@ -421,11 +426,12 @@ impl Engine {
         inh: &Inherited,
         hosts: &[String],
     ) -> Result<bool> {
-        for task in tasks {
+        for (i, task) in tasks.iter().enumerate() {
             let active = self.active(hosts);
             if active.is_empty() {
                 return Ok(true);
             }
+            self.prefetch(ctx, &tasks[i..], inh, &active).await?;
             if !Box::pin(self.run_task(ctx, task, inh, &active)).await? {
                 return Ok(false);
             }

@@ -87,6 +87,10 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     // The cache, when asked for and older than cache_valid_time.
     if p.flag("update_cache", false)? {
         let valid = p.int("cache_valid_time")?.unwrap_or(0);
+        // Without cache_valid_time the first command updates the cache: never run ahead.
+        if valid <= 0 && ctx.readahead.is_some_and(|r| r.is_recording()) {
+            return Err(super::readahead::Recorded.into());
+        }
         let stale = if valid > 0 {
             let out = ctx
                 .sh(&format!(
@@ -250,6 +254,7 @@ pub const APT: Spec = Spec {
         ),
     ],
     free_form: false,
+    probes_first: true,
     local: false,
     run: |p, ctx| Box::pin(run(p, ctx)),
 };
@@ -264,6 +269,7 @@ pub const PACKAGE: Spec = Spec {
         "the package manager follows the host's ansible_os_family",
     )],
     free_form: false,
+    probes_first: true,
     local: false,
     run: |p, ctx| Box::pin(run(p, ctx)),
 };
@@ -293,6 +299,7 @@ pub const DNF: Spec = Spec {
         ("install_weak_deps", "not supported by pgdeploy's dnf"),
     ],
     free_form: false,
+    probes_first: true,
     local: false,
     run: |p, ctx| Box::pin(run(p, ctx)),
 };

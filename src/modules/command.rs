@@ -169,6 +169,7 @@ pub const COMMAND: Spec = Spec {
         ),
     ],
     free_form: true,
+    probes_first: true,
     local: false,
     run: |p, ctx| Box::pin(run(p, ctx)),
 };
@@ -190,6 +191,7 @@ pub const SHELL: Spec = Spec {
     ],
     refused: &[("warn", "removed from Ansible in 2.14; delete it")],
     free_form: true,
+    probes_first: true,
     local: false,
     run: |p, ctx| Box::pin(run(p, ctx)),
 };
@@ -201,6 +203,7 @@ pub const RAW: Spec = Spec {
     params: &["_raw_params", "executable"],
     refused: &[],
     free_form: true,
+    probes_first: false,
     local: false,
     run: |p, ctx| Box::pin(run(p, ctx)),
 };

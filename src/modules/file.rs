@@ -129,6 +129,7 @@ pub const FILE: Spec = Spec {
         ("modification_time", "not supported; use `command: touch -m -d ...`"),
     ],
     free_form: false,
+    probes_first: true,
     local: false,
     run: |p, ctx| Box::pin(run(p, ctx)),
 };

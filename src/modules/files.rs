@@ -512,6 +512,7 @@ pub const COPY: Spec = Spec {
         ("decrypt", "Ansible Vault is not supported"),
     ],
     free_form: false,
+    probes_first: true,
     local: false,
     run: |p, ctx| Box::pin(copy(p, ctx)),
 };
@@ -534,6 +535,7 @@ pub const TEMPLATE: Spec = Spec {
         ("variable_end_string", "templates use Jinja's default delimiters"),
     ],
     free_form: false,
+    probes_first: true,
     local: false,
     run: |p, ctx| Box::pin(template(p, ctx)),
 };

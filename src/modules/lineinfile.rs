@@ -168,6 +168,7 @@ pub const LINEINFILE: Spec = Spec {
         "pgdeploy always writes atomically (a temporary file renamed over the old one)",
     )],
     free_form: false,
+    probes_first: true,
     local: false,
     run: |p, ctx| Box::pin(run(p, ctx)),
 };

@@ -109,6 +109,7 @@ pub const SET_FACT: Spec = Spec {
     params: &[],
     refused: &[],
     free_form: false,
+    probes_first: false,
     local: true,
     run: |p, ctx| Box::pin(set_fact(p, ctx)),
 };
@@ -120,6 +121,7 @@ pub const ASSERT: Spec = Spec {
     params: &["that", "fail_msg", "msg", "success_msg", "quiet"],
     refused: &[],
     free_form: false,
+    probes_first: false,
     local: true,
     run: |p, ctx| Box::pin(assert(p, ctx)),
 };
@@ -131,6 +133,7 @@ pub const FAIL: Spec = Spec {
     params: &["msg"],
     refused: &[],
     free_form: false,
+    probes_first: false,
     local: true,
     run: |p, ctx| Box::pin(fail(p, ctx)),
 };
@@ -142,6 +145,7 @@ pub const DEBUG: Spec = Spec {
     params: &["msg", "var", "verbosity"],
     refused: &[],
     free_form: false,
+    probes_first: false,
     local: true,
     run: |p, ctx| Box::pin(debug(p, ctx)),
 };
@@ -153,6 +157,7 @@ pub const PING: Spec = Spec {
     params: &["data"],
     refused: &[],
     free_form: false,
+    probes_first: false,
     local: false,
     run: |p, ctx| Box::pin(ping(p, ctx)),
 };
@@ -164,6 +169,7 @@ pub const PAUSE: Spec = Spec {
     params: &["seconds", "minutes", "prompt"],
     refused: &[("echo", "interactive prompts are not supported")],
     free_form: false,
+    probes_first: false,
     local: true,
     run: |p, ctx| Box::pin(pause(p, ctx)),
 };

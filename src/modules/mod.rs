@@ -48,6 +48,10 @@ pub struct Spec {
     pub refused: &'static [(&'static str, &'static str)],
     /// Takes a free-form string (`command: ls -l`).
     pub free_form: bool,
+    /// Its first command only reads the host (a probe): the engine may run it ahead of the
+    /// task, batched with other tasks' probes, and answer it from that batch. A module whose
+    /// first command would write in some case returns `readahead::Recorded` unrecorded then.
+    pub probes_first: bool,
     /// Runs on the control machine, without a connection.
     pub local: bool,
     pub run: RunFn,
@@ -94,6 +98,7 @@ const INCLUDE_TASKS: Spec = Spec {
     params: &["file", "apply", "_raw_params"],
     refused: &[],
     free_form: true,
+    probes_first: false,
     local: true,
     run: |p, _| Box::pin(async move { bail!("{} is run by the engine", p.module) }),
 };
@@ -104,6 +109,7 @@ const META: Spec = Spec {
     params: &["_raw_params"],
     refused: &[],
     free_form: true,
+    probes_first: false,
     local: true,
     run: |p, _| Box::pin(async move { bail!("{} is run by the engine", p.module) }),
 };
@@ -196,6 +202,8 @@ pub struct ModuleCtx<'a> {
     pub readahead: Option<&'a readahead::ReadAhead>,
     /// A check run with changes pending on the host: what a wait waits for will not come.
     pub no_wait: bool,
+    /// Commands run on the host (not answered from a read-ahead).
+    pub live: std::sync::atomic::AtomicUsize,
 }
 
 impl ModuleCtx<'_> {
@@ -253,7 +261,7 @@ impl ModuleCtx<'_> {
                     if let Some(out) = ra.answer(&probe) {
                         if let Ok(mut t) = self.trace.lock() {
                             t.push(format!(
-                                "$ {}\n(answered by the loop's read-ahead)\n[rc={}]",
+                                "$ {}\n(answered by the read-ahead)\n[rc={}]",
                                 script.trim(),
                                 out.code
                             ));
@@ -269,6 +277,7 @@ impl ModuleCtx<'_> {
             env: self.env.clone(),
             timeout: self.timeout,
         };
+        self.live.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let out = self.conn()?.exec(script, stdin, &opts).await?;
         if let Ok(mut t) = self.trace.lock() {
             let output = if traced {
@@ -525,6 +534,11 @@ pub async fn run(name: &str, params: &Map<String, Value>, ctx: &ModuleCtx<'_>) -
         map: params,
     };
     (spec.run)(&p, ctx).await
+}
+
+/// Whether a module's first command is a probe the engine may run ahead (see `Spec`).
+pub fn probes_first(name: &str) -> bool {
+    spec(name).is_some_and(|s| s.probes_first)
 }
 
 /// The modules that run on the control machine and need no connection.

@@ -275,6 +275,7 @@ pub const POSTGRESQL_QUERY: Spec = Spec {
     ],
     refused: &[],
     free_form: false,
+    probes_first: false,
     local: false,
     run: |p, ctx| Box::pin(query(p, ctx)),
 };

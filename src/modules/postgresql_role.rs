@@ -239,6 +239,7 @@ pub const POSTGRESQL_USER: Spec = Spec {
     ],
     refused: &[],
     free_form: false,
+    probes_first: false,
     local: false,
     run: |p, ctx| Box::pin(user(p, ctx)),
 };
@@ -266,6 +267,7 @@ pub const POSTGRESQL_DB: Spec = Spec {
     ],
     refused: &[],
     free_form: false,
+    probes_first: false,
     local: false,
     run: |p, ctx| Box::pin(db(p, ctx)),
 };

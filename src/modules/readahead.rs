@@ -1,7 +1,7 @@
 //! Read-ahead for loops: the probes of all of a task's items in one round trip.
 //!
 //! A module's first command on a host is its probe, which only reads (see the module list in
-//! [`reads_first`]). For a looped task the engine first runs each item's module in `Record`
+//! `Spec::probes_first`). For a looped task the engine first runs each item's module in `Record`
 //! mode: its first command is noted, not run, and the module stops there. All the noted probes
 //! then run in one command, and each item runs for real in `Serve` mode: its probe is answered
 //! from that batch (once), everything after it runs live. After an item changes something the
@@ -10,15 +10,6 @@
 use crate::transport::{quote, Output};
 use std::collections::HashMap;
 use std::sync::Mutex;
-
-/// Modules whose first command is a read-only probe (command and shell record only their
-/// `creates`/`removes` check, and nothing without one).
-pub fn reads_first(module: &str) -> bool {
-    matches!(
-        module,
-        "file" | "copy" | "template" | "lineinfile" | "stat" | "sysctl" | "command" | "shell"
-    )
-}
 
 /// Returned by a command in `Record` mode: the module stops there.
 #[derive(Debug)]
@@ -156,6 +147,20 @@ impl ReadAhead {
             }
         }
         out
+    }
+
+    /// Adds another batch's answers (`Serve` only).
+    pub fn extend(&self, other: ReadAhead) {
+        if let (ReadAhead::Serve(mine), ReadAhead::Serve(theirs)) = (self, other) {
+            if let (Ok(mut m), Ok(t)) = (mine.lock(), theirs.into_inner()) {
+                m.extend(t);
+            }
+        }
+    }
+
+    /// A batch with no answers: every probe runs live.
+    pub fn empty() -> ReadAhead {
+        ReadAhead::Serve(Mutex::new(HashMap::new()))
     }
 
     /// Reads the batch's output into answers for `Serve` mode. Probes whose part is missing

@@ -36,6 +36,10 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         (false, true) => "systemctl daemon-reload && ",
         (false, false) => "",
     };
+    // daemon-reload/reexec come first and write: never run ahead of the task.
+    if !reload.is_empty() && ctx.readahead.is_some_and(|r| r.is_recording()) {
+        return Err(super::readahead::Recorded.into());
+    }
     let mut outcome = Outcome::ok();
     let Some(name) = &name else {
         if !reload.is_empty() {
@@ -150,6 +154,7 @@ pub const SYSTEMD: Spec = Spec {
         "not supported; remove the stale unit link with `file: state=absent`",
     )],
     free_form: false,
+    probes_first: true,
     local: false,
     run: |p, ctx| Box::pin(run(p, ctx)),
 };
@@ -168,6 +173,7 @@ pub const SERVICE: Spec = Spec {
         ("use", "pgdeploy manages systemd units only"),
     ],
     free_form: false,
+    probes_first: true,
     local: false,
     run: |p, ctx| Box::pin(run(p, ctx)),
 };

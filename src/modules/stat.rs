@@ -77,6 +77,7 @@ pub const STAT: Spec = Spec {
         ("get_attributes", "not supported"),
     ],
     free_form: false,
+    probes_first: true,
     local: false,
     run: |p, ctx| Box::pin(run(p, ctx)),
 };

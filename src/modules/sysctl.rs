@@ -112,6 +112,7 @@ pub const SYSCTL: Spec = Spec {
     ],
     refused: &[],
     free_form: false,
+    probes_first: true,
     local: false,
     run: |p, ctx| Box::pin(run(p, ctx)),
 };

@@ -402,6 +402,7 @@ pub const TLS_CERTIFICATE: Spec = Spec {
     ],
     refused: &[],
     free_form: false,
+    probes_first: false,
     local: true,
     run: |p, ctx| Box::pin(run(p, ctx)),
 };

@@ -409,6 +409,7 @@ pub const URI: Spec = Spec {
         ),
     ],
     free_form: false,
+    probes_first: false,
     local: false,
     run: |p, ctx| Box::pin(run(p, ctx)),
 };

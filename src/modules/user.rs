@@ -195,6 +195,7 @@ pub const USER: Spec = Spec {
         ("non_unique", "not supported: ids are unique"),
     ],
     free_form: false,
+    probes_first: true,
     local: false,
     run: |p, ctx| Box::pin(user(p, ctx)),
 };
@@ -206,6 +207,7 @@ pub const GROUP: Spec = Spec {
     params: &["name", "gid", "state", "system"],
     refused: &[("non_unique", "not supported: ids are unique")],
     free_form: false,
+    probes_first: true,
     local: false,
     run: |p, ctx| Box::pin(group(p, ctx)),
 };

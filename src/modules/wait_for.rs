@@ -113,6 +113,7 @@ pub const WAIT_FOR: Spec = Spec {
         ("exclude_hosts", "state: drained is not supported"),
     ],
     free_form: false,
+    probes_first: false,
     local: false,
     run: |p, ctx| Box::pin(run(p, ctx)),
 };

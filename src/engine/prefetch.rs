@@ -1,0 +1,205 @@
+//! Probes read ahead across tasks: a no-op run costs a few round trips per host, however many
+//! tasks it has.
+//!
+//! Before a task whose module probes first (`Spec::probes_first`), the engine records, for each
+//! host, the probes of that task and of the module tasks after it in the same list (each run
+//! in `Record` mode: its first command is noted, never run), runs them in one command per
+//! (user, environment), and the tasks then take their answers from that batch. A probe the
+//! batch does not hold (its parameters came out different when the task really ran, or it
+//! was already answered) runs live. As soon as any host may have changed (a change, a
+//! failure, a command of `command`/`shell`/`raw`), every batch is dropped: later tasks probe
+//! again, so a task never acts on a stale answer.
+
+use super::host_task::item_vars;
+use super::vars::Snapshot;
+use super::{Engine, Inherited, PlayCtx};
+use crate::modules::readahead::{Probe, ReadAhead};
+use crate::playbook::{Action, Task};
+use crate::transport::{ExecOptions, Stdin};
+use anyhow::Result;
+use futures::stream::{self, StreamExt};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// The most tasks one batch reads ahead for.
+const WINDOW: usize = 64;
+
+/// One host's probes read ahead, and the tasks they were recorded for.
+pub(super) struct HostBatch {
+    answers: Arc<ReadAhead>,
+    covers: HashSet<String>,
+}
+
+fn key(task: &Task) -> String {
+    task.origin.to_string()
+}
+
+impl Engine {
+    /// The batch holding this task's probes on `host`, if one was read ahead for it.
+    pub(super) fn batch_for(&self, host: &str, task: &Task) -> Option<Arc<ReadAhead>> {
+        let batches = self.batches.lock().unwrap_or_else(|e| e.into_inner());
+        let b = batches.get(host)?;
+        b.covers.contains(&key(task)).then(|| b.answers.clone())
+    }
+
+    /// Forgets every batch (a host changed).
+    pub(super) fn drop_batches(&self) {
+        self.batches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// Reads ahead the probes of `tasks` (this task and the module tasks after it) on the
+    /// hosts that hold no batch for this task.
+    pub(super) async fn prefetch(
+        &self,
+        ctx: &PlayCtx<'_>,
+        tasks: &[Task],
+        inh: &Inherited,
+        hosts: &[String],
+    ) -> Result<()> {
+        let Some(first) = tasks.first() else {
+            return Ok(());
+        };
+        if !self.started || !batchable(first) {
+            return Ok(());
+        }
+        let need: Vec<String> = hosts
+            .iter()
+            .filter(|h| self.batch_for(h, first).is_none())
+            .cloned()
+            .collect();
+        if need.is_empty() {
+            return Ok(());
+        }
+        let window: Vec<(&Task, Inherited)> = tasks
+            .iter()
+            .take_while(|t| matches!(t.action, Action::Module { .. }))
+            .take(WINDOW)
+            .map(|t| (t, self.inherit(inh, t)))
+            .filter(|(t, here)| {
+                batchable(t)
+                    && here.delegate_to.is_none()
+                    && !here.run_once
+                    && (here.ignore_tags || self.tags_select(&here.tags))
+            })
+            .collect();
+        let covers: HashSet<String> = window.iter().map(|(t, _)| key(t)).collect();
+        let snap = self.snapshot(ctx);
+        let forks = self.opts.forks.max(1);
+        let built: Vec<(String, ReadAhead)> = stream::iter(need)
+            .map(|h| {
+                let (snap, window) = (snap.clone(), &window);
+                async move {
+                    // A batch that cannot be made leaves every probe to run live.
+                    let answers = self
+                        .read_host_ahead(&snap, window, &h)
+                        .await
+                        .unwrap_or_else(|_| ReadAhead::empty());
+                    (h, answers)
+                }
+            })
+            .buffer_unordered(forks)
+            .collect()
+            .await;
+        let mut batches = self.batches.lock().unwrap_or_else(|e| e.into_inner());
+        for (h, answers) in built {
+            batches.insert(
+                h,
+                HostBatch {
+                    answers: Arc::new(answers),
+                    covers: covers.clone(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Records the window's probes on one host and runs them: one command per (user,
+    /// environment) the probes run as.
+    async fn read_host_ahead(
+        &self,
+        snap: &Arc<Snapshot>,
+        window: &[(&Task, Inherited)],
+        host: &str,
+    ) -> Result<ReadAhead> {
+        let recorder = ReadAhead::recorder();
+        for (task, here) in window {
+            let origin = key(task);
+            let vars = snap.vars(host, &here.vars, None);
+            let items = match &task.loop_items {
+                None => None,
+                // Items that cannot be known yet (they come from an earlier task's result)
+                // are left to the task itself.
+                Some(spec) => match self.loop_items(spec, &vars, &origin) {
+                    Ok(items) => Some(items),
+                    Err(_) => continue,
+                },
+            };
+            let extras: Vec<Option<serde_json::Map<String, serde_json::Value>>> = match &items {
+                None => vec![None],
+                Some(items) => (0..items.len())
+                    .map(|i| Some(item_vars(task, items, i)))
+                    .collect(),
+            };
+            for extra in extras {
+                let vars = snap.vars(host, &here.vars, extra.as_ref());
+                if !self.when_holds(&here.when, &vars, &origin).unwrap_or(false) {
+                    continue;
+                }
+                // Errors (a variable an earlier task sets) show when the task really runs.
+                let _ = self
+                    .run_once_on_host(snap, task, here, host, extra.as_ref(), Some(&recorder))
+                    .await;
+            }
+        }
+        let files = recorder.file_probes();
+        let distinct = ReadAhead::distinct(recorder.recorded());
+        // One probe is not worth a batch: it runs live, as it would anyway.
+        if distinct.len() < 2 && distinct.iter().all(|(_, n)| *n < 2) {
+            return Ok(ReadAhead::empty());
+        }
+        let mut groups: Vec<(RunsAs, Vec<(Probe, usize)>)> = Vec::new();
+        for (p, n) in distinct {
+            let k = (p.user.clone(), p.env.clone());
+            match groups.iter_mut().find(|(g, _)| *g == k) {
+                Some((_, list)) => list.push((p, n)),
+                None => groups.push((k, vec![(p, n)])),
+            }
+        }
+        let conn = self.connection(host).await?;
+        let answers = ReadAhead::empty();
+        for ((user, env), probes) in groups {
+            let opts = ExecOptions {
+                become_user: user,
+                env,
+                timeout: self.opts.task_timeout,
+            };
+            let token = ReadAhead::token();
+            let batch: Vec<Probe> = probes.iter().map(|(p, _)| p.clone()).collect();
+            let out = conn
+                .exec(
+                    &ReadAhead::batch_script(&batch, &files, &token),
+                    Stdin::None,
+                    &opts,
+                )
+                .await?;
+            if out.ok() {
+                answers.extend(ReadAhead::serve(probes, &out.stdout, &token));
+            }
+        }
+        Ok(answers)
+    }
+}
+
+/// A task whose first command the engine may run ahead.
+fn batchable(task: &Task) -> bool {
+    task.module_name().is_some_and(crate::modules::probes_first)
+}
+
+/// Whom a probe runs as: the user it becomes and its environment.
+type RunsAs = (Option<String>, Vec<(String, String)>);
+
+/// Keeps `HashMap` in the signature of `Engine::batches` readable.
+pub(super) type Batches = HashMap<String, HostBatch>;
