@@ -3,10 +3,12 @@
 //! The engine (inventory, vars, templates, playbooks, modules, transport) is generic; what it
 //! knows about PostgreSQL lives in `playbooks/`, `templates/` and `vars/`.
 
+pub mod builtin;
 pub mod bundle;
 pub mod cli;
 pub mod engine;
 pub mod facts;
+pub mod glob;
 pub mod inventory;
 pub mod lab;
 pub mod modules;

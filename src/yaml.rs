@@ -133,7 +133,7 @@ impl std::error::Error for YamlError {}
 
 /// Reads a YAML file into one document node (an empty file is `null`).
 pub fn load_file(path: &Path) -> Result<Node> {
-    if let Some(text) = crate::playbook::builtin_source(path) {
+    if let Some(text) = crate::builtin::builtin_source(path) {
         return parse(text, &path.display().to_string());
     }
     let text = std::fs::read_to_string(path)
@@ -481,6 +481,20 @@ fn resolve_float(text: &str) -> Option<f64> {
         Some(acc * 60.0 + part.parse::<f64>().ok()?)
     })?;
     Some(if negative { -value } else { value })
+}
+
+/// Reads a file that must hold a mapping (a vars file), as JSON values.
+pub fn load_mapping(path: &Path) -> Result<Map<String, Value>> {
+    let node = load_file(path)?;
+    match node.to_json() {
+        Value::Object(m) => Ok(m),
+        Value::Null => Ok(Map::new()),
+        _ => bail!(
+            "{}:{}: a vars file must be a mapping of names to values",
+            path.display(),
+            node.line
+        ),
+    }
 }
 
 /// Serialises a JSON value as block YAML (used by `to_yaml`/`to_nice_yaml`).

@@ -90,7 +90,19 @@ pub struct Common {
     /// exit is 2 (3 only when no host answered and no report was made).
     #[arg(skip)]
     pub unreachable_is_finding: bool,
+    /// The inventory and `-e` as read once per command (clones share them).
+    #[arg(skip)]
+    loaded: std::sync::Arc<Loaded>,
 }
+
+#[derive(Debug, Default)]
+struct Loaded {
+    inventory: std::sync::OnceLock<Inventory>,
+    /// `-e` as given (a step may add its own) and what it reads to.
+    extra_vars: std::sync::Mutex<Option<(Vec<String>, VarMap)>>,
+}
+
+type VarMap = serde_json::Map<String, serde_json::Value>;
 
 /// An error in what the user gave us (inventory, playbook, vars): nothing ran.
 #[derive(Debug)]
@@ -110,7 +122,7 @@ fn bad(e: anyhow::Error) -> anyhow::Error {
 
 impl Common {
     fn options(&self, defaults: serde_json::Map<String, serde_json::Value>) -> Result<RunOptions> {
-        let extra_vars = crate::vars::parse_extra_vars(&self.extra_vars).map_err(bad)?;
+        let extra_vars = self.extra_vars_map()?;
         let cfg = AnsibleCfg::find();
         if cfg.host_key_checking_off {
             eprintln!(
@@ -161,13 +173,35 @@ impl Common {
             .or_else(|| AnsibleCfg::find().inventory)
     }
 
+    /// The inventory, read once per command.
     fn load_inventory(&self) -> Result<Inventory> {
+        if let Some(inv) = self.loaded.inventory.get() {
+            return Ok(inv.clone());
+        }
         let path = self.inventory_path().ok_or_else(|| {
             bad(anyhow!(
                 "no inventory: pass one with -i FILE (see inventory.example)"
             ))
         })?;
-        Inventory::load(&path).map_err(bad)
+        let inv = Inventory::load(&path).map_err(bad)?;
+        Ok(self.loaded.inventory.get_or_init(|| inv).clone())
+    }
+
+    /// The `-e` variables, read once (again only when a step changed the list).
+    fn extra_vars_map(&self) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let mut cached = self
+            .loaded
+            .extra_vars
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((args, map)) = cached.as_ref() {
+            if *args == self.extra_vars {
+                return Ok(map.clone());
+            }
+        }
+        let map = crate::vars::parse_extra_vars(&self.extra_vars).map_err(bad)?;
+        *cached = Some((self.extra_vars.clone(), map.clone()));
+        Ok(map)
     }
 }
 
@@ -383,7 +417,7 @@ fn confirmed(command: &str, name: &str, confirm: Option<String>, what: &str) -> 
 /// built-in default).
 fn cluster_name(common: &Common) -> Result<String> {
     let key = "patroni_cluster_name";
-    let extra = crate::vars::parse_extra_vars(&common.extra_vars).map_err(bad)?;
+    let extra = common.extra_vars_map()?;
     let inv = common.load_inventory()?;
     let from = |m: &serde_json::Map<String, serde_json::Value>| {
         m.get(key).and_then(|v| v.as_str()).map(str::to_string)
@@ -437,7 +471,7 @@ fn builtin_defaults(
         defaults.extend(crate::vars::load_vars_file(f).map_err(bad)?);
     }
     let inv = common.load_inventory()?;
-    let extra = crate::vars::parse_extra_vars(&common.extra_vars).map_err(bad)?;
+    let extra = common.extra_vars_map()?;
     let names: Vec<String> = defaults
         .get("pgdeploy_generated_passwords")
         .and_then(|v| v.as_array())

@@ -8,7 +8,7 @@ mod ini;
 mod pattern;
 mod yaml_inv;
 
-pub use pattern::{glob, select_hosts};
+pub use pattern::select_hosts;
 
 use anyhow::{bail, Result};
 use indexmap::{IndexMap, IndexSet};
@@ -47,7 +47,7 @@ fn vars_for(dir: &Path, name: &str) -> Result<Map<String, Value>> {
     for ext in ["", ".yml", ".yaml", ".json"] {
         let p = dir.join(format!("{name}{ext}"));
         if p.is_file() {
-            out.extend(crate::vars::load_vars_file(&p)?);
+            out.extend(crate::yaml::load_mapping(&p)?);
         }
     }
     let sub = dir.join(name);
@@ -64,7 +64,7 @@ fn vars_for(dir: &Path, name: &str) -> Result<Map<String, Value>> {
             .collect();
         files.sort();
         for f in files {
-            out.extend(crate::vars::load_vars_file(&f)?);
+            out.extend(crate::yaml::load_mapping(&f)?);
         }
     }
     Ok(out)

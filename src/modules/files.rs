@@ -159,17 +159,22 @@ pub struct RemoteFile {
     pub content: Option<Vec<u8>>,
 }
 
-/// Reads hash, owner, group, mode (and content when `with_content`) in one command.
-pub async fn probe_file(ctx: &ModuleCtx<'_>, path: &str, with_content: bool) -> Result<RemoteFile> {
+/// The probe of a file: kind, hash, owner, group, mode (and content when `with_content`).
+pub fn probe_script(path: &str, with_content: bool) -> String {
     let q = quote(path);
     let content = if with_content {
         format!("if [ $(stat -c %s {q}) -le {MAX_DIFF_BYTES} ]; then printf C:; base64 -w0 < {q}; fi; echo")
     } else {
         "echo".into()
     };
-    let script = format!(
+    format!(
         "if [ -d {q} ]; then echo DIR; elif [ -e {q} ]; then echo FILE; sha256sum < {q}; stat -c '%U %G %a' {q}; {content}; else echo ABSENT; fi"
-    );
+    )
+}
+
+/// Reads hash, owner, group, mode (and content when `with_content`) in one command.
+pub async fn probe_file(ctx: &ModuleCtx<'_>, path: &str, with_content: bool) -> Result<RemoteFile> {
+    let script = probe_script(path, with_content);
     if !with_content {
         // A loop's read-ahead answers this probe for all items' files together.
         if let Some(ra) = ctx.readahead {

@@ -1,11 +1,11 @@
-//! Read-ahead for loops: the probes of all of a task's items in one round trip.
+//! Read-ahead: the probes of many tasks (and loop items) in one round trip.
 //!
-//! A module's first command on a host is its probe, which only reads (see the module list in
-//! `Spec::probes_first`). For a looped task the engine first runs each item's module in `Record`
-//! mode: its first command is noted, not run, and the module stops there. All the noted probes
-//! then run in one command, and each item runs for real in `Serve` mode: its probe is answered
-//! from that batch (once), everything after it runs live. After an item changes something the
-//! engine drops the batch, so later items probe again and never act on a stale answer.
+//! A module's first command on a host is its probe, which only reads (`Spec::probes_first`).
+//! The engine first runs each task's (or item's) module in `Record` mode: its first command is
+//! noted, not run, and the module stops there. All the noted probes then run in one command,
+//! and each task runs for real in `Serve` mode: its probe is answered from that batch (once),
+//! everything after it runs live. After something changes the engine drops the batch, so
+//! later tasks probe again and never act on a stale answer (see `engine::prefetch`).
 
 use crate::transport::{quote, Output};
 use std::collections::HashMap;
@@ -320,11 +320,8 @@ mod tests {
             .iter()
             .map(|n| d.join(n).display().to_string())
             .collect();
-        // The same script as files::probe_file without content.
-        let script = |p: &str| {
-            let q = quote(p);
-            format!("if [ -d {q} ]; then echo DIR; elif [ -e {q} ]; then echo FILE; sha256sum < {q}; stat -c '%U %G %a' {q}; echo; else echo ABSENT; fi")
-        };
+        // files::probe_file's own probe, without content.
+        let script = |p: &str| super::super::files::probe_script(p, false);
         let mut files = HashMap::new();
         let mut probes = vec![Probe {
             script: "echo other".into(),

@@ -15,21 +15,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-include!(concat!(env!("OUT_DIR"), "/builtin_playbooks.rs"));
-
-/// Where the built-in playbooks appear to be: read from the binary, never from disk, and
-/// named in errors as `pgdeploy:playbooks/roles/...`.
-pub const BUILTIN_ROOT: &str = "pgdeploy:playbooks";
-
-/// The text of a built-in playbook file, for a path below [`BUILTIN_ROOT`].
-pub fn builtin_source(path: &std::path::Path) -> Option<&'static str> {
-    let rel = path.strip_prefix(BUILTIN_ROOT).ok()?;
-    let rel = rel.to_str()?;
-    BUILTIN_PLAYBOOKS
-        .iter()
-        .find(|(p, _)| *p == rel)
-        .map(|(_, text)| *text)
-}
+pub use crate::builtin::{builtin_source, BUILTIN_PLAYBOOKS, BUILTIN_ROOT};
 
 /// Where something was written.
 #[derive(Debug, Clone, PartialEq)]

@@ -639,7 +639,7 @@ fn fileglob(pattern: &str) -> Result<Vec<String>, Error> {
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_file())
         .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .filter(|f| crate::inventory::glob(name, f))
+        .filter(|f| crate::glob::glob(name, f))
         .map(|f| dir.join(f).display().to_string())
         .collect())
 }

@@ -98,10 +98,10 @@ fn matches(patterns: &[String], host: &str) -> bool {
     let mut any = false;
     for p in patterns {
         if let Some(neg) = p.strip_prefix('!') {
-            if crate::inventory::glob(neg, host) {
+            if crate::glob::glob(neg, host) {
                 return false;
             }
-        } else if crate::inventory::glob(p, host) {
+        } else if crate::glob::glob(p, host) {
             any = true;
         }
     }

@@ -15,16 +15,7 @@ use std::path::Path;
 
 /// Reads a YAML vars file that must hold a mapping.
 pub fn load_vars_file(path: &Path) -> Result<Map<String, Value>> {
-    let node = crate::yaml::load_file(path)?;
-    match node.to_json() {
-        Value::Object(m) => Ok(m),
-        Value::Null => Ok(Map::new()),
-        _ => bail!(
-            "{}:{}: a vars file must be a mapping of names to values",
-            path.display(),
-            node.line
-        ),
-    }
+    crate::yaml::load_mapping(path)
 }
 
 /// Parses the `-e` arguments in order: `@file.yml`, a JSON/YAML mapping, or `k=v k2=v2`.
