@@ -216,32 +216,9 @@ fn main() {
         "| hosts | first run | no-op run | floor: connect + 47 commands | floor: connect + one script | (47 commands alone) | peak memory |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|");
+    let inv = lab.inventory(BENCH_USER, "");
     for n in [1usize, 10, 30] {
-        let names: Vec<&str> = lab.hosts[..n].iter().map(|h| h.name.as_str()).collect();
-        let base = lab.path().join(format!("state{n}"));
-        world(&base);
-        let inv = lab.inventory(BENCH_USER, "");
-        let limit = names.join(",");
-        let base_arg = format!("base={}", base.display());
-        let args = [
-            "run",
-            pb.to_str().unwrap(),
-            "-i",
-            inv.to_str().unwrap(),
-            "-l",
-            &limit,
-            "-e",
-            &base_arg,
-        ];
-        let first = pgdeploy(&lab, &args);
-        assert!(first.ok, "{}", first.out);
-        let second = pgdeploy(&lab, &args);
-        assert!(second.ok, "{}", second.out);
-        assert!(
-            second.out.contains("changed=0"),
-            "the second run must change nothing:\n{}",
-            second.out
-        );
+        let (first, second) = first_and_no_op(&lab, &pb, &inv, n, &format!("state{n}"));
         let f47 = rt.block_on(floor(&lab, n, 47, "true"));
         let f1 = rt.block_on(floor(&lab, n, 1, &script47));
         println!(
@@ -257,19 +234,6 @@ fn main() {
     world(&lab.path().join("upload"));
     upload(&lab);
     latency(&lab, &rt, &pb);
-}
-
-/// Commands per host from the text recap (`commands=N`).
-fn commands(out: &str, host: &str) -> u64 {
-    out.lines()
-        .rev()
-        .find(|l| l.starts_with(&format!("{host} ")) && l.contains(" : ok="))
-        .and_then(|l| {
-            l.split_whitespace()
-                .find_map(|w| w.strip_prefix("commands="))
-        })
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no commands= for {host} in:\n{out}"))
 }
 
 /// The same playbook with 25 ms of round-trip latency in front of every sshd (real clusters
@@ -309,35 +273,11 @@ fn latency(lab: &common::Lab, rt: &tokio::runtime::Runtime, pb: &std::path::Path
     );
     println!("|---:|---:|---:|---:|---:|");
     for n in [1usize, 10, 30] {
-        let names: Vec<&str> = lab.hosts[..n].iter().map(|h| h.name.as_str()).collect();
-        let base = lab.path().join(format!("latency{n}"));
-        std::fs::create_dir_all(&base).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let limit = names.join(",");
-        let base_arg = format!("base={}", base.display());
-        let args = [
-            "run",
-            pb.to_str().unwrap(),
-            "-i",
-            inv_path.to_str().unwrap(),
-            "-l",
-            &limit,
-            "-e",
-            &base_arg,
-        ];
-        let first = pgdeploy(lab, &args);
-        assert!(first.ok, "{}", first.out);
-        let second = pgdeploy(lab, &args);
-        assert!(
-            second.ok && second.out.contains("changed=0"),
-            "{}",
-            second.out
-        );
+        let (first, second) = first_and_no_op(lab, pb, &inv_path, n, &format!("latency{n}"));
         println!(
             "| {n} | {} | {} | {:.2} s | {:.2} s |",
-            commands(&first.out, "h1"),
-            commands(&second.out, "h1"),
+            common::recap_commands(&first.out, "h1"),
+            common::recap_commands(&second.out, "h1"),
             first.seconds,
             second.seconds
         );
@@ -392,6 +332,44 @@ async fn delayed_pipe(
     }
     drop(tx);
     let _ = writer.await;
+}
+
+/// The playbook on the first `n` hosts, twice: the first run, and the second, which must
+/// change nothing. Their state lives in `dir` below the lab's directory (open to all: the
+/// bench user writes there).
+fn first_and_no_op(
+    lab: &common::Lab,
+    pb: &std::path::Path,
+    inv: &std::path::Path,
+    n: usize,
+    dir: &str,
+) -> (Measure, Measure) {
+    let names: Vec<&str> = lab.hosts[..n].iter().map(|h| h.name.as_str()).collect();
+    let base = lab.path().join(dir);
+    std::fs::create_dir_all(&base).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let limit = names.join(",");
+    let base_arg = format!("base={}", base.display());
+    let args = [
+        "run",
+        pb.to_str().unwrap(),
+        "-i",
+        inv.to_str().unwrap(),
+        "-l",
+        &limit,
+        "-e",
+        &base_arg,
+    ];
+    let first = pgdeploy(lab, &args);
+    assert!(first.ok, "{}", first.out);
+    let second = pgdeploy(lab, &args);
+    assert!(
+        second.ok && second.out.contains("changed=0"),
+        "the second run must change nothing:\n{}",
+        second.out
+    );
+    (first, second)
 }
 
 /// A 150 MB file copied to one host (the copy module streams it through the connection).

@@ -150,26 +150,13 @@ fn converges_then_rerun_changes_nothing() {
         .count() as u64;
     for h in &lab.hosts {
         let n = recap["hosts"][&h.name]["commands"].as_u64().unwrap();
-        let first_n = commands(&first.stdout, &h.name);
+        let first_n = common::recap_commands(&first.stdout, &h.name);
         assert!(
             n > 0 && n <= tasks + 1 && n < first_n,
             "{}: {n} commands for a no-op run of {tasks} tasks (first run {first_n})",
             h.name
         );
     }
-}
-
-/// `commands=N` from a text recap line.
-fn commands(out: &str, host: &str) -> u64 {
-    out.lines()
-        .rev()
-        .find(|l| l.starts_with(&format!("{host} ")) && l.contains(" : ok="))
-        .and_then(|l| {
-            l.split_whitespace()
-                .find_map(|w| w.strip_prefix("commands="))
-        })
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no commands= for {host} in:\n{out}"))
 }
 
 #[test]
@@ -252,15 +239,7 @@ fn a_failing_host_leaves_the_others_going() {
 #[test]
 fn an_unreachable_host_is_reported_and_the_rest_run() {
     let lab = Lab::start(2);
-    let dead_port = std::net::TcpListener::bind("127.0.1.9:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let inv = lab.inventory(
-        "root",
-        &format!("[other]\ndead ansible_host=127.0.1.9 ansible_port={dead_port}\n"),
-    );
+    let inv = lab.inventory_with_dead_host();
     let pb = lab.write(
         "ping.yml",
         r#"
@@ -1137,7 +1116,7 @@ fn a_no_op_run_costs_the_same_commands_whatever_its_task_count() {
         let again = lab.run(&path, &inv, &["-e", &b]);
         again.assert_code(0);
         assert_eq!(again.recap("h1").1, 0, "{}", again.stdout);
-        no_op.push(commands(&again.stdout, "h1"));
+        no_op.push(common::recap_commands(&again.stdout, "h1"));
     }
     assert!(
         no_op[0] == no_op[1] && no_op[1] <= 2,

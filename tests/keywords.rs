@@ -221,15 +221,7 @@ fn accepted_keywords_do_what_ansible_does() {
 #[test]
 fn ignore_unreachable_keeps_the_host_in_the_play() {
     let lab = Lab::start(1);
-    let dead_port = std::net::TcpListener::bind("127.0.1.9:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let inv = lab.inventory(
-        "root",
-        &format!("[other]\ndead ansible_host=127.0.1.9 ansible_port={dead_port}\n"),
-    );
+    let inv = lab.inventory_with_dead_host();
     let pb = lab.write(
         "unreachable.yml",
         r#"

@@ -3,12 +3,12 @@
 use super::check_mode;
 use super::vars::Snapshot;
 use super::{Engine, Inherited, PlayCtx};
-use crate::modules::readahead::{self, ReadAhead};
+use crate::modules::readahead::ReadAhead;
 use crate::modules::{self, ModuleCtx, Outcome};
 use crate::playbook::{Action, Task};
 use crate::report::{Changes, Line, Status};
 use crate::template::{TemplateError, OMIT};
-use crate::transport::{ExecOptions, Stdin, Unreachable};
+use crate::transport::Unreachable;
 use anyhow::{anyhow, bail, Result};
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Map, Value};
@@ -305,49 +305,10 @@ impl Engine {
         if !eligible {
             return Ok(None);
         }
-        let origin = task.origin.to_string();
         let recorder = ReadAhead::recorder();
-        for i in 0..items.len() {
-            let extra = item_vars(task, items, i);
-            let vars = snap.vars(host, &here.vars, Some(&extra));
-            if !self.when_holds(&here.when, &vars, &origin).unwrap_or(false) {
-                continue;
-            }
-            // Errors (an undefined variable, say) show when the item runs for real.
-            let _ = self
-                .run_once_on_host(snap, task, here, host, Some(&extra), Some(&recorder))
-                .await;
-        }
-        let files = recorder.file_probes();
-        let distinct = ReadAhead::distinct(recorder.recorded());
-        let Some((first, _)) = distinct.first() else {
-            return Ok(None);
-        };
-        let (user, env) = (first.user.clone(), first.env.clone());
-        if distinct.len() < 2 && distinct.iter().all(|(_, n)| *n < 2)
-            || !distinct.iter().all(|(p, _)| p.user == user && p.env == env)
-        {
-            return Ok(None);
-        }
-        let batch: Vec<readahead::Probe> = distinct.iter().map(|(p, _)| p.clone()).collect();
-        let conn = self.connection(host).await?;
-        let opts = ExecOptions {
-            become_user: user,
-            env,
-            timeout: self.opts.task_timeout,
-        };
-        let token = ReadAhead::token();
-        let out = conn
-            .exec(
-                &ReadAhead::batch_script(&batch, &files, &token),
-                Stdin::None,
-                &opts,
-            )
-            .await?;
-        if !out.ok() {
-            return Ok(None);
-        }
-        Ok(Some(ReadAhead::serve(distinct, &out.stdout, &token)))
+        self.record(snap, task, here, host, Some(items), &recorder)
+            .await;
+        self.run_recorded(host, &recorder).await
     }
 
     /// Turns `loop:` / `with_*:` into the list of items.

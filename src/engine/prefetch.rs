@@ -137,28 +137,55 @@ impl Engine {
                     Err(_) => continue,
                 },
             };
-            let extras: Vec<Option<serde_json::Map<String, serde_json::Value>>> = match &items {
-                None => vec![None],
-                Some(items) => (0..items.len())
-                    .map(|i| Some(item_vars(task, items, i)))
-                    .collect(),
-            };
-            for extra in extras {
-                let vars = snap.vars(host, &here.vars, extra.as_ref());
-                if !self.when_holds(&here.when, &vars, &origin).unwrap_or(false) {
-                    continue;
-                }
-                // Errors (a variable an earlier task sets) show when the task really runs.
-                let _ = self
-                    .run_once_on_host(snap, task, here, host, extra.as_ref(), Some(&recorder))
-                    .await;
-            }
+            self.record(snap, task, here, host, items.as_deref(), &recorder)
+                .await;
         }
+        Ok(self
+            .run_recorded(host, &recorder)
+            .await?
+            .unwrap_or_else(ReadAhead::empty))
+    }
+
+    /// Notes the probes `task` would make on `host` (each item's, for a loop) whose `when`
+    /// holds now. Errors (a variable an earlier task sets) show when the task really runs.
+    pub(super) async fn record(
+        &self,
+        snap: &Arc<Snapshot>,
+        task: &Task,
+        here: &Inherited,
+        host: &str,
+        items: Option<&[serde_json::Value]>,
+        recorder: &ReadAhead,
+    ) {
+        let origin = key(task);
+        let extras: Vec<Option<serde_json::Map<String, serde_json::Value>>> = match items {
+            None => vec![None],
+            Some(items) => (0..items.len())
+                .map(|i| Some(item_vars(task, items, i)))
+                .collect(),
+        };
+        for extra in extras {
+            let vars = snap.vars(host, &here.vars, extra.as_ref());
+            if !self.when_holds(&here.when, &vars, &origin).unwrap_or(false) {
+                continue;
+            }
+            let _ = self
+                .run_once_on_host(snap, task, here, host, extra.as_ref(), Some(recorder))
+                .await;
+        }
+    }
+
+    /// Runs the probes a recorder noted on `host`: one command per (user, environment) they
+    /// run as. None when there are fewer than two (not worth a batch: they run live).
+    pub(super) async fn run_recorded(
+        &self,
+        host: &str,
+        recorder: &ReadAhead,
+    ) -> Result<Option<ReadAhead>> {
         let files = recorder.file_probes();
         let distinct = ReadAhead::distinct(recorder.recorded());
-        // One probe is not worth a batch: it runs live, as it would anyway.
         if distinct.len() < 2 && distinct.iter().all(|(_, n)| *n < 2) {
-            return Ok(ReadAhead::empty());
+            return Ok(None);
         }
         let mut groups: Vec<(RunsAs, Vec<(Probe, usize)>)> = Vec::new();
         for (p, n) in distinct {
@@ -185,11 +212,12 @@ impl Engine {
                     &opts,
                 )
                 .await?;
+            // A batch that failed as a whole answers nothing: its probes run live.
             if out.ok() {
                 answers.extend(ReadAhead::serve(probes, &out.stdout, &token));
             }
         }
-        Ok(answers)
+        Ok(Some(answers))
     }
 }
 

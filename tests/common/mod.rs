@@ -227,6 +227,20 @@ impl Lab {
         path
     }
 
+    /// The lab's inventory (as root) plus a host `dead` in group `other` where nothing
+    /// listens: it is unreachable.
+    pub fn inventory_with_dead_host(&self) -> PathBuf {
+        let dead_port = std::net::TcpListener::bind("127.0.1.9:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        self.inventory(
+            "root",
+            &format!("[other]\ndead ansible_host=127.0.1.9 ansible_port={dead_port}\n"),
+        )
+    }
+
     /// Writes a file into the test directory and returns its path.
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
         let path = self.path().join(name);
@@ -318,6 +332,19 @@ impl Run {
         assert_eq!(self.code, code, "exit code; output:\n{}", self.all());
         self
     }
+}
+
+/// `commands=N` from the text recap line of `host` (the commands its connection ran).
+pub fn recap_commands(out: &str, host: &str) -> u64 {
+    out.lines()
+        .rev()
+        .find(|l| l.starts_with(&format!("{host} ")) && l.contains(" : ok="))
+        .and_then(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("commands="))
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no commands= for {host} in:\n{out}"))
 }
 
 pub fn mode_of(path: &Path) -> u32 {
