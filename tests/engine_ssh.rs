@@ -1123,3 +1123,46 @@ fn a_no_op_run_costs_the_same_commands_whatever_its_task_count() {
         "no-op commands per host for 10 and 40 tasks: {no_op:?} (facts and one batch expected)"
     );
 }
+
+/// Where the time goes: `--json` gives each result its duration, `--profile` prints the time
+/// per play and the slowest tasks with where they are written.
+#[test]
+fn durations_and_the_profile() {
+    let lab = Lab::start(2);
+    let inv = lab.inventory("root", "");
+    let pb = lab.write(
+        "slow.yml",
+        "- name: timed\n  hosts: web\n  gather_facts: no\n  tasks:\n    - name: quick\n      command: 'true'\n    - name: slow one\n      command: sleep 0.4\n",
+    );
+    let r = lab.run(&pb, &inv, &["--profile"]);
+    r.assert_code(0);
+    let profile = r.stdout.split("PROFILE").nth(1).expect("a profile section");
+    let lines: Vec<&str> = profile.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.contains(" s  play  timed")),
+        "{profile}"
+    );
+    let slowest = lines
+        .iter()
+        .skip_while(|l| !l.starts_with("slowest tasks"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("{profile}"));
+    let secs: f64 = slowest.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(
+        slowest.contains("slow one") && slowest.contains("slow.yml:7") && secs >= 0.4,
+        "{profile}"
+    );
+    let r = lab.run(&pb, &inv, &["--json"]);
+    r.assert_code(0);
+    let slow: Vec<f64> = r
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "task_result" && v["task"] == "slow one")
+        .map(|v| v["duration_s"].as_f64().unwrap())
+        .collect();
+    assert!(
+        slow.len() == 2 && slow.iter().all(|d| *d >= 0.4),
+        "{slow:?}"
+    );
+}

@@ -68,6 +68,9 @@ pub struct Common {
     /// Newline-delimited JSON events instead of text.
     #[arg(long)]
     pub json: bool,
+    /// At the end, the time per play and the slowest tasks (as Ansible's profile_tasks).
+    #[arg(long)]
+    pub profile: bool,
     /// A known_hosts file to trust besides ~/.ssh/known_hosts (repeatable).
     #[arg(long = "known-hosts", value_name = "FILE")]
     pub known_hosts: Vec<PathBuf>,
@@ -538,7 +541,9 @@ async fn run_steps(
     }
     let templates = Templates::new(dirs, crate::template::BUILTIN_TEMPLATES);
     let secrets = Secrets::new();
-    let report = Arc::new(Reporter::new(secrets, common.json, common.verbose));
+    let mut report = Reporter::new(secrets, common.json, common.verbose);
+    report.profile = common.profile;
+    let report = Arc::new(report);
     if let Some(name) = &common.start_at_task {
         if !pb.names_task(name) {
             return Err(bad(anyhow!(

@@ -36,6 +36,8 @@ pub(super) struct HostResult {
     changes: Changes,
     /// The host may have changed (see `Engine::batches`): probes read ahead are stale.
     pub touched: bool,
+    /// How long the task took on the host.
+    pub duration: std::time::Duration,
 }
 
 impl HostResult {
@@ -84,11 +86,14 @@ impl Engine {
         }
         .max(1);
         let this = &*self;
+        let started = std::time::Instant::now();
         let mut results: Vec<(String, HostResult)> = stream::iter(run_hosts)
             .map(|h| {
                 let snap = snap.clone();
                 async move {
-                    let r = this.run_on_host(&snap, task, here, &h).await;
+                    let t = std::time::Instant::now();
+                    let mut r = this.run_on_host(&snap, task, here, &h).await;
+                    r.duration = t.elapsed();
                     (h, r)
                 }
             })
@@ -96,6 +101,8 @@ impl Engine {
             .collect()
             .await;
         results.sort_by_key(|(h, _)| hosts.iter().position(|x| x == h));
+        self.report
+            .task_time(&title, &task.origin.to_string(), started.elapsed());
         if results.iter().any(|(_, r)| r.touched) {
             // A host changed (or may have): every probe read ahead is stale, on every host
             // (a change on one host can reach others: Patroni rewrites its members' files).
@@ -119,6 +126,7 @@ impl Engine {
                 trace: &res.trace,
                 changes: res.changes,
                 origin: Some(&origin),
+                duration: Some(res.duration),
                 ..Line::new(&host, &title, res.status())
             });
             any_failed |= (res.failed || res.unreachable) && !res.ignored;

@@ -328,8 +328,15 @@ impl Engine {
         Ok(pattern.trim().to_string())
     }
 
-    /// Runs one play; false when the run must stop (any_errors_fatal).
+    /// Runs one play, timed; false when the run must stop (any_errors_fatal).
     async fn run_play(&mut self, play: &Play) -> Result<bool> {
+        let started = std::time::Instant::now();
+        let go_on = self.run_play_untimed(play).await;
+        self.report.play_time(&play.name, started.elapsed());
+        go_on
+    }
+
+    async fn run_play_untimed(&mut self, play: &Play) -> Result<bool> {
         let hosts = self.play_hosts(play)?;
         self.report.play(&play.name, &hosts);
         self.drop_batches();
@@ -735,6 +742,7 @@ impl Engine {
             return;
         }
         self.report.task("Gathering Facts", &todo);
+        let started = std::time::Instant::now();
         let forks = self.opts.forks.max(1);
         let this = &*self;
         let results: Vec<(String, Result<Map<String, Value>>)> = stream::iter(todo)
@@ -756,6 +764,8 @@ impl Engine {
             .buffer_unordered(forks)
             .collect()
             .await;
+        self.report
+            .task_time("Gathering Facts", "", started.elapsed());
         for (h, r) in results {
             match r {
                 Ok(f) => {

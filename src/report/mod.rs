@@ -48,6 +48,8 @@ pub struct Line<'a> {
     pub changes: Changes,
     /// Where the task is written (`file:line`), named with a failure.
     pub origin: Option<&'a str>,
+    /// How long the task took on this host.
+    pub duration: Option<Duration>,
 }
 
 impl<'a> Line<'a> {
@@ -62,6 +64,7 @@ impl<'a> Line<'a> {
             trace: &[],
             changes: Changes::default(),
             origin: None,
+            duration: None,
         }
     }
 }
@@ -135,8 +138,22 @@ impl Changes {
     }
 }
 
+/// Something timed: a task (with where it is written) or a play.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Timed {
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub origin: String,
+    pub seconds: f64,
+}
+
 pub struct Reporter {
     pub secrets: Secrets,
+    /// Print the time per play and the slowest tasks with the recap (`--profile`).
+    pub profile: bool,
+    /// Each task's wall time (all its hosts), and each play's, in the order they ran.
+    task_times: Mutex<Vec<Timed>>,
+    play_times: Mutex<Vec<Timed>>,
     json: bool,
     verbose: u8,
     start: Instant,
@@ -150,6 +167,9 @@ impl Reporter {
         let tty = std::io::stdout().is_terminal() && !json;
         Reporter {
             secrets,
+            profile: false,
+            task_times: Mutex::new(Vec::new()),
+            play_times: Mutex::new(Vec::new()),
             json,
             verbose,
             start: Instant::now(),
@@ -249,6 +269,7 @@ impl Reporter {
             trace,
             changes,
             origin,
+            duration,
         } = line;
         {
             let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
@@ -274,6 +295,7 @@ impl Reporter {
             return self.event(json!({
                 "event": "task_result", "host": host, "task": task, "status": status.word(),
                 "item": item, "msg": msg, "diff": diffs, "origin": origin,
+                "duration_s": duration.map(|d| d.as_secs_f64()),
             }));
         }
         let mut text = format!("{}: [{host}]", status.word());
@@ -295,6 +317,55 @@ impl Reporter {
                 self.line(&indent(t));
             }
         }
+    }
+
+    /// A task's wall time over all its hosts (for `--profile`).
+    pub fn task_time(&self, task: &str, origin: &str, took: Duration) {
+        self.task_times
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Timed {
+                name: self.secrets.mask(task),
+                origin: origin.to_string(),
+                seconds: took.as_secs_f64(),
+            });
+    }
+
+    /// A play's wall time (for `--profile`).
+    pub fn play_time(&self, play: &str, took: Duration) {
+        self.play_times
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Timed {
+                name: self.secrets.mask(play),
+                origin: String::new(),
+                seconds: took.as_secs_f64(),
+            });
+    }
+
+    /// The profile: each play's time, then the slowest tasks (at most `top`).
+    pub fn profile_text(&self, top: usize) -> String {
+        let plays = self.play_times.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tasks = self
+            .task_times
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut out = format!("\nPROFILE {}\n", "*".repeat(63));
+        for p in plays.iter() {
+            out.push_str(&format!("{:>8.2} s  play  {}\n", p.seconds, p.name));
+        }
+        tasks.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+        out.push_str(&format!("slowest tasks (of {}):\n", tasks.len()));
+        for t in tasks.iter().take(top) {
+            let at = if t.origin.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", t.origin)
+            };
+            out.push_str(&format!("{:>8.2} s  {}{at}\n", t.seconds, t.name));
+        }
+        out
     }
 
     /// A message about the run (a skipped step, a warning).
@@ -332,7 +403,17 @@ impl Reporter {
         let stats = self.stats();
         let elapsed = self.start.elapsed();
         if self.json {
-            return self.event(json!({"event": "recap", "hosts": stats, "elapsed_s": elapsed.as_secs_f64(), "interrupted": interrupted, "check": check}));
+            let plays = self
+                .play_times
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            return self.event(json!({"event": "recap", "hosts": stats, "elapsed_s": elapsed.as_secs_f64(), "interrupted": interrupted, "check": check, "plays": plays}));
+        }
+        if self.profile {
+            for l in self.profile_text(20).lines() {
+                self.line(l);
+            }
         }
         if interrupted {
             self.line("\nINTERRUPTED: stopped at the user's request; hosts may be part-way through the task above");
