@@ -111,6 +111,8 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Print a shell completion script: `pgdeploy completions bash > /etc/bash_completion.d/pgdeploy`.
+    Completions { shell: clap_complete::Shell },
 }
 
 #[tokio::main]
@@ -181,6 +183,15 @@ async fn main() {
             Ok(()) => 0,
             Err(e) => cli::report_error(&e),
         },
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            use std::io::Write;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "pgdeploy", &mut script);
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = std::io::stdout().write_all(&script);
+            0
+        }
     };
     std::process::exit(code);
 }
