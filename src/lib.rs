@@ -17,6 +17,7 @@ pub mod report;
 pub mod template;
 pub mod transport;
 pub mod vars;
+pub mod vault;
 pub mod yaml;
 
 /// The candidate closest to `name` by edit distance, if one is close enough to be a typo.

@@ -138,7 +138,32 @@ pub fn load_file(path: &Path) -> Result<Node> {
     }
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
-    parse(&text, &path.display().to_string())
+    let origin = path.display().to_string();
+    if crate::vault::is_vault(&text) {
+        // A whole file in Vault: every string in it is a secret from now on.
+        let node = parse(&crate::vault::decrypt(&text, &origin)?, &origin)?;
+        let mut strings = Vec::new();
+        node.to_json().strings(&mut strings);
+        crate::vault::reveal(strings);
+        return Ok(node);
+    }
+    parse(&text, &origin)
+}
+
+/// Every string in a JSON value (for masking what came out of Vault).
+trait Strings {
+    fn strings(&self, out: &mut Vec<String>);
+}
+
+impl Strings for Value {
+    fn strings(&self, out: &mut Vec<String>) {
+        match self {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(a) => a.iter().for_each(|v| v.strings(out)),
+            Value::Object(m) => m.values().for_each(|v| v.strings(out)),
+            _ => {}
+        }
+    }
 }
 
 /// Parses one YAML document; `origin` names the source in errors.
@@ -357,10 +382,9 @@ impl Builder<'_> {
                 }
             }
             Some("!vault") => {
-                return self.err(
-                    line,
-                    "Ansible Vault values (!vault) are not supported; put the secret in a 0600 vars file or pass it with -e @file",
-                )
+                let plain = crate::vault::decrypt(text, &format!("{}:{line}", self.origin))?;
+                crate::vault::reveal([plain.clone()]);
+                return Ok(NodeValue::Str(plain));
             }
             Some(other) => {
                 return self.err(line, format!("unsupported YAML tag `{other}`"));

@@ -289,7 +289,7 @@ fn module_parameters_work_or_are_refused() {
     for (task, expected) in [
         (
             "copy: { dest: /tmp/x, content: y, decrypt: true }",
-            "`decrypt` is not supported by pgdeploy: Ansible Vault",
+            "`decrypt` is not supported by pgdeploy: a Vault-encrypted `src`",
         ),
         (
             "user: { name: x, generate_ssh_key: true }",

@@ -71,6 +71,15 @@ pub struct Common {
     /// At the end, the time per play and the slowest tasks (as Ansible's profile_tasks).
     #[arg(long)]
     pub profile: bool,
+    /// The Vault password: a file's first line, or what an executable file prints (repeatable).
+    #[arg(long = "vault-password-file", value_name = "FILE")]
+    pub vault_password_files: Vec<PathBuf>,
+    /// Ask for the Vault password on the terminal.
+    #[arg(long = "ask-vault-pass")]
+    pub ask_vault_pass: bool,
+    /// A Vault password for a vault id: `LABEL@FILE`, `LABEL@prompt`, or `FILE` (repeatable).
+    #[arg(long = "vault-id", value_name = "[LABEL@]SOURCE")]
+    pub vault_ids: Vec<String>,
     /// A known_hosts file to trust besides ~/.ssh/known_hosts (repeatable).
     #[arg(long = "known-hosts", value_name = "FILE")]
     pub known_hosts: Vec<PathBuf>,
@@ -100,6 +109,8 @@ pub struct Common {
 
 #[derive(Debug, Default)]
 struct Loaded {
+    /// The Vault passwords were read (once, before any file is).
+    vault: std::sync::OnceLock<()>,
     inventory: std::sync::OnceLock<Inventory>,
     /// `-e` as given (a step may add its own) and what it reads to.
     extra_vars: std::sync::Mutex<Option<(Vec<String>, VarMap)>>,
@@ -176,8 +187,48 @@ impl Common {
             .or_else(|| AnsibleCfg::find().inventory)
     }
 
+    /// Reads the Vault passwords the flags name (once), before any file that may hold Vault
+    /// data is read. Also ANSIBLE_VAULT_PASSWORD_FILE, as Ansible.
+    fn unlock_vault(&self) -> Result<()> {
+        if self.loaded.vault.get().is_some() {
+            return Ok(());
+        }
+        let mut passwords = Vec::new();
+        let mut files: Vec<String> = self
+            .vault_password_files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        if files.is_empty() && self.vault_ids.is_empty() && !self.ask_vault_pass {
+            files.extend(std::env::var("ANSIBLE_VAULT_PASSWORD_FILE").ok());
+        }
+        for f in files {
+            passwords.push((
+                "default".to_string(),
+                crate::vault::password_from(&f, "default").map_err(bad)?,
+            ));
+        }
+        for id in &self.vault_ids {
+            let (label, source) = id.split_once('@').unwrap_or(("default", id));
+            passwords.push((
+                label.to_string(),
+                crate::vault::password_from(source, label).map_err(bad)?,
+            ));
+        }
+        if self.ask_vault_pass {
+            passwords.push((
+                "default".to_string(),
+                crate::vault::password_from("prompt", "default").map_err(bad)?,
+            ));
+        }
+        crate::vault::set_passwords(passwords);
+        let _ = self.loaded.vault.set(());
+        Ok(())
+    }
+
     /// The inventory, read once per command.
     fn load_inventory(&self) -> Result<Inventory> {
+        self.unlock_vault()?;
         if let Some(inv) = self.loaded.inventory.get() {
             return Ok(inv.clone());
         }
@@ -192,6 +243,7 @@ impl Common {
 
     /// The `-e` variables, read once (again only when a step changed the list).
     fn extra_vars_map(&self) -> Result<serde_json::Map<String, serde_json::Value>> {
+        self.unlock_vault()?;
         let mut cached = self
             .loaded
             .extra_vars
@@ -420,6 +472,7 @@ fn confirmed(command: &str, name: &str, confirm: Option<String>, what: &str) -> 
 /// built-in default).
 fn cluster_name(common: &Common) -> Result<String> {
     let key = "patroni_cluster_name";
+    common.unlock_vault()?;
     let extra = common.extra_vars_map()?;
     let inv = common.load_inventory()?;
     let from = |m: &serde_json::Map<String, serde_json::Value>| {
@@ -462,6 +515,7 @@ fn builtin_defaults(
             "no inventory: pass one with -i FILE (see inventory.example, or `pgdeploy lab up`)"
         ))
     })?;
+    common.unlock_vault()?;
     let mut defaults = serde_json::Map::new();
     for (name, text) in BUILTIN_VARS {
         if let serde_json::Value::Object(m) =
@@ -524,6 +578,7 @@ async fn run_steps(
     steps: Vec<(PathBuf, Option<Inventory>)>,
     defaults: serde_json::Map<String, serde_json::Value>,
 ) -> Result<i32> {
+    common.unlock_vault()?;
     let mut books = Vec::new();
     for (path, inv) in steps {
         books.push((crate::playbook::load_playbook(&path).map_err(bad)?, inv));
@@ -541,6 +596,9 @@ async fn run_steps(
     }
     let templates = Templates::new(dirs, crate::template::BUILTIN_TEMPLATES);
     let secrets = Secrets::new();
+    for v in crate::vault::take_revealed() {
+        secrets.add_lines(&v);
+    }
     let mut report = Reporter::new(secrets, common.json, common.verbose);
     report.profile = common.profile;
     let report = Arc::new(report);

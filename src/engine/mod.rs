@@ -308,6 +308,19 @@ impl Engine {
         if !play.hosts.contains("{{") && !play.hosts.contains("{%") {
             return Ok(play.hosts.clone());
         }
+        let origin = format!("{}: play `{}`: hosts", play.origin, play.name);
+        let pattern = self
+            .templates
+            .render_str(&play.hosts, &self.play_context(play), &origin)?;
+        if pattern.trim().is_empty() {
+            bail!("{origin}: `{}` names no host", play.hosts);
+        }
+        Ok(pattern.trim().to_string())
+    }
+
+    /// What a play's `hosts` and `vars_files` see before any host is picked: the defaults,
+    /// the play's vars, the extra vars and `groups`, as in Ansible.
+    fn play_context(&self, play: &Play) -> minijinja::Value {
         let mut vars = self.opts.defaults.clone();
         vars.extend(play.vars.clone());
         vars.extend(self.opts.extra_vars.clone());
@@ -316,16 +329,7 @@ impl Engine {
             .map(|(k, v)| (k.clone(), minijinja::Value::from_serialize(v)))
             .collect();
         ctx.insert("groups".into(), self.groups.clone());
-        let origin = format!("{}: play `{}`: hosts", play.origin, play.name);
-        let pattern = self.templates.render_str(
-            &play.hosts,
-            &minijinja::Value::from_serialize(&ctx),
-            &origin,
-        )?;
-        if pattern.trim().is_empty() {
-            bail!("{origin}: `{}` names no host", play.hosts);
-        }
-        Ok(pattern.trim().to_string())
+        minijinja::Value::from_serialize(&ctx)
     }
 
     /// Runs one play, timed; false when the run must stop (any_errors_fatal).
@@ -350,10 +354,20 @@ impl Engine {
         }
         let mut play_vars = play.vars.clone();
         for f in &play.vars_files {
+            let f = if crate::template::is_template(f) {
+                let origin = format!("{}: play `{}`: vars_files", play.origin, play.name);
+                self.templates
+                    .render_str(f, &self.play_context(play), &origin)?
+            } else {
+                f.clone()
+            };
             let path = play.dir.join(f);
             play_vars.extend(crate::vars::load_vars_file(&path)?);
         }
         self.report.secrets.scan(&play_vars);
+        for v in crate::vault::take_revealed() {
+            self.report.secrets.add_lines(&v);
+        }
         let play_vars = Arc::new(play_vars);
         let batches = serial_batches(play.serial.as_ref(), &hosts)?;
         let base = Inherited {

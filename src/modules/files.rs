@@ -514,7 +514,10 @@ pub const COPY: Spec = Spec {
         ("directory_mode", "copying directories is not supported"),
         ("follow", "not supported: pgdeploy acts on the path given (links are followed as the command does)"),
         ("unsafe_writes", "pgdeploy always writes atomically (a temporary file renamed over the old one)"),
-        ("decrypt", "Ansible Vault is not supported"),
+        (
+            "decrypt",
+            "a Vault-encrypted `src` file is not decrypted (vars files and !vault values are)",
+        ),
     ],
     free_form: false,
     probes_first: true,

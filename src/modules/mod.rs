@@ -624,7 +624,7 @@ mod tests {
         let m = json!({"dest": "/x", "content": "y", "decrypt": true});
         let err = check_params("copy", m.as_object().unwrap()).unwrap_err();
         assert!(
-            err.contains("`decrypt` is not supported by pgdeploy: Ansible Vault"),
+            err.contains("`decrypt` is not supported by pgdeploy: a Vault-encrypted `src`"),
             "{err}"
         );
         assert_eq!(canonical_name("yum"), Some("dnf"));
