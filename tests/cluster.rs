@@ -154,6 +154,80 @@ fn type_b_deploys_converges_and_reruns_clean() {
         "{plan}"
     );
 
+    // One part of the flow: `--tags pgbouncer` with a PgBouncer setting changed changes only
+    // PgBouncer's tasks (pre-flight still runs); a user's own tasks files run at their points,
+    // before the deploy (an absolute path) and after it (relative to the inventory).
+    let pre = lab.tmp.path().join("pre-hook.yml");
+    std::fs::write(
+        &pre,
+        "- name: my pre-deploy task\n  shell: echo pre > /root/pre-hook\n",
+    )
+    .unwrap();
+    std::fs::write(
+        lab.dir.join("post-hook.yml"),
+        "- name: my post-deploy task\n  shell: echo post > /root/post-hook\n",
+    )
+    .unwrap();
+    let pre_arg = format!("pre_deploy_tasks={}", pre.display());
+    let part = ok(with(&[
+        "--tags",
+        "pgbouncer",
+        "-e",
+        "pgbouncer_default_pool_size=33",
+        "-e",
+        &pre_arg,
+        "-e",
+        "post_deploy_tasks=post-hook.yml",
+        "--json",
+    ]));
+    let events: Vec<serde_json::Value> = part
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let changed: Vec<(usize, String)> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| {
+            e["event"] == "task_result" && e["status"] == "changed" && e["item"].is_null()
+        })
+        .map(|(i, e)| (i, e["origin"].as_str().unwrap_or_default().to_string()))
+        .collect();
+    let at = |file: &str| {
+        changed
+            .iter()
+            .filter(|(_, o)| o.contains(file))
+            .map(|(i, _)| *i)
+            .collect::<Vec<_>>()
+    };
+    let (pre_i, bouncer_i, post_i) = (
+        at("pre-hook.yml"),
+        at("roles/pgbouncer/"),
+        at("post-hook.yml"),
+    );
+    assert!(
+        changed
+            .iter()
+            .all(|(_, o)| o.contains("roles/pgbouncer/") || o.contains("-hook.yml")),
+        "only PgBouncer and the hooks change: {changed:?}"
+    );
+    assert!(
+        !pre_i.is_empty()
+            && !bouncer_i.is_empty()
+            && !post_i.is_empty()
+            && pre_i.iter().max() < bouncer_i.iter().min()
+            && bouncer_i.iter().max() < post_i.iter().min(),
+        "pre hook, then PgBouncer, then post hook: {changed:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "play_start" && e["play"] == "pre-flight checks"),
+        "pre-flight runs whatever the tags"
+    );
+    // Back to the settings of the test, then nothing to change.
+    ok(with(&["--tags", "pgbouncer"]));
+    assert_nothing_changed(&ok(lab.pgdeploy(&args)));
+
     // etcd is locked: plain HTTP and a TLS client without a certificate of the cluster's CA
     // get no key, a client with one does. The CA's key and the hosts' keys stay private.
     let leader_key = "/v2/keys/service/postgres-cluster/leader";

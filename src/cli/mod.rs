@@ -56,6 +56,9 @@ pub struct Common {
     /// Print each play's tasks and stop (nothing runs).
     #[arg(long = "list-tasks")]
     pub list_tasks: bool,
+    /// Print each play's tags and its tasks' tags and stop (nothing runs).
+    #[arg(long = "list-tags")]
+    pub list_tags: bool,
     /// Skip the tasks before the first task with this name.
     #[arg(long = "start-at-task", value_name = "NAME")]
     pub start_at_task: Option<String>,
@@ -553,7 +556,7 @@ fn builtin_defaults(
     let secrets = crate::vars::generated::secrets_path(&inv_path);
     if generate {
         // Check mode and listings change nothing, not even the secrets file.
-        let write = !common.check && !common.list_hosts && !common.list_tasks;
+        let write = !common.check && !common.list_hosts && !common.list_tasks && !common.list_tags;
         defaults.extend(crate::vars::generated::fill(
             &secrets, &names, given, write,
         )?);
@@ -611,12 +614,15 @@ async fn run_steps(
         }
     }
     let mut engine = Engine::new(inv, opts, templates, report.clone());
-    if common.list_hosts || common.list_tasks {
+    if common.list_hosts || common.list_tasks || common.list_tags {
         if common.list_hosts {
             print!("{}", engine.list_hosts(pb).map_err(bad)?);
         }
         if common.list_tasks {
             print!("{}", engine.list_tasks(pb));
+        }
+        if common.list_tags {
+            print!("{}", engine.list_tags(pb));
         }
         return Ok(exit::OK);
     }

@@ -236,6 +236,41 @@ impl Engine {
         out
     }
 
+    /// `--list-tags`: each play's tags and the tags of its tasks (blocks opened, imports read).
+    pub fn list_tags(&self, pb: &Playbook) -> String {
+        fn walk(tasks: &[Task], into: &mut std::collections::BTreeSet<String>) {
+            for t in tasks {
+                into.extend(t.tags.iter().cloned());
+                if let Action::Block {
+                    block,
+                    rescue,
+                    always,
+                } = &t.action
+                {
+                    for list in [block, rescue, always] {
+                        walk(list, into);
+                    }
+                }
+            }
+        }
+        let mut out = String::new();
+        for (i, play) in pb.plays.iter().enumerate() {
+            let mut tags = std::collections::BTreeSet::new();
+            for list in [&play.pre_tasks, &play.tasks, &play.post_tasks] {
+                walk(list, &mut tags);
+            }
+            out.push_str(&format!(
+                "play #{} ({}): {}\tTAGS: [{}]\n      TASK TAGS: [{}]\n",
+                i + 1,
+                play.hosts,
+                play.name,
+                play.tags.join(", "),
+                tags.into_iter().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        out
+    }
+
     pub async fn run_playbook(&mut self, pb: &Playbook) -> Result<RunSummary> {
         if let Some(name) = &self.opts.start_at_task {
             if !pb.names_task(name) {
