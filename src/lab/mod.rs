@@ -114,13 +114,34 @@ pub fn check_prerequisites() -> Result<()> {
     })
     .map(|(_, pkg)| *pkg)
     .collect();
-    if !missing.is_empty() {
-        bail!(
-            "the lab needs packages that are missing; install them with:\n  apt-get install -y {}",
-            missing.join(" ")
-        );
+    if missing.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    // On Debian and Ubuntu the lab installs what it needs (the quick start is one command).
+    let has_apt = Command::new("sh")
+        .args(["-c", "command -v apt-get"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if has_apt {
+        eprintln!("lab up: installing what the lab needs: {}", missing.join(" "));
+        let installed = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "apt-get update -qq && apt-get install -y -qq --no-install-recommends {} >/dev/null",
+                missing.join(" ")
+            ))
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success());
+        if installed {
+            return Ok(());
+        }
+    }
+    bail!(
+        "the lab needs packages that are missing; install them with:\n  apt-get install -y {}",
+        missing.join(" ")
+    )
 }
 
 fn node_root(dir: &Path, name: &str) -> PathBuf {
