@@ -30,7 +30,7 @@ const REFUSED: &[(&str, &str, usize)] = &[
         "collection `acme.things`",
         3,
     ),
-    ("  roles: [common]\n", "`roles` is not supported", 3),
+    ("  roles: [nosuchrole]\n", "role `nosuchrole` not found", 3),
     ("  vars_prompt: []\n", "`vars_prompt` is not supported", 3),
     (
         "  gather_subset: [min]\n",

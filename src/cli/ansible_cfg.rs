@@ -1,6 +1,7 @@
 //! `ansible.cfg`, found as Ansible finds it ($ANSIBLE_CONFIG, ./ansible.cfg, ~/.ansible.cfg,
 //! /etc/ansible/ansible.cfg; the first that exists), for the settings that matter here:
-//! `[defaults]` forks, remote_user, private_key_file, inventory, timeout, host_key_checking.
+//! `[defaults]` forks, remote_user, private_key_file, inventory, timeout, roles_path,
+//! host_key_checking.
 //! Command-line flags win over it; inventory variables win over remote_user/private_key_file.
 
 use std::path::{Path, PathBuf};
@@ -13,6 +14,8 @@ pub struct AnsibleCfg {
     pub private_key_file: Option<PathBuf>,
     pub inventory: Option<PathBuf>,
     pub timeout: Option<u64>,
+    /// Where roles are looked for (after `roles/` beside the playbook).
+    pub roles_path: Vec<PathBuf>,
     /// `host_key_checking = False`: refused, with a warning (pgdeploy always verifies).
     pub host_key_checking_off: bool,
 }
@@ -74,6 +77,13 @@ impl AnsibleCfg {
                     cfg.inventory = v.split(',').next().map(|s| path(s.trim()))
                 }
                 "timeout" => cfg.timeout = v.parse().ok(),
+                "roles_path" => {
+                    cfg.roles_path = v
+                        .split(':')
+                        .filter(|p| !p.trim().is_empty())
+                        .map(|p| path(p.trim()))
+                        .collect()
+                }
                 "host_key_checking" => {
                     cfg.host_key_checking_off = matches!(
                         v.to_ascii_lowercase().as_str(),

@@ -582,6 +582,7 @@ async fn run_steps(
     defaults: serde_json::Map<String, serde_json::Value>,
 ) -> Result<i32> {
     common.unlock_vault()?;
+    crate::playbook::set_roles_path(AnsibleCfg::find().roles_path);
     let mut books = Vec::new();
     for (path, inv) in steps {
         books.push((crate::playbook::load_playbook(&path).map_err(bad)?, inv));

@@ -68,7 +68,7 @@ impl Engine {
         here: &Inherited,
         hosts: &[String],
     ) -> Result<bool> {
-        let snap = self.snapshot(ctx);
+        let snap = self.snapshot_with(ctx, &here.role_defaults);
         let first_vars = snap.vars(&hosts[0], &here.vars, None);
         let title = self
             .templates
@@ -500,6 +500,7 @@ impl Engine {
                 templates: &self.templates,
                 vars: &vars,
                 dir: &snap_dir(task),
+                role_path: here.role_path.as_deref(),
                 trace: &trace,
                 facts: &facts,
                 readahead: ahead,

@@ -99,6 +99,9 @@ struct Inherited {
     module_defaults: Map<String, Value>,
     /// Handlers a block's tasks notify when they change something.
     notify: Vec<String>,
+    /// Inside roles: their defaults, and the innermost role's directory.
+    role_defaults: Map<String, Value>,
+    role_path: Option<PathBuf>,
     any_errors_fatal: bool,
     /// Inside a block with a rescue section: a failure there is the rescue's to handle, so
     /// any_errors_fatal waits for it.
@@ -525,6 +528,10 @@ impl Engine {
         if matches!(task.action, Action::Block { .. }) {
             next.notify.extend(task.notify.iter().cloned());
         }
+        for (k, v) in &task.role_defaults {
+            next.role_defaults.insert(k.clone(), v.clone());
+        }
+        next.role_path = task.role_path.clone().or(inh.role_path.clone());
         next.any_errors_fatal = task.any_errors_fatal.unwrap_or(inh.any_errors_fatal);
         next.run_once |= task.run_once;
         next.delegate_to = task.delegate_to.clone().or(inh.delegate_to.clone());
@@ -656,7 +663,7 @@ impl Engine {
             .parent()
             .map(PathBuf::from)
             .unwrap_or_default();
-        let snap = self.snapshot(ctx);
+        let snap = self.snapshot_with(ctx, &here.role_defaults);
         for h in hosts {
             let vars = snap.vars(h, &here.vars, None);
             let origin = task.origin.to_string();

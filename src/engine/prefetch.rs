@@ -86,7 +86,7 @@ impl Engine {
             })
             .collect();
         let covers: HashSet<String> = window.iter().map(|(t, _)| key(t)).collect();
-        let snap = self.snapshot(ctx);
+        let snap = self.snapshot_with(ctx, &inh.role_defaults);
         let forks = self.opts.forks.max(1);
         let built: Vec<(String, ReadAhead)> = stream::iter(need)
             .map(|h| {

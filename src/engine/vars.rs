@@ -93,6 +93,16 @@ impl Snapshot {
 
 impl Engine {
     pub(super) fn snapshot(&self, ctx: &PlayCtx<'_>) -> Arc<Snapshot> {
+        self.snapshot_with(ctx, &Map::new())
+    }
+
+    /// A snapshot for tasks inside roles: their defaults sit just above the built-in defaults,
+    /// below the inventory's variables, as role defaults do in Ansible.
+    pub(super) fn snapshot_with(
+        &self,
+        ctx: &PlayCtx<'_>,
+        role_defaults: &Map<String, Value>,
+    ) -> Arc<Snapshot> {
         let facts = self
             .hosts
             .iter()
@@ -138,7 +148,13 @@ impl Engine {
         Arc::new(Snapshot {
             inv: self.inv.clone(),
             templates: self.templates.clone(),
-            defaults: Arc::new(self.opts.defaults.clone()),
+            defaults: Arc::new(if role_defaults.is_empty() {
+                self.opts.defaults.clone()
+            } else {
+                let mut d = self.opts.defaults.clone();
+                d.extend(role_defaults.clone());
+                d
+            }),
             extra: Arc::new(self.opts.extra_vars.clone()),
             play_vars: ctx.vars.clone(),
             facts,

@@ -124,7 +124,10 @@ pub fn check_prerequisites() -> Result<()> {
         .status()
         .is_ok_and(|s| s.success());
     if has_apt {
-        eprintln!("lab up: installing what the lab needs: {}", missing.join(" "));
+        eprintln!(
+            "lab up: installing what the lab needs: {}",
+            missing.join(" ")
+        );
         let installed = Command::new("sh")
             .arg("-c")
             .arg(format!(

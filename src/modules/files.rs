@@ -391,11 +391,12 @@ pub fn local_path(ctx: &ModuleCtx<'_>, src: &str, sub: &str) -> Result<PathBuf> 
     if direct.is_absolute() {
         return Ok(direct);
     }
-    for cand in [
+    let in_role = ctx.role_path.map(|r| r.join(sub).join(src));
+    for cand in in_role.into_iter().chain([
         ctx.dir.join(sub).join(src),
         ctx.dir.join(src),
         direct.clone(),
-    ] {
+    ]) {
         if cand.exists() {
             return Ok(cand);
         }

@@ -194,6 +194,8 @@ pub struct ModuleCtx<'a> {
     pub vars: &'a minijinja::Value,
     /// The directory of the playbook (relative `src` paths start here).
     pub dir: &'a Path,
+    /// Inside a role: its directory (its templates/ and files/ come first).
+    pub role_path: Option<&'a Path>,
     /// Commands and their output, for `-v`.
     pub trace: &'a Mutex<Vec<String>>,
     /// The facts of the host (os_family picks the package manager).

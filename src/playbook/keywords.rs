@@ -76,6 +76,7 @@ pub const KEYWORDS: &[Keyword] = &[
     ok("tasks", PLAY),
     ok("post_tasks", PLAY),
     ok("handlers", PLAY),
+    ok("roles", PLAY),
     ok("when", BLOCK | TASK),
     ok("delegate_to", BLOCK | TASK),
     ok("notify", BLOCK | TASK),
@@ -142,12 +143,6 @@ pub const KEYWORDS: &[Keyword] = &[
         "vars_prompt",
         PLAY,
         "runs are not interactive; pass the values with -e or a vars file",
-    ),
-    no(
-        "roles",
-        PLAY,
-        "play-level roles are not supported yet; include the role's tasks with \
-         `include_tasks: roles/NAME/tasks/main.yml`",
     ),
     no(
         "gather_subset",

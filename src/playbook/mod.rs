@@ -5,6 +5,9 @@
 
 mod keywords;
 mod parse;
+mod roles;
+
+pub use roles::set_roles_path;
 
 pub use parse::{
     load_playbook, load_tasks_file, resolve_tasks_path as parse_resolve, MODULE_PREFIXES,
@@ -152,9 +155,55 @@ pub struct Task {
     pub delegate_to: Option<String>,
     pub timeout: Option<u64>,
     pub any_errors_fatal: Option<bool>,
+    /// A role's block: its defaults (below the inventory's variables).
+    pub role_defaults: Map<String, Value>,
+    /// A role's block: its directory (templates/ and files/ are looked up there).
+    pub role_path: Option<PathBuf>,
 }
 
 impl Task {
+    /// A block with nothing but its name, origin and action (a role's).
+    pub fn block(name: String, origin: Origin, action: Action) -> Task {
+        Task {
+            name: Some(name),
+            action,
+            origin,
+            when: vec![],
+            loop_items: None,
+            loop_var: "item".into(),
+            index_var: None,
+            label: None,
+            loop_pause: None,
+            loop_allitems: false,
+            register: None,
+            notify: vec![],
+            listen: vec![],
+            tags: vec![],
+            run_once: false,
+            become_: None,
+            become_user: None,
+            environment: None,
+            no_log: false,
+            check_mode: None,
+            diff: None,
+            changed_when: None,
+            failed_when: None,
+            ignore_errors: false,
+            ignore_unreachable: None,
+            throttle: None,
+            module_defaults: Map::new(),
+            retries: None,
+            delay: None,
+            until: None,
+            vars: Map::new(),
+            delegate_to: None,
+            timeout: None,
+            any_errors_fatal: None,
+            role_defaults: Map::new(),
+            role_path: None,
+        }
+    }
+
     /// What the report calls this task.
     pub fn display_name(&self) -> String {
         if let Some(n) = &self.name {

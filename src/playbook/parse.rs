@@ -1,6 +1,7 @@
 //! From YAML nodes to plays and tasks, with `file:line` on every error.
 
 use super::keywords::{self, BLOCK, PLAY, TASK};
+use super::roles;
 use super::{Action, Origin, Play, Playbook, Task};
 use crate::yaml::{Node, NodeValue};
 use anyhow::{anyhow, Result};
@@ -17,13 +18,27 @@ pub const MODULE_PREFIXES: &[&str] = &[
     "community.postgresql.",
 ];
 
-pub(super) struct Ctx<'a> {
+/// The file being read: named in errors, and its directory (relative names start there).
+pub(super) struct Ctx {
     file: Arc<str>,
-    dir: &'a Path,
+    dir: PathBuf,
 }
 
-impl Ctx<'_> {
-    fn at(&self, node: &Node) -> Origin {
+thread_local! {
+    /// The directory of the playbook being read: roles are looked up from there.
+    static PLAY_DIR: std::cell::RefCell<PathBuf> = std::cell::RefCell::new(PathBuf::new());
+}
+
+impl Ctx {
+    /// The context of reading `path`.
+    pub(super) fn for_file(&self, path: &Path) -> Ctx {
+        Ctx {
+            file: Arc::from(path.display().to_string()),
+            dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        }
+    }
+
+    pub(super) fn at(&self, node: &Node) -> Origin {
         Origin {
             file: self.file.clone(),
             line: node.line,
@@ -41,11 +56,21 @@ pub fn load_playbook(path: &Path) -> Result<Playbook> {
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let ctx = Ctx {
         file: Arc::from(path.display().to_string()),
-        dir: &dir,
+        dir: dir.clone(),
     };
+    let outer = PLAY_DIR.with(|d| d.replace(dir.clone()));
+    let result = load_plays(&ctx, &root, &dir);
+    PLAY_DIR.with(|d| *d.borrow_mut() = outer);
+    result.map(|plays| Playbook {
+        path: path.to_path_buf(),
+        plays,
+    })
+}
+
+fn load_plays(ctx: &Ctx, root: &Node, dir: &Path) -> Result<Vec<Play>> {
     let Some(items) = root.as_seq() else {
         return Err(ctx.err(
-            &root,
+            root,
             "a playbook must be a list of plays (each starting with `- hosts:`)",
         ));
     };
@@ -58,12 +83,9 @@ pub fn load_playbook(path: &Path) -> Result<Playbook> {
             plays.extend(load_playbook(&dir.join(name))?.plays);
             continue;
         }
-        plays.push(parse_play(&ctx, item)?);
+        plays.push(parse_play(ctx, item)?);
     }
-    Ok(Playbook {
-        path: path.to_path_buf(),
-        plays,
-    })
+    Ok(plays)
 }
 
 /// How deep import_tasks may nest: a file that imports itself is an error, not a stack
@@ -91,10 +113,9 @@ pub fn load_tasks_file(path: &Path) -> Result<Vec<Task>> {
 
 fn load_tasks_file_at(path: &Path) -> Result<Vec<Task>> {
     let root = crate::yaml::load_file(path)?;
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let ctx = Ctx {
         file: Arc::from(path.display().to_string()),
-        dir: &dir,
+        dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
     };
     if root.is_null() {
         return Ok(vec![]);
@@ -144,6 +165,36 @@ fn parse_play(ctx: &Ctx, node: &Node) -> Result<Play> {
             _ => Ok(vec![]),
         }
     };
+    // Roles run after pre_tasks and before tasks; their handlers join the play's.
+    roles::take_handlers();
+    let pre_tasks = tasks("pre_tasks")?;
+    let mut role_tasks = Vec::new();
+    if let Some(list) = node.get("roles").filter(|n| !n.is_null()) {
+        let Some(items) = list.as_seq() else {
+            return Err(ctx.err(list, "`roles` must be a list of role names or mappings"));
+        };
+        let play_dir = PLAY_DIR.with(|d| d.borrow().clone());
+        for item in items {
+            let role = roles::role_ref(ctx, item)?;
+            let mut block = roles::role_block(ctx, &role, item, &play_dir, 0)?;
+            // The entry's own keywords (when, tags, become, ...) apply to the whole role.
+            if item.as_map().is_some() {
+                let mut own = parse_task_with(ctx, &role_keywords(item), Some(empty_block()))?;
+                own.action = block.action;
+                own.name = block.name.take();
+                own.vars.extend(block.vars);
+                own.role_defaults = block.role_defaults;
+                own.role_path = block.role_path;
+                block = own;
+            }
+            role_tasks.push(block);
+        }
+    }
+    let mut play_tasks = role_tasks;
+    play_tasks.extend(tasks("tasks")?);
+    let post_tasks = tasks("post_tasks")?;
+    let mut handlers = tasks("handlers")?;
+    handlers.extend(roles::take_handlers());
     Ok(Play {
         name: opt_str(ctx, node, "name")?.unwrap_or_else(|| hosts.clone()),
         origin: ctx.at(node),
@@ -170,10 +221,10 @@ fn parse_play(ctx: &Ctx, node: &Node) -> Result<Play> {
         max_fail_percentage: node
             .get("max_fail_percentage")
             .and_then(|n| n.to_json().as_f64()),
-        pre_tasks: tasks("pre_tasks")?,
-        tasks: tasks("tasks")?,
-        post_tasks: tasks("post_tasks")?,
-        handlers: tasks("handlers")?,
+        pre_tasks,
+        tasks: play_tasks,
+        post_tasks,
+        handlers,
         hosts,
         dir: ctx.dir.to_path_buf(),
     })
@@ -193,7 +244,7 @@ fn parse_task_list(ctx: &Ctx, node: &Node, what: &str) -> Result<Vec<Task>> {
             let name = file
                 .as_str()
                 .ok_or_else(|| ctx.err(file, "import_tasks needs a file name"))?;
-            let path = resolve_tasks_path(ctx.dir, name);
+            let path = resolve_tasks_path(&ctx.dir, name);
             let inner = load_tasks_file(&path)
                 .map_err(|e| anyhow!("{}: in import_tasks {name}: {e:#}", ctx.at(item)))?;
             let mut task = parse_task_with(
@@ -257,8 +308,19 @@ fn parse_task_with(ctx: &Ctx, node: &Node, preset: Option<Action>) -> Result<Tas
         }
         module_node = Some((k, v));
     }
-    let is_block = node.get("block").is_some() || action.is_some();
     let module_key = module_node.map(|(k, _)| k.key_string()).unwrap_or_default();
+    // import_role / include_role: the role, read now, as a block with the task's keywords.
+    let mut role = None;
+    if matches!(strip_prefix(&module_key), "import_role" | "include_role") && action.is_none() {
+        let (_, v) = module_node.expect("a module key");
+        let r = roles::role_ref_of_module(ctx, v)?;
+        let play_dir = PLAY_DIR.with(|d| d.borrow().clone());
+        let block = roles::role_block(ctx, &r, node, &play_dir, 0)?;
+        action = Some(block.action.clone());
+        module_node = None;
+        role = Some(block);
+    }
+    let is_block = node.get("block").is_some() || action.is_some();
     keywords::check(
         ctx,
         node,
@@ -318,7 +380,7 @@ fn parse_task_with(ctx: &Ctx, node: &Node, preset: Option<Action>) -> Result<Tas
     } = parse_loop(ctx, node)?;
 
     let when = cond_list(ctx, node.get("when"))?;
-    Ok(Task {
+    let mut task = Task {
         name: opt_str(ctx, node, "name")?,
         action: action.expect("set above"),
         origin: ctx.at(node),
@@ -362,7 +424,19 @@ fn parse_task_with(ctx: &Ctx, node: &Node, preset: Option<Action>) -> Result<Tas
         delegate_to: opt_str(ctx, node, "delegate_to")?,
         timeout: opt_u64(ctx, node, "timeout")?,
         any_errors_fatal: opt_bool(ctx, node, "any_errors_fatal")?,
-    })
+        role_defaults: Map::new(),
+        role_path: None,
+    };
+    if let Some(r) = role {
+        // The role's vars under the task's own.
+        let mut vars = r.vars;
+        vars.extend(std::mem::take(&mut task.vars));
+        task.vars = vars;
+        task.role_defaults = r.role_defaults;
+        task.role_path = r.role_path;
+        task.name.get_or_insert(r.name.unwrap_or_default());
+    }
+    Ok(task)
 }
 
 fn module_action(ctx: &Ctx, key: &Node, value: &Node, args: Option<&Node>) -> Result<Action> {
@@ -704,6 +778,37 @@ fn str_list(ctx: &Ctx, node: Option<&Node>) -> Result<Vec<String>> {
             .filter(|p| !p.is_empty())
             .collect()),
         _ => Ok(vec![n.key_string()]),
+    }
+}
+
+fn empty_block() -> Action {
+    Action::Block {
+        block: vec![],
+        rescue: vec![],
+        always: vec![],
+    }
+}
+
+/// The block keywords of a `roles:` entry (its parameters are the role's, not keywords).
+fn role_keywords(item: &Node) -> Node {
+    let keep = [
+        "when",
+        "tags",
+        "become",
+        "become_user",
+        "environment",
+        "no_log",
+    ];
+    let pairs = item
+        .as_map()
+        .unwrap_or_default()
+        .iter()
+        .filter(|(k, _)| keep.contains(&k.key_string().as_str()))
+        .cloned()
+        .collect();
+    Node {
+        value: NodeValue::Map(pairs),
+        line: item.line,
     }
 }
 
