@@ -513,9 +513,12 @@ impl Engine {
                 return Ok(HostResult::default());
             }
             // What may have changed the host since the probes were read ahead: a change (or
-            // a failure part-way), or any command of a module that runs arbitrary ones.
+            // a failure part-way), or any command of a module that runs arbitrary ones, unless
+            // the task declares it read-only (`check_mode: false`: it runs in check mode too).
             let ran_live = mctx.live.load(std::sync::atomic::Ordering::Relaxed) > 0;
-            touched |= matches!(name.as_str(), "command" | "shell" | "raw") && ran_live
+            let arbitrary = matches!(name.as_str(), "command" | "shell" | "raw")
+                && here.check_mode != Some(false);
+            touched |= arbitrary && ran_live
                 || !check && outcome.as_ref().map_or(true, |o| o.changed || o.failed);
             let mut template_error = false;
             let mut outcome = match outcome {

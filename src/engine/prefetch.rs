@@ -7,8 +7,9 @@
 //! (user, environment), and the tasks then take their answers from that batch. A probe the
 //! batch does not hold (its parameters came out different when the task really ran, or it
 //! was already answered) runs live. As soon as any host may have changed (a change, a
-//! failure, a command of `command`/`shell`/`raw`), every batch is dropped: later tasks probe
-//! again, so a task never acts on a stale answer.
+//! failure, a command of `command`/`shell`/`raw` not declared read-only with
+//! `check_mode: false`), every batch is dropped: later tasks probe again, so a task never
+//! acts on a stale answer.
 
 use super::host_task::item_vars;
 use super::vars::Snapshot;
