@@ -215,8 +215,6 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
 
 /// The `apt` module.
 pub const APT: Spec = Spec {
-    name: "apt",
-    aliases: &[],
     params: &[
         "name",
         "pkg",
@@ -253,30 +251,23 @@ pub const APT: Spec = Spec {
             "packages must come from a signed repository or the offline bundle",
         ),
     ],
-    free_form: false,
     probes_first: true,
-    local: false,
-    run: |p, ctx| Box::pin(run(p, ctx)),
+    ..Spec::new("apt", |p, ctx| Box::pin(run(p, ctx)))
 };
 
 /// The `package` module.
 pub const PACKAGE: Spec = Spec {
-    name: "package",
-    aliases: &[],
     params: &["name", "state"],
     refused: &[(
         "use",
         "the package manager follows the host's ansible_os_family",
     )],
-    free_form: false,
     probes_first: true,
-    local: false,
-    run: |p, ctx| Box::pin(run(p, ctx)),
+    ..Spec::new("package", |p, ctx| Box::pin(run(p, ctx)))
 };
 
 /// The `dnf` module.
 pub const DNF: Spec = Spec {
-    name: "dnf",
     aliases: &["yum"],
     params: &["name", "state", "update_cache"],
     refused: &[
@@ -298,8 +289,6 @@ pub const DNF: Spec = Spec {
         ),
         ("install_weak_deps", "not supported by pgdeploy's dnf"),
     ],
-    free_form: false,
     probes_first: true,
-    local: false,
-    run: |p, ctx| Box::pin(run(p, ctx)),
+    ..Spec::new("dnf", |p, ctx| Box::pin(run(p, ctx)))
 };

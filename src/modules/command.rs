@@ -147,8 +147,6 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
 
 /// The `command` module.
 pub const COMMAND: Spec = Spec {
-    name: "command",
-    aliases: &[],
     params: &[
         "_raw_params",
         "cmd",
@@ -170,14 +168,11 @@ pub const COMMAND: Spec = Spec {
     ],
     free_form: true,
     probes_first: true,
-    local: false,
-    run: |p, ctx| Box::pin(run(p, ctx)),
+    ..Spec::new("command", |p, ctx| Box::pin(run(p, ctx)))
 };
 
 /// The `shell` module.
 pub const SHELL: Spec = Spec {
-    name: "shell",
-    aliases: &[],
     params: &[
         "_raw_params",
         "cmd",
@@ -192,18 +187,12 @@ pub const SHELL: Spec = Spec {
     refused: &[("warn", "removed from Ansible in 2.14; delete it")],
     free_form: true,
     probes_first: true,
-    local: false,
-    run: |p, ctx| Box::pin(run(p, ctx)),
+    ..Spec::new("shell", |p, ctx| Box::pin(run(p, ctx)))
 };
 
 /// The `raw` module.
 pub const RAW: Spec = Spec {
-    name: "raw",
-    aliases: &[],
     params: &["_raw_params", "executable"],
-    refused: &[],
     free_form: true,
-    probes_first: false,
-    local: false,
-    run: |p, ctx| Box::pin(run(p, ctx)),
+    ..Spec::new("raw", |p, ctx| Box::pin(run(p, ctx)))
 };

@@ -120,16 +120,12 @@ fn attr_script(w: &Wanted, q: &str, recurse: bool) -> String {
 
 /// The `file` module.
 pub const FILE: Spec = Spec {
-    name: "file",
-    aliases: &[],
     params: &["path", "dest", "name", "state", "owner", "group", "mode", "src", "recurse", "force"],
     refused: &[
         ("follow", "not supported: pgdeploy acts on the path given (links are followed as the command does)"),
         ("access_time", "not supported; use `command: touch -a -d ...`"),
         ("modification_time", "not supported; use `command: touch -m -d ...`"),
     ],
-    free_form: false,
     probes_first: true,
-    local: false,
-    run: |p, ctx| Box::pin(run(p, ctx)),
+    ..Spec::new("file", |p, ctx| Box::pin(run(p, ctx)))
 };

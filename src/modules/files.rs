@@ -508,8 +508,6 @@ fn render_named(ctx: &ModuleCtx<'_>, name: &str, text: &str) -> Result<String> {
 
 /// The `copy` module.
 pub const COPY: Spec = Spec {
-    name: "copy",
-    aliases: &[],
     params: &["src", "content", "dest", "owner", "group", "mode", "backup", "validate", "force", "remote_src", "checksum"],
     refused: &[
         ("directory_mode", "copying directories is not supported"),
@@ -520,16 +518,12 @@ pub const COPY: Spec = Spec {
             "a Vault-encrypted `src` file is not decrypted (vars files and !vault values are)",
         ),
     ],
-    free_form: false,
     probes_first: true,
-    local: false,
-    run: |p, ctx| Box::pin(copy(p, ctx)),
+    ..Spec::new("copy", |p, ctx| Box::pin(copy(p, ctx)))
 };
 
 /// The `template` module.
 pub const TEMPLATE: Spec = Spec {
-    name: "template",
-    aliases: &[],
     params: &["src", "dest", "owner", "group", "mode", "backup", "validate", "force"],
     refused: &[
         ("newline_sequence", "templates are written with \\n line endings"),
@@ -543,10 +537,8 @@ pub const TEMPLATE: Spec = Spec {
         ("variable_start_string", "templates use Jinja's default delimiters"),
         ("variable_end_string", "templates use Jinja's default delimiters"),
     ],
-    free_form: false,
     probes_first: true,
-    local: false,
-    run: |p, ctx| Box::pin(template(p, ctx)),
+    ..Spec::new("template", |p, ctx| Box::pin(template(p, ctx)))
 };
 
 #[cfg(test)]

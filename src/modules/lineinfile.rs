@@ -140,8 +140,6 @@ fn matching(p: &Params, lines: &[String], re: &regex::Regex) -> Result<Option<us
 
 /// The `lineinfile` module.
 pub const LINEINFILE: Spec = Spec {
-    name: "lineinfile",
-    aliases: &[],
     params: &[
         "path",
         "dest",
@@ -167,8 +165,6 @@ pub const LINEINFILE: Spec = Spec {
         "unsafe_writes",
         "pgdeploy always writes atomically (a temporary file renamed over the old one)",
     )],
-    free_form: false,
     probes_first: true,
-    local: false,
-    run: |p, ctx| Box::pin(run(p, ctx)),
+    ..Spec::new("lineinfile", |p, ctx| Box::pin(run(p, ctx)))
 };

@@ -104,72 +104,41 @@ pub async fn pause(p: &Params<'_>, _: &ModuleCtx<'_>) -> Result<Outcome> {
 
 /// The `set_fact` module.
 pub const SET_FACT: Spec = Spec {
-    name: "set_fact",
-    aliases: &[],
-    params: &[],
-    refused: &[],
-    free_form: false,
-    probes_first: false,
     local: true,
-    run: |p, ctx| Box::pin(set_fact(p, ctx)),
+    ..Spec::new("set_fact", |p, ctx| Box::pin(set_fact(p, ctx)))
 };
 
 /// The `assert` module.
 pub const ASSERT: Spec = Spec {
-    name: "assert",
-    aliases: &[],
     params: &["that", "fail_msg", "msg", "success_msg", "quiet"],
-    refused: &[],
-    free_form: false,
-    probes_first: false,
     local: true,
-    run: |p, ctx| Box::pin(assert(p, ctx)),
+    ..Spec::new("assert", |p, ctx| Box::pin(assert(p, ctx)))
 };
 
 /// The `fail` module.
 pub const FAIL: Spec = Spec {
-    name: "fail",
-    aliases: &[],
     params: &["msg"],
-    refused: &[],
-    free_form: false,
-    probes_first: false,
     local: true,
-    run: |p, ctx| Box::pin(fail(p, ctx)),
+    ..Spec::new("fail", |p, ctx| Box::pin(fail(p, ctx)))
 };
 
 /// The `debug` module.
 pub const DEBUG: Spec = Spec {
-    name: "debug",
-    aliases: &[],
     params: &["msg", "var", "verbosity"],
-    refused: &[],
-    free_form: false,
-    probes_first: false,
     local: true,
-    run: |p, ctx| Box::pin(debug(p, ctx)),
+    ..Spec::new("debug", |p, ctx| Box::pin(debug(p, ctx)))
 };
 
 /// The `ping` module.
 pub const PING: Spec = Spec {
-    name: "ping",
-    aliases: &[],
     params: &["data"],
-    refused: &[],
-    free_form: false,
-    probes_first: false,
-    local: false,
-    run: |p, ctx| Box::pin(ping(p, ctx)),
+    ..Spec::new("ping", |p, ctx| Box::pin(ping(p, ctx)))
 };
 
 /// The `pause` module.
 pub const PAUSE: Spec = Spec {
-    name: "pause",
-    aliases: &[],
     params: &["seconds", "minutes", "prompt"],
     refused: &[("echo", "interactive prompts are not supported")],
-    free_form: false,
-    probes_first: false,
     local: true,
-    run: |p, ctx| Box::pin(pause(p, ctx)),
+    ..Spec::new("pause", |p, ctx| Box::pin(pause(p, ctx)))
 };

@@ -57,6 +57,23 @@ pub struct Spec {
     pub run: RunFn,
 }
 
+impl Spec {
+    /// A module named `name` that runs `run` on its host, with no parameters, not free form,
+    /// not probing first: each module's `Spec` states what differs (`..Spec::new(...)`).
+    pub const fn new(name: &'static str, run: RunFn) -> Spec {
+        Spec {
+            name,
+            aliases: &[],
+            params: &[],
+            refused: &[],
+            free_form: false,
+            probes_first: false,
+            local: false,
+            run,
+        }
+    }
+}
+
 /// Every module. Adding one: its file with its `Spec`, and a line here.
 const MODULES: &[&Spec] = &[
     &command::COMMAND,
@@ -93,26 +110,26 @@ const MODULES: &[&Spec] = &[
 
 /// `include_tasks` and `meta` are the engine's; declared here for their parameters.
 const INCLUDE_TASKS: Spec = Spec {
-    name: "include_tasks",
-    aliases: &[],
     params: &["file", "apply", "_raw_params"],
-    refused: &[],
     free_form: true,
-    probes_first: false,
     local: true,
-    run: |p, _| Box::pin(async move { bail!("{} is run by the engine", p.module) }),
+    ..Spec::new("include_tasks", run_by_the_engine)
 };
 
 const META: Spec = Spec {
-    name: "meta",
-    aliases: &[],
     params: &["_raw_params"],
-    refused: &[],
     free_form: true,
-    probes_first: false,
     local: true,
-    run: |p, _| Box::pin(async move { bail!("{} is run by the engine", p.module) }),
+    ..Spec::new("meta", run_by_the_engine)
 };
+
+/// `include_tasks` and `meta` never reach a host: the engine runs them itself.
+fn run_by_the_engine<'a>(
+    p: &'a Params<'a>,
+    _: &'a ModuleCtx<'a>,
+) -> BoxFuture<'a, Result<Outcome>> {
+    Box::pin(async move { bail!("{} is run by the engine", p.module) })
+}
 
 /// The module a (prefix-stripped) name or alias refers to.
 pub fn spec(name: &str) -> Option<&'static Spec> {

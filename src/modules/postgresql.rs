@@ -252,8 +252,6 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
 
 /// The `postgresql_query` module.
 pub const POSTGRESQL_QUERY: Spec = Spec {
-    name: "postgresql_query",
-    aliases: &[],
     params: &[
         "query",
         "db",
@@ -273,11 +271,7 @@ pub const POSTGRESQL_QUERY: Spec = Spec {
         "session_role",
         "trust_input",
     ],
-    refused: &[],
-    free_form: false,
-    probes_first: false,
-    local: false,
-    run: |p, ctx| Box::pin(query(p, ctx)),
+    ..Spec::new("postgresql_query", |p, ctx| Box::pin(query(p, ctx)))
 };
 
 #[cfg(test)]

@@ -219,8 +219,6 @@ async fn apply(
 
 /// The `postgresql_user` module.
 pub const POSTGRESQL_USER: Spec = Spec {
-    name: "postgresql_user",
-    aliases: &[],
     params: &[
         "name",
         "user",
@@ -237,17 +235,11 @@ pub const POSTGRESQL_USER: Spec = Spec {
         "login_unix_socket",
         "login_password",
     ],
-    refused: &[],
-    free_form: false,
-    probes_first: false,
-    local: false,
-    run: |p, ctx| Box::pin(user(p, ctx)),
+    ..Spec::new("postgresql_user", |p, ctx| Box::pin(user(p, ctx)))
 };
 
 /// The `postgresql_db` module.
 pub const POSTGRESQL_DB: Spec = Spec {
-    name: "postgresql_db",
-    aliases: &[],
     params: &[
         "name",
         "db",
@@ -265,11 +257,7 @@ pub const POSTGRESQL_DB: Spec = Spec {
         "login_unix_socket",
         "login_password",
     ],
-    refused: &[],
-    free_form: false,
-    probes_first: false,
-    local: false,
-    run: |p, ctx| Box::pin(db(p, ctx)),
+    ..Spec::new("postgresql_db", |p, ctx| Box::pin(db(p, ctx)))
 };
 
 #[cfg(test)]

@@ -137,7 +137,6 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
 
 /// The `systemd` module.
 pub const SYSTEMD: Spec = Spec {
-    name: "systemd",
     aliases: &["systemd_service"],
     params: &[
         "name",
@@ -153,16 +152,12 @@ pub const SYSTEMD: Spec = Spec {
         "force",
         "not supported; remove the stale unit link with `file: state=absent`",
     )],
-    free_form: false,
     probes_first: true,
-    local: false,
-    run: |p, ctx| Box::pin(run(p, ctx)),
+    ..Spec::new("systemd", |p, ctx| Box::pin(run(p, ctx)))
 };
 
 /// The `service` module.
 pub const SERVICE: Spec = Spec {
-    name: "service",
-    aliases: &[],
     params: &["name", "state", "enabled", "daemon_reload"],
     refused: &[
         ("sleep", "not supported; systemd restarts in one step"),
@@ -172,8 +167,6 @@ pub const SERVICE: Spec = Spec {
         ("args", "pgdeploy manages systemd units only"),
         ("use", "pgdeploy manages systemd units only"),
     ],
-    free_form: false,
     probes_first: true,
-    local: false,
-    run: |p, ctx| Box::pin(run(p, ctx)),
+    ..Spec::new("service", |p, ctx| Box::pin(run(p, ctx)))
 };

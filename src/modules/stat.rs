@@ -69,15 +69,11 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
 
 /// The `stat` module.
 pub const STAT: Spec = Spec {
-    name: "stat",
-    aliases: &[],
     params: &["path", "get_checksum", "checksum_algorithm", "follow"],
     refused: &[
         ("get_mime", "not supported"),
         ("get_attributes", "not supported"),
     ],
-    free_form: false,
     probes_first: true,
-    local: false,
-    run: |p, ctx| Box::pin(run(p, ctx)),
+    ..Spec::new("stat", |p, ctx| Box::pin(run(p, ctx)))
 };

@@ -97,8 +97,6 @@ fn check_name(name: &str) -> Result<()> {
 
 /// The `sysctl` module.
 pub const SYSCTL: Spec = Spec {
-    name: "sysctl",
-    aliases: &[],
     params: &[
         "name",
         "key",
@@ -110,11 +108,8 @@ pub const SYSCTL: Spec = Spec {
         "sysctl_set",
         "ignoreerrors",
     ],
-    refused: &[],
-    free_form: false,
     probes_first: true,
-    local: false,
-    run: |p, ctx| Box::pin(run(p, ctx)),
+    ..Spec::new("sysctl", |p, ctx| Box::pin(run(p, ctx)))
 };
 
 #[cfg(test)]

@@ -389,8 +389,6 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
 
 /// The `tls_certificate` module.
 pub const TLS_CERTIFICATE: Spec = Spec {
-    name: "tls_certificate",
-    aliases: &[],
     params: &[
         "ca_dir",
         "name",
@@ -400,11 +398,8 @@ pub const TLS_CERTIFICATE: Spec = Spec {
         "ca_valid_days",
         "ca_common_name",
     ],
-    refused: &[],
-    free_form: false,
-    probes_first: false,
     local: true,
-    run: |p, ctx| Box::pin(run(p, ctx)),
+    ..Spec::new("tls_certificate", |p, ctx| Box::pin(run(p, ctx)))
 };
 
 #[cfg(test)]

@@ -374,8 +374,6 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {
 
 /// The `uri` module.
 pub const URI: Spec = Spec {
-    name: "uri",
-    aliases: &[],
     params: &[
         "url",
         "method",
@@ -408,10 +406,7 @@ pub const URI: Spec = Spec {
             "not supported: HTTP goes over TCP through the host's SSH connection",
         ),
     ],
-    free_form: false,
-    probes_first: false,
-    local: false,
-    run: |p, ctx| Box::pin(run(p, ctx)),
+    ..Spec::new("uri", |p, ctx| Box::pin(run(p, ctx)))
 };
 
 #[cfg(test)]

@@ -147,8 +147,6 @@ async fn apply(ctx: &ModuleCtx<'_>, script: Option<String>, name: &str) -> Resul
 
 /// The `user` module.
 pub const USER: Spec = Spec {
-    name: "user",
-    aliases: &[],
     params: &[
         "name",
         "uid",
@@ -194,20 +192,14 @@ pub const USER: Spec = Spec {
         ("expires", "not supported; use `command: chage -E ...`"),
         ("non_unique", "not supported: ids are unique"),
     ],
-    free_form: false,
     probes_first: true,
-    local: false,
-    run: |p, ctx| Box::pin(user(p, ctx)),
+    ..Spec::new("user", |p, ctx| Box::pin(user(p, ctx)))
 };
 
 /// The `group` module.
 pub const GROUP: Spec = Spec {
-    name: "group",
-    aliases: &[],
     params: &["name", "gid", "state", "system"],
     refused: &[("non_unique", "not supported: ids are unique")],
-    free_form: false,
     probes_first: true,
-    local: false,
-    run: |p, ctx| Box::pin(group(p, ctx)),
+    ..Spec::new("group", |p, ctx| Box::pin(group(p, ctx)))
 };

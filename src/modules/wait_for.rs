@@ -88,8 +88,6 @@ fn waited(timeout: u64, ctx: &ModuleCtx<'_>) -> String {
 
 /// The `wait_for` module.
 pub const WAIT_FOR: Spec = Spec {
-    name: "wait_for",
-    aliases: &[],
     params: &[
         "host",
         "port",
@@ -112,8 +110,5 @@ pub const WAIT_FOR: Spec = Spec {
         ),
         ("exclude_hosts", "state: drained is not supported"),
     ],
-    free_form: false,
-    probes_first: false,
-    local: false,
-    run: |p, ctx| Box::pin(run(p, ctx)),
+    ..Spec::new("wait_for", |p, ctx| Box::pin(run(p, ctx)))
 };

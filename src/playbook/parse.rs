@@ -791,19 +791,11 @@ fn empty_block() -> Action {
 
 /// The block keywords of a `roles:` entry (its parameters are the role's, not keywords).
 fn role_keywords(item: &Node) -> Node {
-    let keep = [
-        "when",
-        "tags",
-        "become",
-        "become_user",
-        "environment",
-        "no_log",
-    ];
     let pairs = item
         .as_map()
         .unwrap_or_default()
         .iter()
-        .filter(|(k, _)| keep.contains(&k.key_string().as_str()))
+        .filter(|(k, _)| roles::ENTRY_KEYWORDS.contains(&k.key_string().as_str()))
         .cloned()
         .collect();
     Node {

@@ -35,6 +35,17 @@ pub(super) fn take_handlers() -> Vec<Task> {
     HANDLERS.with(|h| std::mem::take(&mut *h.borrow_mut()))
 }
 
+/// The keywords of a `roles:` entry that apply to the whole role (the other keys are its
+/// parameters).
+pub(super) const ENTRY_KEYWORDS: &[&str] = &[
+    "when",
+    "tags",
+    "become",
+    "become_user",
+    "environment",
+    "no_log",
+];
+
 /// One role as a play's `roles:` entry or `import_role`/`include_role` names it.
 #[derive(Default)]
 pub(super) struct RoleRef {
@@ -194,15 +205,8 @@ pub(super) fn role_ref(ctx: &Ctx, node: &Node) -> Result<RoleRef> {
         Some(Value::Object(v)) => v,
         _ => Map::new(),
     };
-    for k in [
-        "when",
-        "tags",
-        "become",
-        "become_user",
-        "environment",
-        "no_log",
-    ] {
-        m.remove(k);
+    for k in ENTRY_KEYWORDS {
+        m.remove(*k);
     }
     params.extend(m);
     Ok(RoleRef {
