@@ -373,9 +373,34 @@ impl Engine {
     /// Runs one play, timed; false when the run must stop (any_errors_fatal).
     async fn run_play(&mut self, play: &Play) -> Result<bool> {
         let started = std::time::Instant::now();
+        let hosts = self.play_hosts(play).unwrap_or_default();
+        let before = self.commands_so_far().await;
         let go_on = self.run_play_untimed(play).await;
-        self.report.play_time(&play.name, started.elapsed());
+        let after = self.commands_so_far().await;
+        // Commands per host in this play: what its hosts' connections ran meanwhile.
+        let count = |m: &HashMap<String, u64>, h: &String| m.get(h).copied().unwrap_or(0);
+        let ran: u64 = hosts
+            .iter()
+            .map(|h| count(&after, h) - count(&before, h))
+            .sum();
+        let per_host = if hosts.is_empty() {
+            0.0
+        } else {
+            ran as f64 / hosts.len() as f64
+        };
+        self.report
+            .play_time(&play.name, started.elapsed(), per_host);
         go_on
+    }
+
+    /// Each connected host's commands so far.
+    async fn commands_so_far(&self) -> HashMap<String, u64> {
+        self.conns
+            .lock()
+            .await
+            .iter()
+            .map(|(h, c)| (h.clone(), c.commands()))
+            .collect()
     }
 
     async fn run_play_untimed(&mut self, play: &Play) -> Result<bool> {

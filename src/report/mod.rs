@@ -145,6 +145,9 @@ pub struct Timed {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub origin: String,
     pub seconds: f64,
+    /// A play: the commands each of its hosts ran, on average.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commands_per_host: Option<f64>,
 }
 
 pub struct Reporter {
@@ -328,11 +331,12 @@ impl Reporter {
                 name: self.secrets.mask(task),
                 origin: origin.to_string(),
                 seconds: took.as_secs_f64(),
+                commands_per_host: None,
             });
     }
 
-    /// A play's wall time (for `--profile`).
-    pub fn play_time(&self, play: &str, took: Duration) {
+    /// A play's wall time and commands per host (for `--profile`).
+    pub fn play_time(&self, play: &str, took: Duration, commands_per_host: f64) {
         self.play_times
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -340,6 +344,7 @@ impl Reporter {
                 name: self.secrets.mask(play),
                 origin: String::new(),
                 seconds: took.as_secs_f64(),
+                commands_per_host: Some(commands_per_host),
             });
     }
 
@@ -353,7 +358,12 @@ impl Reporter {
             .clone();
         let mut out = format!("\nPROFILE {}\n", "*".repeat(63));
         for p in plays.iter() {
-            out.push_str(&format!("{:>8.2} s  play  {}\n", p.seconds, p.name));
+            out.push_str(&format!(
+                "{:>8.2} s  play  {}  ({:.1} commands per host)\n",
+                p.seconds,
+                p.name,
+                p.commands_per_host.unwrap_or(0.0)
+            ));
         }
         tasks.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
         out.push_str(&format!("slowest tasks (of {}):\n", tasks.len()));
