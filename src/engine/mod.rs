@@ -655,6 +655,11 @@ impl Engine {
                 Ok(true)
             }
             Action::Include { file, apply } => {
+                // As in Ansible, the include itself is selected by its tags (and those it
+                // inherits); what it includes is filtered again, task by task.
+                if !here.ignore_tags && !self.tags_select(&here.tags) {
+                    return Ok(true);
+                }
                 self.run_include(ctx, task, &here, hosts, file, apply.as_deref())
                     .await
             }
