@@ -13,8 +13,10 @@ lab=$1
 shift
 bin=${PGDEPLOY:-target/release/pgdeploy}
 inv=$lab/inventory
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+# Beside the lab's inventory: the generated passwords and the CA are looked for there (an
+# inventory elsewhere would mean a new CA and new passwords, another cluster).
+work=$lab
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -f "$work/inventory-latency" "$work/known_hosts-latency"' EXIT
 
 # One run: seconds, and the commands the first database host's connection ran.
 measure() {
@@ -34,11 +36,11 @@ read -r c0 t0 < <(measure "$inv" "$lab/known_hosts" "$@")
 # Behind a bastion 25 ms away, as clusters often are: every host is reached through
 # pgnode01's sshd (ProxyJump), whose connection goes through the delaying proxy.
 bastion=$(grep -oE '^pgnode01 ansible_host=[0-9.]+' "$inv" | head -1 | sed 's/.*=//')
-cp "$lab/known_hosts" "$work/known_hosts"
+cp "$lab/known_hosts" "$work/known_hosts-latency"
 # The proxy's address, vouched for by the bastion's own key.
-grep -E "^$bastion[ ,]" "$lab/known_hosts" | sed -E "s/^[^ ]+ /[127.0.3.1]:2222 /" >>"$work/known_hosts"
-sed -E "s|^ansible_ssh_common_args=.*|ansible_ssh_common_args='-o UserKnownHostsFile=$work/known_hosts -o ProxyJump=root@127.0.3.1:2222'|" "$inv" >"$work/inventory"
+grep -E "^$bastion[ ,]" "$lab/known_hosts" | sed -E "s/^[^ ]+ /[127.0.3.1]:2222 /" >>"$work/known_hosts-latency"
+sed -E "s|^ansible_ssh_common_args=.*|ansible_ssh_common_args='-o UserKnownHostsFile=$work/known_hosts-latency -o ProxyJump=root@127.0.3.1:2222'|" "$inv" >"$work/inventory-latency"
 python3 benches/delay_proxy.py 0.0125 "127.0.3.1:2222=$bastion:22" &
 sleep 1
-read -r c25 t25 < <(measure "$work/inventory" "$work/known_hosts" "$@")
+read -r c25 t25 < <(measure "$work/inventory-latency" "$work/known_hosts-latency" "$@")
 printf "| cluster no-op re-run | %s | %.2f s | %s | %.2f s |\n" "$c0" "$t0" "$c25" "$t25"

@@ -832,22 +832,39 @@ fn ctrl_c_stops_at_once_and_reports_what_ran() {
 fn ssh_agent_keys_are_used() {
     let lab = Lab::start(1);
     let sock = lab.path().join("agent.sock");
-    let mut agent = std::process::Command::new("ssh-agent")
-        .arg("-D")
-        .arg("-a")
-        .arg(&sock)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    while !sock.exists() && start.elapsed() < std::time::Duration::from_secs(5) {
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    /// The agent goes with the test, whatever becomes of it.
+    struct Agent(std::process::Child);
+    impl Drop for Agent {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
-    let added = std::process::Command::new("ssh-add")
-        .arg(lab.path().join("id_ed25519"))
-        .env("SSH_AUTH_SOCK", &sock)
-        .output()
-        .unwrap();
+    let _agent = Agent(
+        std::process::Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&sock)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The socket appears before the agent answers on it: ssh-add again until it does (on a
+    // loaded machine that takes a moment).
+    let start = std::time::Instant::now();
+    let added = loop {
+        let added = std::process::Command::new("ssh-add")
+            .arg(lab.path().join("id_ed25519"))
+            .env("SSH_AUTH_SOCK", &sock)
+            .output()
+            .unwrap();
+        if added.status.success() || start.elapsed() > std::time::Duration::from_secs(10) {
+            break added;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     assert!(
         added.status.success(),
         "{}",
@@ -880,8 +897,6 @@ fn ssh_agent_keys_are_used() {
         "no key, no agent: unreachable"
     );
     let with = run(true);
-    let _ = agent.kill();
-    let _ = agent.wait();
     assert_eq!(
         with.status.code(),
         Some(0),

@@ -516,10 +516,13 @@ impl Engine {
             // a failure part-way), or any command of a module that runs arbitrary ones, unless
             // the task declares it read-only (`check_mode: false`: it runs in check mode too).
             let ran_live = mctx.live.load(std::sync::atomic::Ordering::Relaxed) > 0;
-            let arbitrary = matches!(name.as_str(), "command" | "shell" | "raw")
-                && here.check_mode != Some(false);
-            touched |= arbitrary && ran_live
-                || !check && outcome.as_ref().map_or(true, |o| o.changed || o.failed);
+            let read_only = here.check_mode == Some(false);
+            let arbitrary = matches!(name.as_str(), "command" | "shell" | "raw");
+            touched |= arbitrary && ran_live && !read_only
+                || !check
+                    && outcome
+                        .as_ref()
+                        .map_or(true, |o| o.changed || o.failed && !read_only);
             let mut template_error = false;
             let mut outcome = match outcome {
                 Ok(o) => {

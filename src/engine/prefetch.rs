@@ -74,18 +74,14 @@ impl Engine {
         if need.is_empty() {
             return Ok(());
         }
-        let window: Vec<(&Task, Inherited)> = tasks
-            .iter()
-            .take_while(|t| matches!(t.action, Action::Module { .. }))
-            .take(WINDOW)
-            .map(|t| (t, self.inherit(inh, t)))
-            .filter(|(t, here)| {
-                batchable(t)
-                    && here.delegate_to.is_none()
-                    && !here.run_once
-                    && (here.ignore_tags || self.tags_select(&here.tags))
-            })
-            .collect();
+        let mut window = Vec::new();
+        self.window(tasks, inh, &mut window);
+        window.retain(|(t, here)| {
+            batchable(t)
+                && here.delegate_to.is_none()
+                && !here.run_once
+                && (here.ignore_tags || self.tags_select(&here.tags))
+        });
         let covers: HashSet<String> = window.iter().map(|(t, _)| key(t)).collect();
         let snap = self.snapshot_with(ctx, &inh.role_defaults);
         let forks = self.opts.forks.max(1);
@@ -115,6 +111,34 @@ impl Engine {
             );
         }
         Ok(())
+    }
+
+    /// The module tasks from the start of `tasks` on, with what each inherits: the tasks of a
+    /// block are in it (its rescue and always are not: they run only after a failure, and a
+    /// failure drops the batch), up to the first include or meta (what an include brings is
+    /// read when it runs), at most `WINDOW`. False once the window is closed.
+    fn window<'t>(
+        &self,
+        tasks: &'t [Task],
+        inh: &Inherited,
+        into: &mut Vec<(&'t Task, Inherited)>,
+    ) -> bool {
+        for t in tasks {
+            if into.len() >= WINDOW {
+                return false;
+            }
+            let here = self.inherit(inh, t);
+            match &t.action {
+                Action::Module { .. } => into.push((t, here)),
+                Action::Block { block, .. } => {
+                    if !self.window(block, &here, into) {
+                        return false;
+                    }
+                }
+                Action::Include { .. } | Action::Meta(_) => return false,
+            }
+        }
+        true
     }
 
     /// Records the window's probes on one host and runs them: one command per (user,
