@@ -5,6 +5,23 @@
 //! check mode it is skipped unless `creates`/`removes` decide it, or the task says
 //! `check_mode: false` (read-only), which makes it run.
 
+/// A PostgreSQL module's parameters: its own, then those of the connection psql makes
+/// (`postgresql::psql_command` reads them).
+macro_rules! with_login_params {
+    ($($own:literal),* $(,)?) => {
+        &[
+            $($own,)*
+            "login_db",
+            "login_user",
+            "login_host",
+            "login_port",
+            "port",
+            "login_unix_socket",
+            "login_password",
+        ]
+    };
+}
+
 mod apt;
 mod command;
 mod file;

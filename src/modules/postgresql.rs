@@ -252,16 +252,9 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
 
 /// The `postgresql_query` module.
 pub const POSTGRESQL_QUERY: Spec = Spec {
-    params: &[
+    params: with_login_params![
         "query",
         "db",
-        "login_db",
-        "login_user",
-        "login_host",
-        "login_port",
-        "port",
-        "login_unix_socket",
-        "login_password",
         "autocommit",
         "positional_args",
         "named_args",

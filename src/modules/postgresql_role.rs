@@ -219,7 +219,7 @@ async fn apply(
 
 /// The `postgresql_user` module.
 pub const POSTGRESQL_USER: Spec = Spec {
-    params: &[
+    params: with_login_params![
         "name",
         "user",
         "password",
@@ -227,20 +227,13 @@ pub const POSTGRESQL_USER: Spec = Spec {
         "state",
         "encrypted",
         "db",
-        "login_db",
-        "login_user",
-        "login_host",
-        "login_port",
-        "port",
-        "login_unix_socket",
-        "login_password",
     ],
     ..Spec::new("postgresql_user", |p, ctx| Box::pin(user(p, ctx)))
 };
 
 /// The `postgresql_db` module.
 pub const POSTGRESQL_DB: Spec = Spec {
-    params: &[
+    params: with_login_params![
         "name",
         "db",
         "owner",
@@ -249,13 +242,6 @@ pub const POSTGRESQL_DB: Spec = Spec {
         "lc_ctype",
         "template",
         "state",
-        "login_db",
-        "login_user",
-        "login_host",
-        "login_port",
-        "port",
-        "login_unix_socket",
-        "login_password",
     ],
     ..Spec::new("postgresql_db", |p, ctx| Box::pin(db(p, ctx)))
 };
