@@ -17,7 +17,7 @@ postgresql_users:
 postgresql_databases:
   - { db: appdb, owner: app }
 postgresql_parameters:
-  - { option: log_min_duration_statement, value: "1000" }
+  - { option: log_min_duration_statement, value: "2000" }
   - { option: max_connections, value: "120" }
 "#;
 
@@ -56,6 +56,32 @@ fn type_b_deploys_converges_and_reruns_clean() {
         assert!(refused.out.contains(problem), "{problem}:\n{}", refused.out);
     }
     assert_nothing_changed(&refused.out);
+    // Without the bundle the lab's hosts (no apt sources) have no package source: named, with
+    // the fix, before anything changes.
+    let no_source = lab.pgdeploy(&["cluster", "-i", &inv, "-e", &vars_arg]);
+    assert_eq!(no_source.code, 2, "{}", no_source.out);
+    for host in ["pgnode01", "pgnode02", "pgnode03", "pgbackup"] {
+        let line = no_source
+            .out
+            .lines()
+            .find(|l| {
+                l.contains(&format!(
+                    " cannot be installed on {host}: no package source has "
+                ))
+            })
+            .unwrap_or_else(|| panic!("{host}:\n{}", no_source.out));
+        assert!(
+            line.contains("build an offline bundle with `pgdeploy bundle --out DIR` and pass `-e package_bundle=DIR`"),
+            "{line}"
+        );
+        let what = if host == "pgbackup" {
+            "pgbackrest"
+        } else {
+            "postgresql-15, postgresql-client-15, patroni"
+        };
+        assert!(line.contains(what), "{line}");
+    }
+    assert_nothing_changed(&no_source.out);
     // A VIP some other machine answers for (the lab's bridge), a port held by a stranger, and
     // a data directory the DCS does not know.
     ok(lab.play(
@@ -504,10 +530,47 @@ const CHECK: &str = r#"
           - s.query_result[0].sb == '128MB'
           - s.query_result[0].wm == '4MB'
           - s.query_result[0].mc == '120'
-          - s.query_result[0].lmd == '1s'
+          - s.query_result[0].lmd == '2s'
           - s.query_result[0].pe == 'scram-sha-256'
           - s.query_result[0].scram == 't'
           - s.query_result[0].owner == 'app'
+    - name: pgdeploy's production defaults are live
+      postgresql_query:
+        query: >-
+          SELECT current_setting('shared_preload_libraries') AS spl, current_setting('wal_level') AS wl,
+                 current_setting('logging_collector') AS lc, current_setting('log_directory') AS ld,
+                 current_setting('jit') AS jit, current_setting('idle_in_transaction_session_timeout') AS iit,
+                 (SELECT count(*) FROM pg_stat_statements) > 0 AS statements
+      become: yes
+      become_user: postgres
+      register: d
+    - assert:
+        that:
+          - d.query_result[0].spl == 'pg_stat_statements,auto_explain'
+          - d.query_result[0].wl == 'logical'
+          - d.query_result[0].lc == 'on'
+          - d.query_result[0].ld == '/var/log/postgresql/postgres-cluster'
+          - d.query_result[0].jit == 'off'
+          - d.query_result[0].iit == '10min'
+          - d.query_result[0].statements == 't'
+    - name: a setting given as a default and in postgresql_parameters is written once, the user's
+      command: grep -c '^log_min_duration_statement = ' /etc/postgresql/15/main/postgresql.base.conf
+      register: once
+    - assert:
+        that: [once.stdout == '1']
+    - name: the base file holds the user's value
+      command: grep -x "log_min_duration_statement = '2000'" /etc/postgresql/15/main/postgresql.base.conf
+    - name: PostgreSQL logs to its own files
+      shell: ls /var/log/postgresql/postgres-cluster/postgresql-*.log
+    - name: systemd-logind keeps PostgreSQL's IPC, and systemd reads it so
+      shell: systemd-analyze cat-config systemd/logind.conf | grep -x 'RemoveIPC=no'
+    - name: unattended-upgrades would leave the cluster's packages alone (apt parses the list)
+      shell: apt-config dump | grep -A3 '^Unattended-Upgrade::Package-Blacklist'
+      register: blacklist
+    - assert:
+        that: ['"postgresql-" in blacklist.stdout']
+    - name: logrotate rotates PgBouncer's log
+      shell: logrotate -d /etc/logrotate.conf 2>&1 | grep -F 'considering log /var/log/postgresql/pgbouncer.log'
     - name: Patroni's REST API refuses a state-changing request without its password
       uri:
         url: "https://10.77.0.11:8008/restart"

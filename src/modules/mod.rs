@@ -29,6 +29,7 @@ mod files;
 mod lineinfile;
 mod local;
 mod postgresql;
+mod postgresql_ext;
 mod postgresql_role;
 pub mod readahead;
 mod scram;
@@ -114,6 +115,7 @@ const MODULES: &[&Spec] = &[
     &uri::URI,
     &postgresql_role::POSTGRESQL_USER,
     &postgresql_role::POSTGRESQL_DB,
+    &postgresql_ext::POSTGRESQL_EXT,
     &postgresql::POSTGRESQL_QUERY,
     &local::SET_FACT,
     &local::ASSERT,
@@ -604,6 +606,7 @@ mod tests {
         ("uri.rs", include_str!("uri.rs")),
         ("postgresql_role.rs", include_str!("postgresql_role.rs")),
         ("postgresql.rs", include_str!("postgresql.rs")),
+        ("postgresql_ext.rs", include_str!("postgresql_ext.rs")),
         ("local.rs", include_str!("local.rs")),
     ];
     const SHARED: &[&str] = &["files.rs", "postgresql.rs"];

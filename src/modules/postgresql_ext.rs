@@ -1,0 +1,76 @@
+//! The `postgresql_ext` module: an extension created in a database, as Ansible's
+//! community.postgresql.postgresql_ext does it. Never drops one (its objects would go with it).
+
+use super::postgresql::{literal, parse_csv_rows, psql_command, run_sql};
+use super::postgresql_role::ident;
+use super::{ModuleCtx, Outcome, Params, Spec};
+use anyhow::{bail, Result};
+use serde_json::Value;
+
+async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+    let name = p.req_any(&["name", "ext"])?;
+    let state = p.str("state")?.unwrap_or_else(|| "present".into());
+    if state != "present" {
+        bail!(
+            "postgresql_ext: state `{state}` is not supported: pgdeploy creates extensions and \
+             never drops one (its objects and the data in them would go; DROP EXTENSION it \
+             yourself with psql if you mean it)"
+        );
+    }
+    // `db` is the database the extension goes in (the login database).
+    let psql = psql_command(p, true)?;
+    let db = p
+        .str("db")?
+        .or(p.str("login_db")?)
+        .unwrap_or("postgres".into());
+    let probe = format!(
+        "SELECT extname FROM pg_extension WHERE extname = {}",
+        literal(&Value::String(name.clone()))
+    );
+    let out = run_sql(ctx, &psql, &probe, true).await?;
+    if !out.ok() {
+        return Ok(Outcome::failed(format!(
+            "postgresql_ext {name} in {db}: {}",
+            out.stderr_str().trim()
+        )));
+    }
+    if !parse_csv_rows(&out.stdout_str()).is_empty() {
+        return Ok(Outcome::ok());
+    }
+    let what = format!("create extension {name} in database {db}");
+    if ctx.check {
+        return Ok(Outcome::changed().with_msg(format!("would {what}")));
+    }
+    let mut sql = format!("CREATE EXTENSION IF NOT EXISTS {}", ident(&name));
+    if let Some(schema) = p.str("schema")?.filter(|s| !s.is_empty()) {
+        sql.push_str(&format!(" SCHEMA {}", ident(&schema)));
+    }
+    if p.flag("cascade", false)? {
+        sql.push_str(" CASCADE");
+    }
+    let out = run_sql(ctx, &psql, &sql, true).await?;
+    if !out.ok() {
+        return Ok(Outcome::failed(format!(
+            "{what}: {}",
+            out.stderr_str().trim()
+        )));
+    }
+    Ok(Outcome::changed().with_msg(what))
+}
+
+/// The `postgresql_ext` module.
+pub const POSTGRESQL_EXT: Spec = Spec {
+    params: with_login_params!["name", "ext", "db", "schema", "cascade", "state"],
+    refused: &[
+        (
+            "version",
+            "pgdeploy creates the version the installed package ships; update one with \
+             `postgresql_query: ALTER EXTENSION ... UPDATE`",
+        ),
+        (
+            "session_role",
+            "connect as the role that should own the extension (login_user, become_user)",
+        ),
+    ],
+    ..Spec::new("postgresql_ext", |p, ctx| Box::pin(run(p, ctx)))
+};
