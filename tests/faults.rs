@@ -174,6 +174,39 @@ fn every_fault_of_the_ha_table_with_clients_writing() {
         },
     );
 
+    s.fault(
+        "etcd stopped on two of three members, with patroni_failsafe_mode: true",
+        "the leader stays primary and takes writes (every member answers it); no failover",
+        |s| {
+            let failsafe = |on: bool| {
+                let var = format!("patroni_failsafe_mode={on}");
+                let out = ok(s.lab.pgdeploy(&[
+                    "cluster", "-i", &s.inv, "-e", &s.vars_arg, "-e", &var,
+                ]));
+                assert!(out.contains("failsafe_mode: "), "PATCH /config:\n{out}");
+            };
+            failsafe(true);
+            let leader = s.leader().expect("a leader");
+            let replicas = s.replicas();
+            for r in &replicas {
+                s.on(r, "systemctl stop etcd");
+            }
+            // Past ttl (30 s) and a loop: without failsafe mode the leader has demoted by now.
+            std::thread::sleep(Duration::from_secs(45));
+            let still = s.leader();
+            let write = s.direct_write(leader, "failsafe");
+            s.check_red(&["etcd has no quorum"]);
+            for r in &replicas {
+                s.on(r, "systemctl start etcd");
+            }
+            s.until(60, "the leader in etcd again", || s.leader().is_some());
+            failsafe(false);
+            assert_eq!(still, Some(leader), "the leader stayed primary without etcd");
+            assert!(write.is_ok(), "the leader took a write without etcd: {write:?}");
+            format!("{leader} stayed primary 45 s without etcd's quorum")
+        },
+    );
+
     for (how, fault, back) in [
         ("powered off", "stop", "start"),
         ("cut off the network", "cut", "heal"),
