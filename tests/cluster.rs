@@ -12,6 +12,7 @@ use common::writer;
 
 const VARS: &str = r#"
 timezone: Etc/UTC
+monitoring_install: true
 postgresql_users:
   - { name: app, password: "app-pw-first-7f3a", flags: "LOGIN,CREATEDB" }
 postgresql_databases:
@@ -134,6 +135,10 @@ fn type_b_deploys_converges_and_reruns_clean() {
     let first = ok(lab.pgdeploy(&args));
     assert!(
         first.contains("members: pgnode01 (leader, running), pgnode02 (replica, "),
+        "{first}"
+    );
+    assert!(
+        first.contains("Prometheus scrape targets (https, a client certificate of the cluster's CA): 10.77.0.11:9100 10.77.0.11:9187 10.77.0.11:8008/metrics 10.77.0.12:9100"),
         "{first}"
     );
     let url = "postgresql://10.77.0.11:5432,10.77.0.12:5432,10.77.0.13:5432/postgres?target_session_attrs=read-write";
@@ -571,6 +576,48 @@ const CHECK: &str = r#"
         that: ['"postgresql-" in blacklist.stdout']
     - name: logrotate rotates PgBouncer's log
       shell: logrotate -d /etc/logrotate.conf 2>&1 | grep -F 'considering log /var/log/postgresql/pgbouncer.log'
+    - name: each exporter answers a client with a certificate of the cluster's CA, with live values
+      uri:
+        url: "https://{{ item.host }}/metrics"
+        ca_path: /etc/pgdeploy/tls/ca.crt
+        client_cert: /etc/pgdeploy/tls/server.crt
+        client_key: /etc/pgdeploy/tls/root.key
+        return_content: yes
+      become: yes
+      register: scraped
+      failed_when: item.want not in scraped.content
+      loop:
+        - { host: "10.77.0.11:9187", want: "\npg_up 1\n" }
+        - { host: "10.77.0.12:9187", want: "\npg_replication_lag " }
+        - { host: "10.77.0.13:9187", want: "\npg_replication_lag " }
+        - { host: "10.77.0.11:9187", want: "pg_stat_database_xact_commit{datid=" }
+        - { host: "10.77.0.12:9100", want: "\nnode_load1 " }
+        - { host: "10.77.0.11:8008", want: "\npatroni_primary 1\n" }
+        - { host: "10.77.0.13:8008", want: "\npatroni_replica 1\n" }
+    - name: and no answer without one
+      uri:
+        url: "https://10.77.0.12:9187/metrics"
+        ca_path: /etc/pgdeploy/tls/ca.crt
+      become: yes
+      register: nocert
+      ignore_errors: true
+    - assert:
+        that: [nocert is failed]
+    - name: the exporters listen on the host's address only
+      shell: ss -Htln | awk '{print $4}' | grep -E ':(9100|9187)$' | sort
+      register: exporters_listen
+    - assert:
+        that: [exporters_listen.stdout_lines == ['10.77.0.11:9100', '10.77.0.11:9187']]
+    - name: the exporter's role monitors and nothing more
+      postgresql_query:
+        query: >-
+          SELECT pg_has_role('pgdeploy_monitor', 'pg_monitor', 'MEMBER') AS monitor,
+                 (SELECT rolsuper OR rolcreaterole OR rolcreatedb FROM pg_roles WHERE rolname = 'pgdeploy_monitor') AS more
+      become: yes
+      become_user: postgres
+      register: mon
+    - assert:
+        that: [mon.query_result[0].monitor == 't', mon.query_result[0].more == 'f']
     - name: Patroni's REST API refuses a state-changing request without its password
       uri:
         url: "https://10.77.0.11:8008/restart"
