@@ -401,6 +401,20 @@ fn type_b_deploys_converges_and_reruns_clean() {
     assert_nothing_changed(&after_switch);
     ok(lab.play("untouched.yml", &untouched("/etc"), &[]));
 
+    // Multi-datacenter tags, as postgresql_cluster's inventory writes them (a host var):
+    // pgnode03 is in another datacenter and may never be promoted. Set on the running cluster.
+    let inv_text = std::fs::read_to_string(&inv).unwrap();
+    let plain = "pgnode03 ansible_host=10.77.0.13 hostname=pgnode03";
+    assert!(inv_text.contains(plain), "{inv_text}");
+    let tagged = inv_text.replacen(
+        plain,
+        &format!("{plain} patroni_tags=\"datacenter=dc2,nofailover=true\""),
+        1,
+    );
+    std::fs::write(&inv, tagged).unwrap();
+    ok(lab.pgdeploy(&args));
+    ok(lab.play("tags.yml", TAGS, &[]));
+
     // Asynchronous replication (Type B's default): the leader's host powered off while a client
     // on pgnode03 writes through VIP:5432. A replica takes over within ttl + loop_wait and the
     // VIP follows it; acknowledged writes not streamed yet may be lost: reported, and bounded
@@ -432,6 +446,7 @@ fn type_b_deploys_converges_and_reruns_clean() {
         std::thread::sleep(std::time::Duration::from_millis(250));
     };
     let failover = off.elapsed();
+    assert_eq!(promoted, "10.77.0.11", "pgnode03 has nofailover: pgnode01 must be promoted");
     // Writes on the new leader, once vip-manager has moved the VIP to it.
     std::thread::sleep(std::time::Duration::from_secs(10));
     let writes = ok(lab.play("writer-stop.yml", writer::STOP, &writer_args));
@@ -455,6 +470,30 @@ fn type_b_deploys_converges_and_reruns_clean() {
             .find_map(|l| l.split_once("=> writer: ").map(|(_, w)| w))
             .unwrap_or("?"),
         at.elapsed()
+    );
+
+    // Only the leader (pgnode01) and the nofailover member remain: the leader's Patroni stopping
+    // leaves the cluster without a leader rather than promote pgnode03.
+    ok(lab.play("nofailover.yml", STOP_TWO, &[]));
+    std::thread::sleep(std::time::Duration::from_secs(20));
+    assert_ne!(
+        https_get("10.77.0.13", 8008, "/primary", &ca, None),
+        Ok(200),
+        "pgnode03 (nofailover) was promoted"
+    );
+    ok(lab.play("restart.yml", START_TWO, &[]));
+    let back = std::time::Instant::now();
+    while check().code != 0 {
+        assert!(
+            back.elapsed().as_secs() < 120,
+            "check is not green after Patroni came back:\n{}",
+            check().out
+        );
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+    eprintln!(
+        "nofailover: no member promoted while only pgnode03 remained; green again {:.0?} after",
+        back.elapsed()
     );
 
     // A member that does not come back: the wait fails and shows that unit's journal there.
@@ -502,6 +541,43 @@ fn type_b_deploys_converges_and_reruns_clean() {
         }
     }
 }
+
+/// pgnode03's Patroni carries its patroni_tags.
+const TAGS: &str = r#"
+- hosts: pgnode03
+  gather_facts: no
+  tasks:
+    - uri:
+        url: "https://10.77.0.13:8008/patroni"
+        ca_path: /etc/pgdeploy/tls/ca.crt
+      register: me
+      # Patroni applies a reloaded configuration on its next loop (loop_wait, 10 s).
+      until: "me.json.tags | default({}) == {'datacenter': 'dc2', 'nofailover': true}"
+      retries: 20
+      delay: 1
+"#;
+
+/// Patroni stopped on pgnode02 and then on the leader, pgnode01; and started again.
+const STOP_TWO: &str = r#"
+- hosts: pgnode02
+  gather_facts: no
+  tasks:
+    - command: systemctl stop patroni
+- hosts: pgnode01
+  gather_facts: no
+  tasks:
+    - command: systemctl stop patroni
+"#;
+const START_TWO: &str = r#"
+- hosts: pgnode01
+  gather_facts: no
+  tasks:
+    - command: systemctl start patroni
+- hosts: pgnode02
+  gather_facts: no
+  tasks:
+    - command: systemctl start patroni
+"#;
 
 /// What the first deploy must have built, checked from the hosts with real SQL and requests.
 const CHECK: &str = r#"
@@ -567,7 +643,7 @@ const CHECK: &str = r#"
       command: grep -x "log_min_duration_statement = '2000'" /etc/postgresql/15/main/postgresql.base.conf
     - name: PostgreSQL logs to its own files
       shell: ls /var/log/postgresql/postgres-cluster/postgresql-*.log
-    - name: systemd-logind keeps PostgreSQL's IPC, and systemd reads it so
+    - name: systemd-logind's configuration, as systemd merges it, says RemoveIPC=no
       shell: systemd-analyze cat-config systemd/logind.conf | grep -x 'RemoveIPC=no'
     - name: unattended-upgrades would leave the cluster's packages alone (apt parses the list)
       shell: apt-config dump | grep -A3 '^Unattended-Upgrade::Package-Blacklist'
@@ -588,12 +664,14 @@ const CHECK: &str = r#"
       failed_when: item.want not in scraped.content
       loop:
         - { host: "10.77.0.11:9187", want: "\npg_up 1\n" }
-        - { host: "10.77.0.12:9187", want: "\npg_replication_lag " }
-        - { host: "10.77.0.13:9187", want: "\npg_replication_lag " }
-        - { host: "10.77.0.11:9187", want: "pg_stat_database_xact_commit{datid=" }
+        - { host: "10.77.0.12:9187", want: "\npg_up 1\n" }
+        # Each replica's lag in bytes, as the leader sees it.
+        - { host: "10.77.0.11:9187", want: "\npg_stat_replication_pg_wal_lsn_diff{application_name=\"pgnode02\"" }
+        - { host: "10.77.0.11:9187", want: "\npg_stat_replication_pg_wal_lsn_diff{application_name=\"pgnode03\"" }
+        - { host: "10.77.0.11:9187", want: "\npg_stat_database_xact_commit{datid=" }
         - { host: "10.77.0.12:9100", want: "\nnode_load1 " }
-        - { host: "10.77.0.11:8008", want: "\npatroni_primary 1\n" }
-        - { host: "10.77.0.13:8008", want: "\npatroni_replica 1\n" }
+        - { host: "10.77.0.11:8008", want: "\npatroni_primary{scope=\"postgres-cluster\"} 1\n" }
+        - { host: "10.77.0.13:8008", want: "\npatroni_replica{scope=\"postgres-cluster\"} 1\n" }
     - name: and no answer without one
       uri:
         url: "https://10.77.0.12:9187/metrics"
@@ -607,7 +685,7 @@ const CHECK: &str = r#"
       shell: ss -Htln | awk '{print $4}' | grep -E ':(9100|9187)$' | sort
       register: exporters_listen
     - assert:
-        that: [exporters_listen.stdout_lines == ['10.77.0.11:9100', '10.77.0.11:9187']]
+        that: "exporters_listen.stdout_lines == ['10.77.0.11:9100', '10.77.0.11:9187']"
     - name: the exporter's role monitors and nothing more
       postgresql_query:
         query: >-
@@ -617,7 +695,9 @@ const CHECK: &str = r#"
       become_user: postgres
       register: mon
     - assert:
-        that: [mon.query_result[0].monitor == 't', mon.query_result[0].more == 'f']
+        that:
+          - mon.query_result[0].monitor == 't'
+          - mon.query_result[0].more == 'f'
     - name: Patroni's REST API refuses a state-changing request without its password
       uri:
         url: "https://10.77.0.11:8008/restart"

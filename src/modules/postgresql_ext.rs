@@ -2,7 +2,7 @@
 //! community.postgresql.postgresql_ext does it. Never drops one (its objects would go with it).
 
 use super::postgresql::{literal, parse_csv_rows, psql_command, run_sql};
-use super::postgresql_role::ident;
+use super::postgresql_role::{apply, ident};
 use super::{ModuleCtx, Outcome, Params, Spec};
 use anyhow::{bail, Result};
 use serde_json::Value;
@@ -37,10 +37,6 @@ async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     if !parse_csv_rows(&out.stdout_str()).is_empty() {
         return Ok(Outcome::ok());
     }
-    let what = format!("create extension {name} in database {db}");
-    if ctx.check {
-        return Ok(Outcome::changed().with_msg(format!("would {what}")));
-    }
     let mut sql = format!("CREATE EXTENSION IF NOT EXISTS {}", ident(&name));
     if let Some(schema) = p.str("schema")?.filter(|s| !s.is_empty()) {
         sql.push_str(&format!(" SCHEMA {}", ident(&schema)));
@@ -48,14 +44,8 @@ async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     if p.flag("cascade", false)? {
         sql.push_str(" CASCADE");
     }
-    let out = run_sql(ctx, &psql, &sql, true).await?;
-    if !out.ok() {
-        return Ok(Outcome::failed(format!(
-            "{what}: {}",
-            out.stderr_str().trim()
-        )));
-    }
-    Ok(Outcome::changed().with_msg(what))
+    let what = format!("create extension {name} in database {db}");
+    apply(ctx, &psql, &sql, what, &name).await
 }
 
 /// The `postgresql_ext` module.

@@ -197,7 +197,8 @@ pub async fn db(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     apply(ctx, &psql, &sql, what, &name).await
 }
 
-async fn apply(
+/// Runs a change (`sql`), or in check mode says it would (`what`).
+pub(super) async fn apply(
     ctx: &ModuleCtx<'_>,
     psql: &Psql,
     sql: &str,
