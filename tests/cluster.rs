@@ -446,7 +446,10 @@ fn type_b_deploys_converges_and_reruns_clean() {
         std::thread::sleep(std::time::Duration::from_millis(250));
     };
     let failover = off.elapsed();
-    assert_eq!(promoted, "10.77.0.11", "pgnode03 has nofailover: pgnode01 must be promoted");
+    assert_eq!(
+        promoted, "10.77.0.11",
+        "pgnode03 has nofailover: pgnode01 must be promoted"
+    );
     // Writes on the new leader, once vip-manager has moved the VIP to it.
     std::thread::sleep(std::time::Duration::from_secs(10));
     let writes = ok(lab.play("writer-stop.yml", writer::STOP, &writer_args));
@@ -520,8 +523,9 @@ fn type_b_deploys_converges_and_reruns_clean() {
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.split_once(": ").map(|(_, v)| v.trim_matches('"')))
         .collect();
-    // Patroni's superuser, replication and REST passwords, HAProxy's statistics and VRRP's.
-    assert_eq!(passwords.len(), 5, "{kept}");
+    // Patroni's superuser, replication and REST passwords, HAProxy's statistics, VRRP's and
+    // the exporter's.
+    assert_eq!(passwords.len(), 6, "{kept}");
     passwords.extend([
         "app-pw-first-7f3a",
         "app-pw-second-9c1d",

@@ -180,9 +180,9 @@ fn every_fault_of_the_ha_table_with_clients_writing() {
         |s| {
             let failsafe = |on: bool| {
                 let var = format!("patroni_failsafe_mode={on}");
-                let out = ok(s.lab.pgdeploy(&[
-                    "cluster", "-i", &s.inv, "-e", &s.vars_arg, "-e", &var,
-                ]));
+                let out =
+                    ok(s.lab
+                        .pgdeploy(&["cluster", "-i", &s.inv, "-e", &s.vars_arg, "-e", &var]));
                 assert!(out.contains("failsafe_mode: "), "PATCH /config:\n{out}");
             };
             failsafe(true);
@@ -201,8 +201,15 @@ fn every_fault_of_the_ha_table_with_clients_writing() {
             }
             s.until(60, "the leader in etcd again", || s.leader().is_some());
             failsafe(false);
-            assert_eq!(still, Some(leader), "the leader stayed primary without etcd");
-            assert!(write.is_ok(), "the leader took a write without etcd: {write:?}");
+            assert_eq!(
+                still,
+                Some(leader),
+                "the leader stayed primary without etcd"
+            );
+            assert!(
+                write.is_ok(),
+                "the leader took a write without etcd: {write:?}"
+            );
             format!("{leader} stayed primary 45 s without etcd's quorum")
         },
     );
