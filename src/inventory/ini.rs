@@ -66,7 +66,9 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Inventory> {
                         )));
                     };
                     check_var_name(k).map_err(&at)?;
-                    vars.insert(k.to_string(), literal(v));
+                    let value = literal(v);
+                    super::check_connection_var(k, &value).map_err(&at)?;
+                    vars.insert(k.to_string(), value);
                 }
                 for name in expand_range(pattern).map_err(&at)? {
                     inv.add_host(&name, &vars, group);
@@ -87,9 +89,9 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Inventory> {
                 };
                 let k = k.trim();
                 check_var_name(k).map_err(&at)?;
-                inv.group_mut(group)
-                    .vars
-                    .insert(k.to_string(), Value::String(unquote(v.trim())));
+                let value = Value::String(unquote(v.trim()));
+                super::check_connection_var(k, &value).map_err(&at)?;
+                inv.group_mut(group).vars.insert(k.to_string(), value);
             }
         }
     }
@@ -326,6 +328,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unterminated"), "{err}");
+    }
+
+    #[test]
+    fn a_port_that_is_not_one_is_named_with_its_line() {
+        for (text, line) in [
+            ("[g]\nh1 ansible_port=22\nh2 ansible_port=abc\n", "inv:3:"),
+            ("[g]\nh1 ansible_port=70000\n", "inv:2:"),
+            ("[g]\nh1\n[g:vars]\nansible_ssh_port=0\n", "inv:4:"),
+        ] {
+            let err = parse(text, "inv").unwrap_err().to_string();
+            assert!(err.starts_with(line), "{err}");
+            assert!(err.contains("is not a port number (1-65535)"), "{err}");
+        }
+        assert!(parse("[g]\nh1 ansible_port=\"{{ p }}\"\n", "inv").is_ok());
     }
 
     #[test]

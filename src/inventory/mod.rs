@@ -38,6 +38,29 @@ pub struct Inventory {
     pub groups: IndexMap<String, Group>,
 }
 
+/// A connection variable that cannot work, named where the inventory writes it (before any
+/// host is contacted): a port that is not one. A templated value is checked when it is used.
+pub(super) fn check_connection_var(key: &str, value: &Value) -> Result<(), String> {
+    if !matches!(key, "ansible_port" | "ansible_ssh_port") {
+        return Ok(());
+    }
+    let port_ok = match value {
+        Value::Number(n) => n.as_u64().is_some_and(|p| (1..=65535).contains(&p)),
+        Value::String(s) => s.contains("{{") || s.trim().parse::<u16>().is_ok_and(|p| p > 0),
+        _ => false,
+    };
+    if port_ok {
+        return Ok(());
+    }
+    let shown = match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    Err(format!(
+        "{key} `{shown}` is not a port number (1-65535): fix it in the inventory"
+    ))
+}
+
 /// The variables kept for one group or host in a group_vars/ or host_vars/ directory.
 fn vars_for(dir: &Path, name: &str) -> Result<Map<String, Value>> {
     let mut out = Map::new();
@@ -503,6 +526,21 @@ balancers:
         .to_string();
         assert!(err.starts_with("inv.yml:4:"), "{err}");
         assert!(err.contains("did you mean `hosts`"), "{err}");
+        let err = Inventory::from_yaml(
+            "all:
+  hosts:
+    a:
+      ansible_host: 10.0.0.1
+      ansible_port: twenty-two
+",
+            "inv.yml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("inv.yml:5: ansible_port `twenty-two` is not a port number"),
+            "{err}"
+        );
     }
 
     #[test]

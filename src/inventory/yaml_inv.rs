@@ -60,7 +60,10 @@ fn group(inv: &mut Inventory, name: &str, body: &Node, origin: &str, depth: usiz
         match key.as_str() {
             "hosts" => hosts(inv, name, v, origin)?,
             "vars" => match v.to_json() {
-                Value::Object(m) => inv.groups[name].vars.extend(m),
+                Value::Object(m) => {
+                    check_connection_vars(v, origin)?;
+                    inv.groups[name].vars.extend(m)
+                }
                 Value::Null => {}
                 _ => return Err(at(v, format!("`vars` of group `{name}` must be a mapping"))),
             },
@@ -114,10 +117,20 @@ fn hosts(inv: &mut Inventory, group: &str, node: &Node, origin: &str) -> Result<
                 v.line
             ),
         };
+        check_connection_vars(v, origin)?;
         let names = expand_range(&pattern).map_err(|e| anyhow!("{origin}:{}: {e}", k.line))?;
         for name in names {
             inv.add_host(&name, &vars, group);
         }
+    }
+    Ok(())
+}
+
+/// Connection variables of a vars mapping that cannot work, named with their line.
+fn check_connection_vars(vars: &Node, origin: &str) -> Result<()> {
+    for (k, v) in vars.as_map().into_iter().flatten() {
+        super::check_connection_var(&k.key_string(), &v.to_json())
+            .map_err(|e| anyhow!("{origin}:{}: {e}", k.line))?;
     }
     Ok(())
 }
