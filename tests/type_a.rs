@@ -54,6 +54,40 @@ fn type_a_deploys_and_survives_day_two() {
         &["-e", &vars_arg, "--vars-file", secrets.to_str().unwrap()],
     ));
 
+    // Datacenters: with pgnode02 in dc1 and pgnode03 in dc2 (patroni_tags), balancers of dc1
+    // (balancer_tags) read only from dc1's replicas through 5001; without the tags, from both
+    // again.
+    let plain_inv = std::fs::read_to_string(&inv).unwrap();
+    let mut tagged = plain_inv.clone();
+    for (host, ip, dc) in [
+        ("pgnode01", "10.77.0.11", "dc1"),
+        ("pgnode02", "10.77.0.12", "dc1"),
+        ("pgnode03", "10.77.0.13", "dc2"),
+    ] {
+        let line = format!("{host} ansible_host={ip} hostname={host}");
+        assert!(tagged.contains(&line), "{tagged}");
+        tagged = tagged.replacen(
+            &line,
+            &format!("{line} patroni_tags=\"datacenter={dc}\""),
+            1,
+        );
+    }
+    tagged.push_str("\n[balancers:vars]\nbalancer_tags=datacenter=dc1\n");
+    std::fs::write(&inv, &tagged).unwrap();
+    ok(cluster(&[]));
+    ok(lab.play(
+        "dc.yml",
+        &reads_5001_from("['10.77.0.12']"),
+        &["-e", &vars_arg],
+    ));
+    std::fs::write(&inv, &plain_inv).unwrap();
+    ok(cluster(&[]));
+    ok(lab.play(
+        "nodc.yml",
+        &reads_5001_from("['10.77.0.12', '10.77.0.13']"),
+        &["-e", &vars_arg],
+    ));
+
     // check: green, red while a member is stopped, green again.
     let green = ok(check());
     assert!(green.contains("healthy"), "{green}");
@@ -370,6 +404,28 @@ const LEFT: &str = r#"
       failed_when: "'pgnode04' in c.json.members | map(attribute='name')"
       run_once: true
 "#;
+
+/// Reads through 5001 come from exactly these replicas (waiting for Patroni's next loop to
+/// apply changed tags and HAProxy's checks to see it).
+fn reads_5001_from(ips: &str) -> String {
+    format!(
+        r#"
+- hosts: pgnode01
+  gather_facts: no
+  tasks:
+    - shell: |
+        for i in 1 2 3 4 5 6; do
+          psql "postgresql://app@{{{{ cluster_vip }}}}:5001/appdb" -Atc "SELECT split_part(current_setting('listen_addresses'), ',', 1)"
+        done
+      environment: {{ PGPASSWORD: "{{{{ postgresql_users[0].password }}}}" }}
+      register: r
+      changed_when: false
+      until: r.stdout_lines | unique | sort | list == {ips}
+      retries: 30
+      delay: 2
+"#
+    )
+}
 
 /// The new member streams, and 5001 answers from it.
 const NEW_MEMBER: &str = r#"
