@@ -674,6 +674,9 @@ const CHECK: &str = r#"
         - { host: "10.77.0.11:9187", want: "\npg_stat_replication_pg_wal_lsn_diff{application_name=\"pgnode03\"" }
         - { host: "10.77.0.11:9187", want: "\npg_stat_database_xact_commit{datid=" }
         - { host: "10.77.0.12:9100", want: "\nnode_load1 " }
+        # PgBouncer's statistics, through the node exporter.
+        - { host: "10.77.0.12:9100", want: "\npgbouncer_up 1\n" }
+        - { host: "10.77.0.12:9100", want: "\npgbouncer_pools_cl_active{database=" }
         - { host: "10.77.0.11:8008", want: "\npatroni_primary{scope=\"postgres-cluster\"} 1\n" }
         - { host: "10.77.0.13:8008", want: "\npatroni_replica{scope=\"postgres-cluster\"} 1\n" }
     - name: and no answer without one
