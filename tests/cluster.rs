@@ -184,6 +184,38 @@ fn type_b_deploys_converges_and_reruns_clean() {
         !plan.contains("+++ ") && !plan.contains("would change"),
         "{plan}"
     );
+    // The OS guards are undone by turning their vars the other way: --check --diff shows their
+    // files going and nothing else.
+    let undo = ok(with(&[
+        "--tags",
+        "system",
+        "--check",
+        "--diff",
+        "-e",
+        "logind_remove_ipc=true",
+        "-e",
+        "unattended_upgrades_exclude_cluster=false",
+    ]));
+    for task in [
+        "TASK [systemd's own RemoveIPC when logind_remove_ipc is true]",
+        "TASK [automatic upgrades as the system has them when unattended_upgrades_exclude_cluster is false]",
+    ] {
+        let after = undo
+            .split_once(task)
+            .unwrap_or_else(|| panic!("{task}:\n{undo}"))
+            .1;
+        let next_task = after.find("TASK [").unwrap_or(after.len());
+        assert!(
+            after[..next_task].contains("changed: [pgnode01]"),
+            "{task} changes nothing:\n{undo}"
+        );
+    }
+    for line in undo.lines().filter(|l| l.contains(" : ok=")) {
+        assert!(
+            line.contains(" changed=2 "),
+            "only the two files: {line}\n{undo}"
+        );
+    }
 
     // One part of the flow: `--tags pgbouncer` with a PgBouncer setting changed changes only
     // PgBouncer's tasks (pre-flight still runs); a user's own tasks files run at their points,
