@@ -186,6 +186,13 @@ fn every_fault_of_the_ha_table_with_clients_writing() {
                 assert!(out.contains("failsafe_mode: "), "PATCH /config:\n{out}");
             };
             failsafe(true);
+            // Failsafe mode protects only once the leader has written the members into etcd
+            // (its /failsafe key, on its next loop) and every member has read them.
+            s.until(30, "every member knows the failsafe members", || {
+                NODES.iter().all(|(_, ip)| {
+                    common::tls::https_get(ip, 8008, "/failsafe", &s.ca, None) == Ok(200)
+                })
+            });
             let leader = s.leader().expect("a leader");
             let replicas = s.replicas();
             for r in &replicas {
