@@ -233,9 +233,8 @@ pub fn target_for(inv: &Inventory, host: &str, opts: &RunOptions) -> Result<(Tar
     };
     let port_text = get(&["ansible_port", "ansible_ssh_port"])?.or_else(|| ssh_cfg("Port"));
     let port = match port_text {
-        Some(p) => p
-            .parse()
-            .map_err(|_| anyhow!("{host}: ansible_port `{p}` is not a port number"))?,
+        Some(p) => crate::inventory::port_number(&p)
+            .ok_or_else(|| anyhow!("{host}: ansible_port `{p}` is not a port number"))?,
         None => 22,
     };
     let user = get(&["ansible_user", "ansible_ssh_user"])?

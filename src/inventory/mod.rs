@@ -38,6 +38,11 @@ pub struct Inventory {
     pub groups: IndexMap<String, Group>,
 }
 
+/// A TCP port as a connection variable writes it: 1 to 65535.
+pub fn port_number(text: &str) -> Option<u16> {
+    text.trim().parse::<u16>().ok().filter(|p| *p > 0)
+}
+
 /// A connection variable that cannot work, named where the inventory writes it (before any
 /// host is contacted): a port that is not one. A templated value is checked when it is used.
 pub(super) fn check_connection_var(key: &str, value: &Value) -> Result<(), String> {
@@ -45,8 +50,8 @@ pub(super) fn check_connection_var(key: &str, value: &Value) -> Result<(), Strin
         return Ok(());
     }
     let port_ok = match value {
-        Value::Number(n) => n.as_u64().is_some_and(|p| (1..=65535).contains(&p)),
-        Value::String(s) => s.contains("{{") || s.trim().parse::<u16>().is_ok_and(|p| p > 0),
+        Value::Number(n) => port_number(&n.to_string()).is_some(),
+        Value::String(s) => s.contains("{{") || port_number(s).is_some(),
         _ => false,
     };
     if port_ok {
