@@ -36,6 +36,7 @@ pub(super) fn register(env: &mut Environment<'static>) {
     env.add_filter("items2dict", items2dict);
     env.add_filter("hash", hash);
     env.add_filter("ipaddr", ipaddr);
+    env.add_filter("pgpool_aes", pgpool_aes);
     env.add_filter("extract", extract);
     env.add_filter("ansible.utils.ipaddr", ipaddr);
     env.add_filter("difference", difference);
@@ -419,12 +420,44 @@ fn items2dict(v: Value, kw: Kwargs) -> Result<Value, Error> {
 
 fn hash(s: String, algo: Option<String>) -> Result<String, Error> {
     match algo.as_deref().unwrap_or("sha1") {
+        "md5" => Ok(hex::encode(md5::Md5::digest(s.as_bytes()))),
         "sha256" => Ok(hex::encode(sha2::Sha256::digest(s.as_bytes()))),
         "sha512" => Ok(hex::encode(sha2::Sha512::digest(s.as_bytes()))),
         other => Err(err(format!(
-            "hash: algorithm `{other}` is not supported; use sha256 or sha512"
+            "hash: algorithm `{other}` is not supported; use md5, sha256 or sha512"
         ))),
     }
+}
+
+/// `password | pgpool_aes(key)`: a pool_passwd entry as Pgpool-II's pg_enc writes it, "AES"
+/// and the base64 of AES-256-CBC with the key and IV of OpenSSL's EVP_BytesToKey (SHA-1, no
+/// salt, one round). Deterministic, so a re-run renders the same file.
+fn pgpool_aes(password: String, key: String) -> Result<String, Error> {
+    use aes::cipher::{block_padding::Pkcs7, BlockEncryptMut, KeyIvInit};
+    use base64::Engine as _;
+    if key.is_empty() {
+        return Err(err("pgpool_aes: the key is empty"));
+    }
+    let mut material = Vec::new();
+    let mut last: Vec<u8> = Vec::new();
+    while material.len() < 48 {
+        let mut h = <sha1::Sha1 as sha1::Digest>::new();
+        sha1::Digest::update(&mut h, &last);
+        sha1::Digest::update(&mut h, key.as_bytes());
+        last = sha1::Digest::finalize(h).to_vec();
+        material.extend_from_slice(&last);
+    }
+    let enc = cbc::Encryptor::<aes::Aes256>::new_from_slices(&material[..32], &material[32..48])
+        .map_err(|e| err(format!("pgpool_aes: {e}")))?;
+    let mut buf = password.as_bytes().to_vec();
+    buf.extend_from_slice(&[0; 16]);
+    let out = enc
+        .encrypt_padded_mut::<Pkcs7>(&mut buf, password.len())
+        .map_err(|e| err(format!("pgpool_aes: {e}")))?;
+    Ok(format!(
+        "AES{}",
+        base64::engine::general_purpose::STANDARD.encode(out)
+    ))
 }
 
 fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
@@ -656,6 +689,21 @@ mod tests {
         };
         let ctx = Vars::new(map, &t).into_value();
         t.render_str(src, &ctx, "test").unwrap()
+    }
+
+    /// The same bytes as `openssl enc -aes-256-cbc -md sha1 -nosalt -a -pass pass:k3yK3y`
+    /// (pg_enc's derivation), and md5 as md5sum.
+    #[test]
+    fn pgpool_aes_and_md5() {
+        let vars = json!({"pw": "app-pw", "k": "k3yK3y"});
+        assert_eq!(
+            render("{{ pw | pgpool_aes(k) }}", vars.clone()),
+            "AES0xq0oUCFBv8CHpjPnBgkog=="
+        );
+        assert_eq!(
+            render("{{ pw | hash('md5') }}", vars),
+            "aa94fdadf4b74e635ed1f732ab54eb35"
+        );
     }
 
     fn r(src: &str) -> String {
