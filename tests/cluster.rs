@@ -555,9 +555,10 @@ fn type_b_deploys_converges_and_reruns_clean() {
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.split_once(": ").map(|(_, v)| v.trim_matches('"')))
         .collect();
-    // Patroni's superuser, replication and REST passwords, HAProxy's statistics, VRRP's and
-    // the exporter's.
-    assert_eq!(passwords.len(), 6, "{kept}");
+    // Patroni's superuser, replication and REST passwords, HAProxy's statistics, VRRP's, the
+    // exporter's, and Pgpool-II's pcp password, pool_passwd key and watchdog key (made once,
+    // for the day pgpool is turned on).
+    assert_eq!(passwords.len(), 9, "{kept}");
     passwords.extend([
         "app-pw-first-7f3a",
         "app-pw-second-9c1d",

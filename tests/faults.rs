@@ -510,27 +510,12 @@ impl Suite {
 
     /// A shell command on `host` (through pgdeploy run); it must succeed.
     fn on(&self, host: &str, cmd: &str) {
-        let yaml = format!(
-            "- hosts: {host}\n  gather_facts: no\n  tasks:\n    - shell: {}\n",
-            serde_json::to_string(cmd).unwrap()
-        );
-        ok(self.lab.play("on.yml", &yaml, &[]));
+        self.lab.on(host, cmd)
     }
 
     /// The hosts that have the VIP on an interface (unreachable hosts count as not).
     fn vip_holders(&self) -> Vec<String> {
-        let r = self.lab.play(
-            "vip.yml",
-            "- hosts: postgres_cluster\n  gather_facts: no\n  tasks:\n    - command: ip -o -4 addr show\n      register: a\n      changed_when: false\n    - debug: msg=\"holder {{ inventory_hostname }}\"\n      when: \"' 10.77.0.100/' in a.stdout\"\n",
-            &["--connect-timeout", "3"],
-        );
-        r.out
-            .lines()
-            .filter_map(|l| {
-                l.split_once("=> holder ")
-                    .map(|(_, h)| h.trim().to_string())
-            })
-            .collect()
+        self.lab.vip_holders()
     }
 
     fn vip_holder(&self) -> String {
@@ -558,10 +543,7 @@ impl Suite {
 
     /// The member whose Patroni says it is the primary (asked from this machine over https).
     fn leader(&self) -> Option<&'static str> {
-        NODES
-            .iter()
-            .find(|(_, ip)| common::tls::https_get(ip, 8008, "/primary", &self.ca, None) == Ok(200))
-            .map(|(n, _)| *n)
+        common::lab::leader(&NODES, &self.ca)
     }
 
     fn role(&self, host: &str) -> Option<&'static str> {
@@ -621,15 +603,8 @@ impl Suite {
         }
     }
 
-    fn until(&self, limit: u64, what: &str, mut f: impl FnMut() -> bool) {
-        let start = Instant::now();
-        while !f() {
-            assert!(
-                start.elapsed() < Duration::from_secs(limit),
-                "{what}: not within {limit} s"
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
+    fn until(&self, limit: u64, what: &str, f: impl FnMut() -> bool) {
+        common::lab::until(limit, what, f)
     }
 
     fn print_table(&self) {

@@ -5,7 +5,10 @@
 //! the primary); `check` green, and red while pgpool is down on a host; the VIP holder powered
 //! off (the VIP moves, clients reconnect); the leader cut off while a client writes through
 //! the VIP (writes resume on the new primary, none acknowledged is lost, the old leader comes
-//! back as a replica that pgpool reads from again).
+//! back as a replica that pgpool reads from again); the primary detached by pgpool alone (a
+//! blip) attached again by pgdeploy-pgpool-follow; add-node and remove-node changing the
+//! backends while a client writes; a pgpool.conf change restarting pgpool one
+//! host at a time with a client reading.
 
 mod common;
 
@@ -40,9 +43,23 @@ fn pgpool_tier_splits_reads_and_follows_patroni() {
 
     // A re-run changes nothing.
     let at = Instant::now();
-    let again = ok(s.cluster());
+    let again = ok(s.cluster(&[]));
     assert_nothing_changed(&again, &NODES.map(|(n, _)| n));
     eprintln!("[pgpool] re-run: nothing changed ({:.1?})", at.elapsed());
+
+    // A user name pool_passwd cannot hold is refused before anything changes.
+    let bad = s.cluster(&[
+        "-e",
+        r#"{"postgresql_users": [{"name": "a:b", "password": "pw-1"}]}"#,
+    ]);
+    assert_ne!(bad.code, 0, "{}", bad.out);
+    assert!(
+        bad.out.contains(
+            "postgresql_users: the name a:b has a `:`, which Pgpool-II's pool_passwd cannot hold"
+        ),
+        "{}",
+        bad.out
+    );
 
     // seeds/000's verification through the delegate IP.
     let at = Instant::now();
@@ -119,6 +136,31 @@ fn pgpool_tier_splits_reads_and_follows_patroni() {
     );
     s.on(other, "systemctl start pgpool2");
     s.green(90);
+
+    // pgpool detaches the primary, which stays the primary (a blip shorter than Patroni's
+    // ttl): once pgpool's search for another primary has ended (search_primary_node_timeout,
+    // 50 s), pgdeploy-pgpool-follow attaches it again and writes work again.
+    let leader = s.leader().expect("a leader");
+    let id = NODES.iter().position(|(n, _)| *n == leader).unwrap();
+    let holder = s.vip_holder();
+    s.on(
+        &holder,
+        &format!("PCPPASSFILE=/etc/pgpool2/pcppass pcp_detach_node -h /var/run/postgresql -p 9898 -U pgdeploy_pcp -w -n {id}"),
+    );
+    let detached = Instant::now();
+    s.until(120, "pgpool has the primary up again", || {
+        psql(
+            &s.url(VIP),
+            PASSWORD,
+            "INSERT INTO seen (id) SELECT coalesce(max(id), 0) + 1 FROM seen RETURNING at",
+        )
+        .is_ok_and(|at| at == ip_of(leader))
+    });
+    eprintln!(
+        "[pgpool] the primary {leader} detached by pgpool: attached again and writing after {:.1} s",
+        detached.elapsed().as_secs_f64()
+    );
+    s.green(60);
 
     // The VIP holder powered off (a replica: the VIP first leaves the leader if it is there).
     let at = Instant::now();
@@ -217,7 +259,94 @@ fn pgpool_tier_splits_reads_and_follows_patroni() {
         at.elapsed()
     );
 
-    let again = ok(s.cluster());
+    let again = ok(s.cluster(&[]));
+    assert_nothing_changed(&again, &NODES.map(|(n, _)| n));
+
+    // add-node: a fourth member becomes a backend of every pgpool (a rolling restart) while a
+    // client writes through the VIP; remove-node takes it out of the backends again.
+    let at = Instant::now();
+    let writer = Client::write(&s.url(VIP), PASSWORD, "add");
+    ok(s.lab.lab(&["add"]));
+    let added = ok(s.lab.pgdeploy(&[
+        "add-node",
+        "-i",
+        &s.inv,
+        "-e",
+        &s.bundle_var,
+        "-e",
+        &s.vars_arg,
+    ]));
+    assert!(added.contains("adding pgnode04"), "{added}");
+    let backends = s.sql("SHOW pool_nodes");
+    assert!(
+        backends.contains("|10.77.0.14|5432|up|"),
+        "pgnode04 is a backend, up:\n{backends}"
+    );
+    let mut on_new = 0;
+    for _ in 0..30 {
+        if s.sql("SELECT host(inet_server_addr())") == "10.77.0.14" {
+            on_new += 1;
+        }
+    }
+    assert!(on_new > 0, "no read of 30 went to pgnode04");
+    let removed = ok(s.lab.pgdeploy(&[
+        "remove-node",
+        "--node",
+        "pgnode04",
+        "-i",
+        &s.inv,
+        "-e",
+        &s.bundle_var,
+        "-e",
+        &s.vars_arg,
+    ]));
+    assert!(removed.contains("pgnode04 left the cluster"), "{removed}");
+    s.lab.forget("pgnode04");
+    std::thread::sleep(Duration::from_secs(2));
+    let w = writer.stop();
+    let stored = s.sql("SELECT string_agg(id::text, ' ') FROM writes WHERE scenario = 'add'");
+    let lost = w.missing_from(&stored);
+    let backends = s.sql("SHOW pool_nodes");
+    assert!(
+        !backends.contains("10.77.0.14") && backends.lines().count() == 3,
+        "pgnode04 is no backend any more:\n{backends}"
+    );
+    eprintln!(
+        "[pgpool] add-node and remove-node of pgnode04 ({on_new} of 30 reads went to it): writes {} ({} failed, longest without one {:.1} s, {} acknowledged lost); errors {:?} ({:.1?})",
+        w.attempts,
+        w.failed,
+        w.longest_gap.as_secs_f64(),
+        lost.len(),
+        w.errors,
+        at.elapsed()
+    );
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    assert!(w.last_ok, "writes work after remove-node: {:?}", w.errors);
+    s.green(120);
+    assert_nothing_changed(&ok(s.cluster(&[])), &NODES.map(|(n, _)| n));
+
+    // A pgpool.conf change restarts pgpool one host at a time while a client reads through
+    // the VIP; a re-run with it changes nothing.
+    let at = Instant::now();
+    let reader = Client::read(&s.url(VIP), PASSWORD);
+    std::thread::sleep(Duration::from_secs(2));
+    let changed = ok(s.cluster(&["-e", "pgpool_num_init_children=40"]));
+    assert!(
+        changed.contains("TASK [pgpool restarts for a changed configuration, one host at a time]"),
+        "{changed}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let r = reader.stop();
+    eprintln!(
+        "[pgpool] pgpool.conf changed, rolling restart: reads {} ({} failed, longest gap {:.1} s); errors {:?} ({:.1?})",
+        r.attempts,
+        r.failed,
+        r.longest_gap.as_secs_f64(),
+        r.errors,
+        at.elapsed()
+    );
+    assert!(r.last_ok, "reads answer after the restarts: {:?}", r.errors);
+    let again = ok(s.cluster(&["-e", "pgpool_num_init_children=40"]));
     assert_nothing_changed(&again, &NODES.map(|(n, _)| n));
     eprintln!("[pgpool] all in {:.0?}", s.started.elapsed());
 }
@@ -246,7 +375,7 @@ impl Suite {
             lab,
             started,
         };
-        let first = ok(s.cluster());
+        let first = ok(s.cluster(&[]));
         assert!(
             first.contains("Pgpool-II on 10.77.0.100: postgresql://10.77.0.100:9999/postgres"),
             "{first}"
@@ -255,8 +384,8 @@ impl Suite {
         s
     }
 
-    fn cluster(&self) -> Run {
-        self.lab.pgdeploy(&[
+    fn cluster(&self, extra: &[&str]) -> Run {
+        let mut args = vec![
             "cluster",
             "-i",
             &self.inv,
@@ -264,7 +393,9 @@ impl Suite {
             &self.bundle_var,
             "-e",
             &self.vars_arg,
-        ])
+        ];
+        args.extend_from_slice(extra);
+        self.lab.pgdeploy(&args)
     }
 
     fn check(&self) -> Run {
@@ -334,27 +465,12 @@ impl Suite {
 
     /// A shell command on `host`; it must succeed.
     fn on(&self, host: &str, cmd: &str) {
-        let yaml = format!(
-            "- hosts: {host}\n  gather_facts: no\n  tasks:\n    - shell: {}\n",
-            serde_json::to_string(cmd).unwrap()
-        );
-        ok(self.lab.play("on.yml", &yaml, &[]));
+        self.lab.on(host, cmd)
     }
 
     /// The hosts that have the VIP on an interface (unreachable hosts count as not).
     fn vip_holders(&self) -> Vec<String> {
-        let r = self.lab.play(
-            "vip.yml",
-            "- hosts: postgres_cluster\n  gather_facts: no\n  tasks:\n    - command: ip -o -4 addr show\n      register: a\n      changed_when: false\n    - debug: msg=\"holder {{ inventory_hostname }}\"\n      when: \"' 10.77.0.100/' in a.stdout\"\n",
-            &["--connect-timeout", "3"],
-        );
-        r.out
-            .lines()
-            .filter_map(|l| {
-                l.split_once("=> holder ")
-                    .map(|(_, h)| h.trim().to_string())
-            })
-            .collect()
+        self.lab.vip_holders()
     }
 
     fn vip_holder(&self) -> String {
@@ -368,21 +484,11 @@ impl Suite {
 
     /// The member whose Patroni says it is the primary.
     fn leader(&self) -> Option<&'static str> {
-        NODES
-            .iter()
-            .find(|(_, ip)| common::tls::https_get(ip, 8008, "/primary", &self.ca, None) == Ok(200))
-            .map(|(n, _)| *n)
+        common::lab::leader(&NODES, &self.ca)
     }
 
-    fn until(&self, limit: u64, what: &str, mut f: impl FnMut() -> bool) {
-        let start = Instant::now();
-        while !f() {
-            assert!(
-                start.elapsed() < Duration::from_secs(limit),
-                "{what}: not within {limit} s"
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
+    fn until(&self, limit: u64, what: &str, f: impl FnMut() -> bool) {
+        common::lab::until(limit, what, f)
     }
 }
 

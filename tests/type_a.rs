@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::lab::{ok, Run, TestLab};
+use common::lab::{ok, TestLab};
 use common::writer;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -593,26 +593,11 @@ fn start_times(out: &str) -> Vec<String> {
 
 /// The host whose interface holds the VIP (empty when none).
 fn vip_holder(lab: &TestLab) -> String {
-    let r: Run = lab.play(
-        "vip.yml",
-        "- hosts: postgres_cluster\n  gather_facts: no\n  tasks:\n    - command: ip -o -4 addr show\n      register: a\n      changed_when: false\n    - debug: msg=\"holder {{ inventory_hostname }}\"\n      when: \"' 10.77.0.100/' in a.stdout\"\n",
-        &[],
-    );
-    r.out
-        .lines()
-        .find_map(|l| {
-            l.split_once("=> holder ")
-                .map(|(_, h)| h.trim().to_string())
-        })
-        .unwrap_or_default()
+    lab.vip_holders().into_iter().next().unwrap_or_default()
 }
 
-fn until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+fn until(limit: Duration, what: &str, f: impl FnMut() -> bool) {
+    common::lab::until(limit.as_secs(), what, f)
 }
 
 /// A plain HTTP GET from this machine (the lab's bridge reaches the hosts); the status code.

@@ -123,6 +123,55 @@ impl TestLab {
     }
 }
 
+impl TestLab {
+    /// A shell command on `host` (through pgdeploy run); it must succeed.
+    pub fn on(&self, host: &str, cmd: &str) {
+        let yaml = format!(
+            "- hosts: {host}\n  gather_facts: no\n  tasks:\n    - shell: {}\n",
+            serde_json::to_string(cmd).unwrap()
+        );
+        ok(self.play("on.yml", &yaml, &[]));
+    }
+
+    /// The database hosts that have the lab's VIP (10.77.0.100) on an interface; unreachable
+    /// hosts count as not.
+    pub fn vip_holders(&self) -> Vec<String> {
+        let r = self.play(
+            "vip.yml",
+            "- hosts: postgres_cluster\n  gather_facts: no\n  tasks:\n    - command: ip -o -4 addr show\n      register: a\n      changed_when: false\n    - debug: msg=\"holder {{ inventory_hostname }}\"\n      when: \"' 10.77.0.100/' in a.stdout\"\n",
+            &["--connect-timeout", "3"],
+        );
+        r.out
+            .lines()
+            .filter_map(|l| {
+                l.split_once("=> holder ")
+                    .map(|(_, h)| h.trim().to_string())
+            })
+            .collect()
+    }
+}
+
+/// The member of `nodes` (name, address) whose Patroni says it is the primary, asked from
+/// this machine over https with the cluster's CA `ca`.
+pub fn leader(nodes: &[(&'static str, &str)], ca: &Path) -> Option<&'static str> {
+    nodes
+        .iter()
+        .find(|(_, ip)| super::tls::https_get(ip, 8008, "/primary", ca, None) == Ok(200))
+        .map(|(n, _)| *n)
+}
+
+/// Waits (polling every half second) until `f` holds; fails after `limit` seconds.
+pub fn until(limit: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(limit),
+            "{what}: not within {limit} s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
 impl Drop for TestLab {
     fn drop(&mut self) {
         let _ = self.lab(&["down"]);
