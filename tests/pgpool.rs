@@ -267,15 +267,7 @@ fn pgpool_tier_splits_reads_and_follows_patroni() {
     let at = Instant::now();
     let writer = Client::write(&s.url(VIP), PASSWORD, "add");
     ok(s.lab.lab(&["add"]));
-    let added = ok(s.lab.pgdeploy(&[
-        "add-node",
-        "-i",
-        &s.inv,
-        "-e",
-        &s.bundle_var,
-        "-e",
-        &s.vars_arg,
-    ]));
+    let added = ok(s.pgdeploy(&["add-node"], &[]));
     assert!(added.contains("adding pgnode04"), "{added}");
     let backends = s.sql("SHOW pool_nodes");
     assert!(
@@ -289,17 +281,7 @@ fn pgpool_tier_splits_reads_and_follows_patroni() {
         }
     }
     assert!(on_new > 0, "no read of 30 went to pgnode04");
-    let removed = ok(s.lab.pgdeploy(&[
-        "remove-node",
-        "--node",
-        "pgnode04",
-        "-i",
-        &s.inv,
-        "-e",
-        &s.bundle_var,
-        "-e",
-        &s.vars_arg,
-    ]));
+    let removed = ok(s.pgdeploy(&["remove-node", "--node", "pgnode04"], &[]));
     assert!(removed.contains("pgnode04 left the cluster"), "{removed}");
     s.lab.forget("pgnode04");
     std::thread::sleep(Duration::from_secs(2));
@@ -375,6 +357,12 @@ impl Suite {
             lab,
             started,
         };
+        // README's first command on bare hosts: the whole plan, exit 0, nothing changed.
+        let plan = ok(s.cluster(&["--check", "--diff"]));
+        assert!(
+            plan.contains("TASK [pgpool.conf]") && plan.contains("+delegate_IP = '10.77.0.100'"),
+            "{plan}"
+        );
         let first = ok(s.cluster(&[]));
         assert!(
             first.contains("Pgpool-II on 10.77.0.100: postgresql://10.77.0.100:9999/postgres"),
@@ -385,8 +373,13 @@ impl Suite {
     }
 
     fn cluster(&self, extra: &[&str]) -> Run {
-        let mut args = vec![
-            "cluster",
+        self.pgdeploy(&["cluster"], extra)
+    }
+
+    /// A pgdeploy command with the lab's inventory, the bundle and the test's vars, then
+    /// `extra` (a later -e wins).
+    fn pgdeploy(&self, command: &[&str], extra: &[&str]) -> Run {
+        let common = [
             "-i",
             &self.inv,
             "-e",
@@ -394,8 +387,7 @@ impl Suite {
             "-e",
             &self.vars_arg,
         ];
-        args.extend_from_slice(extra);
-        self.lab.pgdeploy(&args)
+        self.lab.pgdeploy(&[command, &common, extra].concat())
     }
 
     fn check(&self) -> Run {
