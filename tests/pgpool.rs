@@ -120,6 +120,30 @@ fn pgpool_tier_splits_reads_and_follows_patroni() {
         green.contains(&format!("{leader} up primary")) && green.contains("healthy"),
         "{green}"
     );
+    // seeds/000's verification as check shows it: reads on the replicas only, the read after
+    // a write on the primary.
+    let routing = green
+        .lines()
+        .find(|l| {
+            l.starts_with(&format!(
+                "Pgpool-II routing (through {holder}): 6 reads went to "
+            ))
+        })
+        .unwrap_or_else(|| panic!("check shows pgpool's routing:\n{green}"));
+    let (reads, written) = routing
+        .split_once("; a read after a write in the same transaction went to ")
+        .unwrap();
+    assert_eq!(written, leader, "{routing}");
+    let read_hosts: Vec<&str> = reads
+        .rsplit("went to ")
+        .next()
+        .unwrap()
+        .split(' ')
+        .collect();
+    assert!(
+        read_hosts.len() == 6 && !read_hosts.contains(&leader),
+        "six reads, none on the leader: {routing}"
+    );
     let other = NODES
         .iter()
         .map(|(n, _)| *n)
