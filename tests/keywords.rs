@@ -303,6 +303,14 @@ fn module_parameters_work_or_are_refused() {
             "command: { cmd: 'true', warn: false }",
             "removed from Ansible in 2.14",
         ),
+        (
+            "user: { name: x, password: '$6$salt$hash' }",
+            "`password` is not supported by pgdeploy: a crypt hash",
+        ),
+        (
+            "stat: { path: /tmp, checksum_algoritm: md5 }",
+            "did you mean `checksum_algorithm`",
+        ),
     ] {
         let pb = lab.write(
             "param.yml",
@@ -362,4 +370,39 @@ fn module_parameters_work_or_are_refused() {
     assert!(!r.stdout.contains("only with -vv"), "{}", r.stdout);
     let r = lab.run(&pb, &inv, &["-e", &b, "-vv"]);
     assert!(r.stdout.contains("only with -vv"), "{}", r.stdout);
+
+    // copy's `checksum` (SHA-1 of what is copied): the right one writes, another fails the
+    // task and writes nothing. A value of the wrong type names the parameter and the task.
+    let pb = lab.write(
+        "checksum.yml",
+        r#"
+- hosts: web
+  gather_facts: no
+  tasks:
+    - copy: { dest: "{{ base }}/summed", content: "sum\n", checksum: 86ae2e08ddb4ed2a7c3f1f9f2a4c3a7b68b8a7a3 }
+      register: wrong
+      ignore_errors: true
+    - stat: { path: "{{ base }}/summed" }
+      register: after_wrong
+    - assert: { that: [wrong is failed, not after_wrong.stat.exists] }
+    - copy: { dest: "{{ base }}/summed", content: "sum\n", checksum: dc7acfe8ff6cbfc10b0692df508fcbe6418221ae }
+    - copy: { dest: "{{ base }}/summed", content: "x", force: maybe }
+"#,
+    );
+    let r = lab.run(&pb, &inv, &["-e", &b]);
+    r.assert_code(2);
+    assert!(
+        r.stdout.contains("not the `checksum` 86ae2e08"),
+        "{}",
+        r.stdout
+    );
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        all.contains("checksum.yml:12") && all.contains("`force` must be yes or no, found `maybe`"),
+        "{all}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(lab.path().join("summed")).unwrap(),
+        "sum\n"
+    );
 }

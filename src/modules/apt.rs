@@ -2,9 +2,10 @@
 //!
 //! The per-distribution commands are data ([`MANAGERS`]), so another family is a table entry.
 
-use super::{ModuleCtx, Outcome, Params, Spec};
+use super::{args, ModuleCtx, Outcome, Params, Spec};
 use crate::transport::{quote, quote_join};
 use anyhow::{bail, Result};
+use serde::Deserialize;
 
 /// How one package manager is driven.
 struct Manager {
@@ -67,26 +68,34 @@ fn base_name(spec: &str) -> &str {
     spec.split(['=', '>', '<']).next().unwrap_or(spec).trim()
 }
 
+/// apt's parameters (package and dnf take some of them).
+#[derive(Deserialize)]
+struct Args {
+    #[serde(default, alias = "pkg", alias = "package")]
+    name: Vec<String>,
+    state: Option<String>,
+    update_cache: Option<bool>,
+    cache_valid_time: Option<i64>,
+    install_recommends: Option<bool>,
+    default_release: Option<String>,
+    purge: Option<bool>,
+}
+
 pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     let module = p.module;
+    let a: Args = p.parse()?;
     let family = ctx
         .facts
         .get("ansible_os_family")
         .and_then(|v| v.as_str())
         .unwrap_or("Debian");
     let m = manager_for(module, family)?;
-    let mut names = p.list("name")?;
-    if names.is_empty() {
-        names = p.list("pkg")?;
-    }
-    if names.is_empty() {
-        names = p.list("package")?;
-    }
-    let state = p.str("state")?.unwrap_or_else(|| "present".into());
+    let names = a.name;
+    let state = a.state.unwrap_or_else(|| "present".into());
     let mut changed = false;
     // The cache, when asked for and older than cache_valid_time.
-    if p.flag("update_cache", false)? {
-        let valid = p.int("cache_valid_time")?.unwrap_or(0);
+    if a.update_cache.unwrap_or(false) {
+        let valid = a.cache_valid_time.unwrap_or(0);
         // Without cache_valid_time the first command updates the cache: never run ahead.
         if valid <= 0 && ctx.readahead.is_some_and(|r| r.is_recording()) {
             return Err(super::readahead::Recorded.into());
@@ -134,10 +143,10 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         .filter(|n| !installed.iter().any(|i| i == base_name(n)))
         .collect();
     let mut opts = String::new();
-    if p.bool("install_recommends")? == Some(false) {
+    if a.install_recommends == Some(false) {
         opts.push_str(m.no_recommends);
     }
-    if let Some(rel) = p.str("default_release")? {
+    if let Some(rel) = a.default_release {
         opts.push_str(&format!(" -t {}", quote(&rel)));
     }
     let script = match state.as_str() {
@@ -170,7 +179,7 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         }
         "absent" | "removed" => {
             let present: Vec<&String> = bases.iter().filter(|b| installed.contains(b)).collect();
-            let cmd = if p.flag("purge", false)? {
+            let cmd = if a.purge.unwrap_or(false) {
                 m.purge
             } else {
                 m.remove
@@ -215,17 +224,7 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
 
 /// The `apt` module.
 pub const APT: Spec = Spec {
-    params: &[
-        "name",
-        "pkg",
-        "package",
-        "state",
-        "update_cache",
-        "cache_valid_time",
-        "install_recommends",
-        "default_release",
-        "purge",
-    ],
+    params: args::fields::<Args>,
     refused: &[
         ("autoremove", "run `apt-get autoremove -y` with `command:`"),
         ("force", "deprecated by Ansible; not supported"),
@@ -257,7 +256,7 @@ pub const APT: Spec = Spec {
 
 /// The `package` module.
 pub const PACKAGE: Spec = Spec {
-    params: &["name", "state"],
+    params: || vec!["name", "state"],
     refused: &[(
         "use",
         "the package manager follows the host's ansible_os_family",
@@ -269,7 +268,7 @@ pub const PACKAGE: Spec = Spec {
 /// The `dnf` module.
 pub const DNF: Spec = Spec {
     aliases: &["yum"],
-    params: &["name", "state", "update_cache"],
+    params: || vec!["name", "state", "update_cache"],
     refused: &[
         (
             "enablerepo",

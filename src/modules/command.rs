@@ -3,29 +3,45 @@
 //! `command` runs a program with its arguments (no shell features), `shell` runs a script with
 //! /bin/sh. `creates`/`removes` are checked in the same round trip as the command itself.
 
-use super::{ModuleCtx, Outcome, Params, Spec};
+use super::{args, ModuleCtx, Outcome, Params, Spec};
 use crate::transport::{quote, quote_join, split_words, Stdin};
 use anyhow::{bail, Result};
+use serde::Deserialize;
 use serde_json::Value;
+
+/// shell's parameters (command's, without `argv`; raw's are two of them).
+#[derive(Deserialize)]
+struct Args {
+    #[serde(rename = "_raw_params")]
+    raw: Option<String>,
+    cmd: Option<String>,
+    chdir: Option<String>,
+    creates: Option<String>,
+    removes: Option<String>,
+    stdin: Option<String>,
+    stdin_add_newline: Option<bool>,
+    strip_empty_ends: Option<bool>,
+    executable: Option<String>,
+}
+
+/// command's own: the program and its arguments as a list.
+#[derive(Deserialize)]
+struct Argv {
+    argv: Option<Vec<String>>,
+}
 
 /// Marker printed when `creates`/`removes` decide that the command need not run.
 const SKIP_MARK: &str = "__pgdeploy_skip__";
 
 pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     let name = p.module;
-    let raw = p.str("_raw_params")?.or(p.str("cmd")?);
-    let script = match (name, raw, p.get("argv")) {
-        ("command", None, Some(Value::Array(argv))) => {
-            let words: Vec<String> = argv
-                .iter()
-                .map(|v| {
-                    v.as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| v.to_string())
-                })
-                .collect();
-            format!("exec {}", quote_join(&words))
-        }
+    let a: Args = p.parse()?;
+    let argv = match name {
+        "command" => p.parse::<Argv>()?.argv,
+        _ => None,
+    };
+    let script = match (name, a.raw.or(a.cmd), argv) {
+        ("command", None, Some(words)) => format!("exec {}", quote_join(&words)),
         ("command", Some(cmd), _) => {
             let words = split_words(&cmd, false).map_err(|e| anyhow::anyhow!("command: {e}"))?;
             if words.is_empty() {
@@ -33,26 +49,26 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
             }
             format!("exec {}", quote_join(&words))
         }
-        (_, Some(cmd), _) => match p.str("executable")? {
+        (_, Some(cmd), _) => match a.executable {
             Some(exe) => format!("exec {} -c {}", quote(&exe), quote(&cmd)),
             None => cmd,
         },
         _ => bail!("{name}: give the command (free form, `cmd:` or `argv:`)"),
     };
     let mut guard = String::new();
-    if let Some(c) = p.str("creates")? {
+    if let Some(c) = a.creates {
         guard.push_str(&format!(
             "if [ -e {} ]; then echo {SKIP_MARK}; exit 0; fi; ",
             quote(&c)
         ));
     }
-    if let Some(r) = p.str("removes")? {
+    if let Some(r) = a.removes {
         guard.push_str(&format!(
             "if [ ! -e {} ]; then echo {SKIP_MARK}; exit 0; fi; ",
             quote(&r)
         ));
     }
-    if let Some(dir) = p.str("chdir")? {
+    if let Some(dir) = a.chdir {
         guard.push_str(&format!("cd {} || exit 1; ", quote(&dir)));
     }
     // In a loop, the guards of every item are checked in one round trip (read-ahead): record
@@ -85,9 +101,9 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         }
         return Ok(Outcome::skipped("not run in check mode (a command cannot be probed; add creates:, or check_mode: false if it only reads)"));
     }
-    let stdin = match p.str("stdin")? {
+    let stdin = match a.stdin {
         Some(mut s) => {
-            if p.flag("stdin_add_newline", true)? {
+            if a.stdin_add_newline.unwrap_or(true) {
                 s.push('\n');
             }
             Stdin::Bytes(s.into_bytes())
@@ -104,7 +120,7 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
             .with("stdout_lines", Value::Array(vec![])));
     }
     // strip_empty_ends (default yes): no trailing empty lines, as Ansible returns them.
-    let strip_ends = p.flag("strip_empty_ends", true)?;
+    let strip_ends = a.strip_empty_ends.unwrap_or(true);
     let strip = |s: String| {
         if strip_ends {
             s.trim_end_matches(['\n', '\r']).to_string()
@@ -147,18 +163,7 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
 
 /// The `command` module.
 pub const COMMAND: Spec = Spec {
-    params: &[
-        "_raw_params",
-        "cmd",
-        "argv",
-        "chdir",
-        "creates",
-        "removes",
-        "stdin",
-        "stdin_add_newline",
-        "strip_empty_ends",
-        "executable",
-    ],
+    params: || [args::fields::<Args>(), args::fields::<Argv>()].concat(),
     refused: &[
         ("warn", "removed from Ansible in 2.14; delete it"),
         (
@@ -173,17 +178,7 @@ pub const COMMAND: Spec = Spec {
 
 /// The `shell` module.
 pub const SHELL: Spec = Spec {
-    params: &[
-        "_raw_params",
-        "cmd",
-        "chdir",
-        "creates",
-        "removes",
-        "stdin",
-        "stdin_add_newline",
-        "strip_empty_ends",
-        "executable",
-    ],
+    params: args::fields::<Args>,
     refused: &[("warn", "removed from Ansible in 2.14; delete it")],
     free_form: true,
     probes_first: true,
@@ -192,7 +187,7 @@ pub const SHELL: Spec = Spec {
 
 /// The `raw` module.
 pub const RAW: Spec = Spec {
-    params: &["_raw_params", "executable"],
+    params: || vec!["_raw_params", "executable"],
     free_form: true,
     ..Spec::new("raw", |p, ctx| Box::pin(run(p, ctx)))
 };

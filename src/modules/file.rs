@@ -1,13 +1,27 @@
 //! file: directories, links, empty files, absence, owner and mode.
 
-use super::files::Wanted;
-use super::{ModuleCtx, Outcome, Params, Spec};
+use super::files::{Attrs, Wanted};
+use super::{args, ModuleCtx, Outcome, Params, Spec};
 use crate::transport::quote;
 use anyhow::{bail, Result};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Args {
+    #[serde(alias = "dest", alias = "name")]
+    path: String,
+    state: Option<String>,
+    src: Option<String>,
+    #[serde(default)]
+    recurse: bool,
+    #[serde(default)]
+    force: bool,
+}
 
 pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
-    let path = p.req_any(&["path", "dest", "name"])?;
-    let wanted = Wanted::from_params(p)?;
+    let a: Args = p.parse()?;
+    let path = a.path;
+    let wanted = Wanted::attrs_only(p.parse::<Attrs>()?);
     let q = quote(&path);
     // One probe: kind, owner, group, mode, link target.
     let out = ctx
@@ -40,17 +54,13 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
             .unwrap_or(0),
         ..Default::default()
     };
-    let state = match p.str("state")? {
+    let state = match a.state {
         Some(s) => s,
-        None if p.get("src").is_some() => "link".into(),
+        None if a.src.is_some() => "link".into(),
         None if kind == "absent" => "file".into(),
         None => kind.clone(),
     };
-    let attrs = attr_script(
-        &wanted,
-        &q,
-        p.flag("recurse", false)? && state == "directory",
-    );
+    let attrs = attr_script(&wanted, &q, a.recurse && state == "directory");
     let (needed, script) = match state.as_str() {
         "absent" => (kind != "absent", format!("rm -rf {q}")),
         "directory" => {
@@ -72,8 +82,10 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
             (!wanted.attrs_match(&current), attrs.clone())
         }
         "link" => {
-            let src = p.req("src")?;
-            if kind != "absent" && kind != "link" && !p.flag("force", false)? {
+            let Some(src) = a.src else {
+                bail!("file: state=link needs `src` (what the link points to)");
+            };
+            if kind != "absent" && kind != "link" && !a.force {
                 bail!("file: {path} exists and is a {kind}; refusing to replace it with a link without force: yes");
             }
             (
@@ -120,7 +132,7 @@ fn attr_script(w: &Wanted, q: &str, recurse: bool) -> String {
 
 /// The `file` module.
 pub const FILE: Spec = Spec {
-    params: &["path", "dest", "name", "state", "owner", "group", "mode", "src", "recurse", "force"],
+    params: || [args::fields::<Args>(), args::fields::<Attrs>()].concat(),
     refused: &[
         ("follow", "not supported: pgdeploy acts on the path given (links are followed as the command does)"),
         ("access_time", "not supported; use `command: touch -a -d ...`"),

@@ -4,10 +4,12 @@
 //! round trip. The write is atomic: a temporary file beside the destination, validated, given
 //! its owner and mode, then renamed over the old one — also one round trip.
 
+use super::args::{self, FileMode};
 use super::{ModuleCtx, Outcome, Params, Spec};
 use crate::transport::{quote, Stdin};
 use anyhow::{anyhow, bail, Result};
 use base64::Engine as _;
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
@@ -234,10 +236,39 @@ pub struct Wanted {
     pub force: bool,
 }
 
+/// The owner, group and mode parameters of the file modules.
+#[derive(Deserialize)]
+pub struct Attrs {
+    owner: Option<String>,
+    group: Option<String>,
+    mode: Option<FileMode>,
+}
+
+/// How copy, template and lineinfile write a file.
+#[derive(Deserialize)]
+pub struct Writing {
+    #[serde(default)]
+    backup: bool,
+    validate: Option<String>,
+}
+
 impl Wanted {
-    pub fn from_params(p: &Params) -> Result<Wanted> {
-        let validate = p.str("validate")?;
-        if let Some(v) = &validate {
+    /// Only owner, group and mode (the file module).
+    pub fn attrs_only(a: Attrs) -> Wanted {
+        Wanted {
+            owner: a.owner,
+            group: a.group,
+            mode: FileMode::of(a.mode),
+            backup: false,
+            validate: None,
+            force: true,
+        }
+    }
+
+    /// Attributes and how the file is written (`Attrs` and `Writing`).
+    pub fn writing(p: &Params) -> Result<Wanted> {
+        let w: Writing = p.parse()?;
+        if let Some(v) = &w.validate {
             if !v.contains("%s") {
                 bail!(
                     "{}: `validate` must contain %s (the file to check), e.g. 'haproxy -c -f %s'",
@@ -246,13 +277,15 @@ impl Wanted {
             }
         }
         Ok(Wanted {
-            owner: p.str("owner")?,
-            group: p.str("group")?,
-            mode: p.mode("mode")?,
-            backup: p.flag("backup", false)?,
-            validate,
-            force: p.flag("force", true)?,
+            backup: w.backup,
+            validate: w.validate,
+            ..Wanted::attrs_only(p.parse()?)
         })
+    }
+
+    /// The parameters `writing` reads.
+    pub fn writing_fields() -> Vec<&'static str> {
+        [args::fields::<Attrs>(), args::fields::<Writing>()].concat()
     }
 
     /// Whether an existing file's owner, group and mode already match.
@@ -408,22 +441,59 @@ pub fn local_path(ctx: &ModuleCtx<'_>, src: &str, sub: &str) -> Result<PathBuf> 
     ))
 }
 
+/// copy's own parameters (beside `Attrs` and `Writing`).
+#[derive(Deserialize)]
+struct CopyArgs {
+    src: Option<String>,
+    content: Option<serde_json::Value>,
+    dest: String,
+    force: Option<bool>,
+    #[serde(default)]
+    remote_src: bool,
+    /// The SHA-1 the file must have: a different one fails the task before anything is written.
+    checksum: Option<String>,
+}
+
+/// Fails when `checksum` is given and the file's SHA-1 is another.
+fn check_sha1(checksum: &Option<String>, actual: impl FnOnce() -> Result<String>) -> Result<()> {
+    let Some(want) = checksum else {
+        return Ok(());
+    };
+    let got = actual()?;
+    if !got.eq_ignore_ascii_case(want.trim()) {
+        bail!("copy: the file's SHA-1 is {got}, not the `checksum` {want}: nothing was written");
+    }
+    Ok(())
+}
+
+fn sha1_hex(bytes: &[u8]) -> String {
+    use sha1::Digest as _;
+    hex::encode(sha1::Sha1::digest(bytes))
+}
+
 pub async fn copy(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
-    let dest = p.req("dest")?;
-    let wanted = Wanted::from_params(p)?;
-    if p.flag("remote_src", false)? {
+    let a: CopyArgs = p.parse()?;
+    let dest = a.dest;
+    let wanted = Wanted {
+        force: a.force.unwrap_or(true),
+        ..Wanted::writing(p)?
+    };
+    if a.remote_src {
         bail!("copy: remote_src is not supported; use `command: cp ...` with creates:");
     }
-    if let Some(content) = p.get("content") {
+    if let Some(content) = a.content {
         let text = match content {
-            serde_json::Value::String(s) => s.clone(),
-            other => serde_json::to_string_pretty(other)?,
+            serde_json::Value::String(s) => s,
+            other => serde_json::to_string_pretty(&other)?,
         };
         let bytes = text.into_bytes();
+        check_sha1(&a.checksum, || Ok(sha1_hex(&bytes)))?;
         let hash = hash_hex(&bytes);
         return converge_content(ctx, &dest, NewContent::bytes(&bytes, &hash), &wanted).await;
     }
-    let src = p.req("src")?;
+    let Some(src) = a.src else {
+        bail!("copy: give `src` (a file) or `content`");
+    };
     let path = local_path(ctx, &src, "files")?;
     if path.is_dir() {
         bail!("copy: `{src}` is a directory; copying directories is not supported yet");
@@ -440,6 +510,19 @@ pub async fn copy(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     };
     // Large files are streamed and hashed without holding them in memory.
     if meta.len() as usize > MAX_DIFF_BYTES {
+        check_sha1(&a.checksum, || {
+            use sha1::Digest as _;
+            use std::io::Read as _;
+            let (mut f, mut h) = (std::fs::File::open(&path)?, sha1::Sha1::new());
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                match f.read(&mut buf)? {
+                    0 => break,
+                    n => h.update(&buf[..n]),
+                }
+            }
+            Ok(hex::encode(h.finalize()))
+        })?;
         let (hash, binary) = hash_file(&path)?;
         let file = tokio::fs::File::open(&path).await?;
         let reader = tokio::io::BufReader::with_capacity(1 << 20, file);
@@ -453,6 +536,7 @@ pub async fn copy(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         return converge_content(ctx, &dest, new, &wanted).await;
     }
     let bytes = std::fs::read(&path)?;
+    check_sha1(&a.checksum, || Ok(sha1_hex(&bytes)))?;
     let hash = hash_hex(&bytes);
     converge_content(ctx, &dest, NewContent::bytes(&bytes, &hash), &wanted).await
 }
@@ -475,10 +559,20 @@ fn hash_file(path: &std::path::Path) -> Result<(String, bool)> {
     Ok((hex::encode(h.finalize()), binary.unwrap_or(false)))
 }
 
+/// template's own parameters (beside `Attrs` and `Writing`).
+#[derive(Deserialize)]
+struct TemplateArgs {
+    src: String,
+    dest: String,
+    force: Option<bool>,
+}
+
 pub async fn template(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
-    let src = p.req("src")?;
-    let dest = p.req("dest")?;
-    let wanted = Wanted::from_params(p)?;
+    let TemplateArgs { src, dest, force } = p.parse()?;
+    let wanted = Wanted {
+        force: force.unwrap_or(true),
+        ..Wanted::writing(p)?
+    };
     if ctx.readahead.is_some_and(|r| r.is_recording()) {
         // A loop's read-ahead needs only the probe (the same one converge_content makes);
         // the template is rendered once, when the item runs.
@@ -508,7 +602,7 @@ fn render_named(ctx: &ModuleCtx<'_>, name: &str, text: &str) -> Result<String> {
 
 /// The `copy` module.
 pub const COPY: Spec = Spec {
-    params: &["src", "content", "dest", "owner", "group", "mode", "backup", "validate", "force", "remote_src", "checksum"],
+    params: || [args::fields::<CopyArgs>(), Wanted::writing_fields()].concat(),
     refused: &[
         ("directory_mode", "copying directories is not supported"),
         ("follow", "not supported: pgdeploy acts on the path given (links are followed as the command does)"),
@@ -524,7 +618,7 @@ pub const COPY: Spec = Spec {
 
 /// The `template` module.
 pub const TEMPLATE: Spec = Spec {
-    params: &["src", "dest", "owner", "group", "mode", "backup", "validate", "force"],
+    params: || [args::fields::<TemplateArgs>(), Wanted::writing_fields()].concat(),
     refused: &[
         ("newline_sequence", "templates are written with \\n line endings"),
         ("trim_blocks", "templates render with Ansible's defaults (trim_blocks on, lstrip_blocks off)"),

@@ -2,22 +2,45 @@
 //! and written like any file, so check mode and diffs are exact.
 
 use super::files::{hash_hex, probe_file, write_content, NewContent, Wanted};
-use super::{ModuleCtx, Outcome, Params, Spec};
+use super::{args, ModuleCtx, Outcome, Params, Spec};
 use crate::transport::quote;
 use anyhow::{anyhow, bail, Result};
 use base64::Engine as _;
+use serde::Deserialize;
+
+/// lineinfile's own parameters (beside the file's `Attrs` and `Writing`).
+#[derive(Deserialize)]
+struct Args {
+    #[serde(alias = "dest", alias = "name")]
+    path: String,
+    #[serde(alias = "value")]
+    line: Option<String>,
+    #[serde(alias = "regex")]
+    regexp: Option<String>,
+    search_string: Option<String>,
+    state: Option<String>,
+    insertafter: Option<String>,
+    insertbefore: Option<String>,
+    #[serde(default)]
+    create: bool,
+    #[serde(default)]
+    backrefs: bool,
+    #[serde(default)]
+    firstmatch: bool,
+}
 
 pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
-    let path = p.req_any(&["path", "dest", "name"])?;
-    let state = p.str("state")?.unwrap_or_else(|| "present".into());
-    let regexp = match p.str("regexp")?.or(p.str("regex")?) {
+    let a: Args = p.parse()?;
+    let path = a.path.clone();
+    let state = a.state.clone().unwrap_or_else(|| "present".into());
+    let regexp = match &a.regexp {
         Some(r) => {
-            Some(regex::Regex::new(&r).map_err(|e| anyhow!("lineinfile: bad regexp `{r}`: {e}"))?)
+            Some(regex::Regex::new(r).map_err(|e| anyhow!("lineinfile: bad regexp `{r}`: {e}"))?)
         }
         None => None,
     };
-    let search = p.str("search_string")?;
-    let create = p.flag("create", false)?;
+    let search = a.search_string.clone();
+    let create = a.create;
     // One probe: attributes and (up to the diff limit) the content.
     let current = probe_file(ctx, &path, true).await?;
     let old = if current.exists {
@@ -57,15 +80,15 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     };
     match state.as_str() {
         "absent" => {
-            let line = p.str("line")?.or(p.str("value")?);
+            let line = a.line.clone();
             lines.retain(|l| !(matches(l) || line.as_deref() == Some(l.as_str())));
         }
         "present" => {
-            let line = p
-                .str("line")?
-                .or(p.str("value")?)
+            let line = a
+                .line
+                .clone()
                 .ok_or_else(|| anyhow!("lineinfile: `line` is required with state=present"))?;
-            let backrefs = p.flag("backrefs", false)?;
+            let backrefs = a.backrefs;
             let last = lines.iter().rposition(|l| matches(l));
             if let Some(i) = last {
                 let new = match (&regexp, backrefs) {
@@ -81,7 +104,7 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
             } else if backrefs {
                 // With backrefs, no match means no change (as Ansible).
             } else if !lines.contains(&line) {
-                let pos = insert_position(p, &lines)?;
+                let pos = insert_position(&a, &lines)?;
                 lines.insert(pos, line);
             }
         }
@@ -92,7 +115,7 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         new_text.push('\n');
     }
     let bytes = new_text.into_bytes();
-    let wanted = Wanted::from_params(p)?;
+    let wanted = Wanted::writing(p)?;
     let hash = hash_hex(&bytes);
     if bytes == old && current.exists && wanted.attrs_match(&current) {
         return Ok(Outcome::ok());
@@ -107,22 +130,22 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     .await
 }
 
-fn insert_position(p: &Params, lines: &[String]) -> Result<usize> {
-    if let Some(before) = p.str("insertbefore")? {
+fn insert_position(a: &Args, lines: &[String]) -> Result<usize> {
+    if let Some(before) = &a.insertbefore {
         if before == "BOF" {
             return Ok(0);
         }
         let re =
-            regex::Regex::new(&before).map_err(|e| anyhow!("lineinfile: bad insertbefore: {e}"))?;
-        return Ok(matching(p, lines, &re)?.unwrap_or(lines.len()));
+            regex::Regex::new(before).map_err(|e| anyhow!("lineinfile: bad insertbefore: {e}"))?;
+        return Ok(matching(a, lines, &re).unwrap_or(lines.len()));
     }
-    if let Some(after) = p.str("insertafter")? {
+    if let Some(after) = &a.insertafter {
         if after == "EOF" {
             return Ok(lines.len());
         }
         let re =
-            regex::Regex::new(&after).map_err(|e| anyhow!("lineinfile: bad insertafter: {e}"))?;
-        return Ok(matching(p, lines, &re)?
+            regex::Regex::new(after).map_err(|e| anyhow!("lineinfile: bad insertafter: {e}"))?;
+        return Ok(matching(a, lines, &re)
             .map(|i| i + 1)
             .unwrap_or(lines.len()));
     }
@@ -130,37 +153,17 @@ fn insert_position(p: &Params, lines: &[String]) -> Result<usize> {
 }
 
 /// The line insertbefore/insertafter matches: the last one, or the first with `firstmatch`.
-fn matching(p: &Params, lines: &[String], re: &regex::Regex) -> Result<Option<usize>> {
-    Ok(if p.flag("firstmatch", false)? {
+fn matching(a: &Args, lines: &[String], re: &regex::Regex) -> Option<usize> {
+    if a.firstmatch {
         lines.iter().position(|l| re.is_match(l))
     } else {
         lines.iter().rposition(|l| re.is_match(l))
-    })
+    }
 }
 
 /// The `lineinfile` module.
 pub const LINEINFILE: Spec = Spec {
-    params: &[
-        "path",
-        "dest",
-        "name",
-        "line",
-        "value",
-        "regexp",
-        "regex",
-        "search_string",
-        "state",
-        "insertafter",
-        "insertbefore",
-        "create",
-        "backrefs",
-        "owner",
-        "group",
-        "mode",
-        "backup",
-        "validate",
-        "firstmatch",
-    ],
+    params: || [args::fields::<Args>(), Wanted::writing_fields()].concat(),
     refused: &[(
         "unsafe_writes",
         "pgdeploy always writes atomically (a temporary file renamed over the old one)",

@@ -5,24 +5,8 @@
 //! check mode it is skipped unless `creates`/`removes` decide it, or the task says
 //! `check_mode: false` (read-only), which makes it run.
 
-/// A PostgreSQL module's parameters: its own, then those of the connection psql makes
-/// (`postgresql::psql_command` reads them).
-macro_rules! with_login_params {
-    ($($own:literal),* $(,)?) => {
-        &[
-            $($own,)*
-            "login_db",
-            "login_user",
-            "login_host",
-            "login_port",
-            "port",
-            "login_unix_socket",
-            "login_password",
-        ]
-    };
-}
-
 mod apt;
+pub mod args;
 mod command;
 mod file;
 mod files;
@@ -60,8 +44,8 @@ pub struct Spec {
     pub name: &'static str,
     /// Ansible's other names for it (`systemd_service`, `yum`).
     pub aliases: &'static [&'static str],
-    /// The parameters it implements (set_fact: any name).
-    pub params: &'static [&'static str],
+    /// The parameters it implements: its struct's fields (`args::fields`); set_fact: any name.
+    pub params: fn() -> Vec<&'static str>,
     /// Ansible's parameters it does not implement, each refused with what to do instead.
     pub refused: &'static [(&'static str, &'static str)],
     /// Takes a free-form string (`command: ls -l`).
@@ -82,7 +66,7 @@ impl Spec {
         Spec {
             name,
             aliases: &[],
-            params: &[],
+            params: Vec::new,
             refused: &[],
             free_form: false,
             probes_first: false,
@@ -129,14 +113,14 @@ const MODULES: &[&Spec] = &[
 
 /// `include_tasks` and `meta` are the engine's; declared here for their parameters.
 const INCLUDE_TASKS: Spec = Spec {
-    params: &["file", "apply", "_raw_params"],
+    params: || vec!["file", "apply", "_raw_params"],
     free_form: true,
     local: true,
     ..Spec::new("include_tasks", run_by_the_engine)
 };
 
 const META: Spec = Spec {
-    params: &["_raw_params"],
+    params: || vec!["_raw_params"],
     free_form: true,
     local: true,
     ..Spec::new("meta", run_by_the_engine)
@@ -184,7 +168,7 @@ pub fn check_params(name: &str, params: &Map<String, Value>) -> Result<(), Strin
     if spec.name == "set_fact" {
         return Ok(()); // any names
     }
-    let allowed = spec.params;
+    let allowed = (spec.params)();
     for key in params.keys() {
         if allowed.contains(&key.as_str()) {
             continue;
@@ -450,117 +434,9 @@ pub struct Params<'a> {
 }
 
 impl<'a> Params<'a> {
-    pub fn get(&self, key: &str) -> Option<&'a Value> {
-        self.map.get(key).filter(|v| !v.is_null())
-    }
-
-    pub fn str(&self, key: &str) -> Result<Option<String>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(Value::Number(n)) => Ok(Some(n.to_string())),
-            Some(Value::Bool(b)) => Ok(Some(b.to_string())),
-            Some(other) => bail!("{}: `{key}` must be a string, found {other}", self.module),
-        }
-    }
-
-    pub fn req(&self, key: &str) -> Result<String> {
-        self.str(key)?
-            .ok_or_else(|| anyhow!("{}: parameter `{key}` is required", self.module))
-    }
-
-    /// The first of several alias names that is set (`path`/`dest`/`name`).
-    pub fn req_any(&self, keys: &[&str]) -> Result<String> {
-        for k in keys {
-            if let Some(v) = self.str(k)? {
-                return Ok(v);
-            }
-        }
-        bail!("{}: parameter `{}` is required", self.module, keys[0])
-    }
-
-    pub fn bool(&self, key: &str) -> Result<Option<bool>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(Value::Number(n)) => Ok(Some(n.as_f64() != Some(0.0))),
-            Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
-                "yes" | "true" | "on" | "1" | "y" => Ok(Some(true)),
-                "no" | "false" | "off" | "0" | "n" | "" => Ok(Some(false)),
-                _ => bail!("{}: `{key}` must be yes or no, found `{s}`", self.module),
-            },
-            Some(other) => bail!("{}: `{key}` must be yes or no, found {other}", self.module),
-        }
-    }
-
-    pub fn flag(&self, key: &str, default: bool) -> Result<bool> {
-        Ok(self.bool(key)?.unwrap_or(default))
-    }
-
-    pub fn int(&self, key: &str) -> Result<Option<i64>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::Number(n)) => Ok(n.as_i64().or_else(|| n.as_f64().map(|f| f as i64))),
-            Some(Value::String(s)) => s
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| anyhow!("{}: `{key}` must be a number, found `{s}`", self.module)),
-            Some(other) => bail!("{}: `{key}` must be a number, found {other}", self.module),
-        }
-    }
-
-    /// A list given as a YAML list or a comma-separated string.
-    pub fn list(&self, key: &str) -> Result<Vec<String>> {
-        match self.get(key) {
-            None => Ok(vec![]),
-            Some(Value::Array(items)) => Ok(items
-                .iter()
-                .filter(|v| !v.is_null())
-                .map(|v| {
-                    v.as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| v.to_string())
-                })
-                .collect()),
-            Some(Value::String(s)) => Ok(s
-                .split(',')
-                .map(|p| p.trim().to_string())
-                .filter(|p| !p.is_empty())
-                .collect()),
-            Some(other) => Ok(vec![other.to_string()]),
-        }
-    }
-
-    /// A file mode: `'0644'`, `'644'`, or an integer written as YAML octal (`0644`).
-    pub fn mode(&self, key: &str) -> Result<Option<u32>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::Number(n)) => {
-                // YAML 1.1 read 0644 as the integer 420 already; `mode: 644` (decimal) is a
-                // classic mistake, which Ansible reads the same way, so we do too.
-                let v = n
-                    .as_u64()
-                    .ok_or_else(|| anyhow!("{}: bad `{key}` {n}", self.module))?;
-                Ok(Some(v as u32))
-            }
-            Some(Value::String(s)) => {
-                let t = s.trim();
-                if t == "preserve" {
-                    return Ok(None);
-                }
-                u32::from_str_radix(t, 8).map(Some).map_err(|_| {
-                    anyhow!(
-                        "{}: `{key}` must be an octal mode such as '0644', found `{s}` (symbolic modes are not supported)",
-                        self.module
-                    )
-                })
-            }
-            Some(other) => bail!(
-                "{}: `{key}` must be an octal mode such as '0644', found {other}",
-                self.module
-            ),
-        }
+    /// The parameters read into the module's struct (see `args`).
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        args::from_map(self.module, self.map)
     }
 }
 
@@ -589,75 +465,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// The file each module is written in; helpers shared by several modules (file
-    /// attributes, psql's login parameters) count as read by every module.
-    const SOURCES: &[(&str, &str)] = &[
-        ("command.rs", include_str!("command.rs")),
-        ("apt.rs", include_str!("apt.rs")),
-        ("file.rs", include_str!("file.rs")),
-        ("files.rs", include_str!("files.rs")),
-        ("lineinfile.rs", include_str!("lineinfile.rs")),
-        ("service.rs", include_str!("service.rs")),
-        ("sysctl.rs", include_str!("sysctl.rs")),
-        ("user.rs", include_str!("user.rs")),
-        ("stat.rs", include_str!("stat.rs")),
-        ("wait_for.rs", include_str!("wait_for.rs")),
-        ("tls.rs", include_str!("tls.rs")),
-        ("uri.rs", include_str!("uri.rs")),
-        ("postgresql_role.rs", include_str!("postgresql_role.rs")),
-        ("postgresql.rs", include_str!("postgresql.rs")),
-        ("postgresql_ext.rs", include_str!("postgresql_ext.rs")),
-        ("local.rs", include_str!("local.rs")),
-    ];
-    const SHARED: &[&str] = &["files.rs", "postgresql.rs"];
-
-    /// A source without its `Spec` declarations (which name every parameter).
-    fn code_of(text: &str) -> String {
-        let mut out = String::new();
-        let mut in_spec = false;
-        for line in text.lines() {
-            if line.starts_with("pub const ") && line.ends_with(": Spec = Spec {") {
-                in_spec = true;
-            }
-            if !in_spec {
-                out.push_str(line);
-                out.push('\n');
-            }
-            if in_spec && line == "};" {
-                in_spec = false;
-            }
-        }
-        out
-    }
-
-    /// Nothing accepted and ignored: every parameter a module declares is read by its code.
-    #[test]
-    fn every_declared_parameter_is_read() {
-        let engine_run = ["include_tasks", "meta", "set_fact"];
-        let mut unread = Vec::new();
-        for spec in MODULES.iter().filter(|s| !engine_run.contains(&s.name)) {
-            let const_line = format!(
-                "pub const {}: Spec = Spec {{",
-                spec.name.to_ascii_uppercase()
-            );
-            let (own, _) = SOURCES
-                .iter()
-                .find(|(_, text)| text.contains(&const_line))
-                .unwrap_or_else(|| panic!("no file declares {const_line}"));
-            let code: String = SOURCES
-                .iter()
-                .filter(|(f, _)| f == own || SHARED.contains(f))
-                .map(|(_, text)| code_of(text))
-                .collect();
-            for param in spec.params {
-                if !code.contains(&format!("\"{param}\"")) {
-                    unread.push(format!("{}.{param}", spec.name));
-                }
-            }
-        }
-        assert!(unread.is_empty(), "declared but never read: {unread:?}");
-    }
-
     #[test]
     fn refused_parameters_say_why() {
         let m = json!({"dest": "/x", "content": "y", "decrypt": true});
@@ -678,29 +485,41 @@ mod tests {
         assert!(check_params("set_fact", json!({"anything": 1}).as_object().unwrap()).is_ok());
     }
 
+    /// Each module's parameters come from its struct (aliases included), none twice, none
+    /// both taken and refused. (That each is read is the compiler's dead-code check.)
     #[test]
-    fn modes() {
-        let m = json!({"a": 420, "b": "0644", "c": "755", "d": "u+x"});
-        let p = Params {
-            module: "file",
-            map: m.as_object().unwrap(),
-        };
-        assert_eq!(p.mode("a").unwrap(), Some(0o644));
-        assert_eq!(p.mode("b").unwrap(), Some(0o644));
-        assert_eq!(p.mode("c").unwrap(), Some(0o755));
-        assert!(p.mode("d").is_err());
-    }
-
-    #[test]
-    fn booleans_as_ansible() {
-        let m = json!({"a": "yes", "b": "off", "c": true, "d": "maybe"});
-        let p = Params {
-            module: "x",
-            map: m.as_object().unwrap(),
-        };
-        assert_eq!(p.bool("a").unwrap(), Some(true));
-        assert_eq!(p.bool("b").unwrap(), Some(false));
-        assert_eq!(p.bool("c").unwrap(), Some(true));
-        assert!(p.bool("d").is_err());
+    fn every_module_declares_its_parameters_once() {
+        for spec in MODULES {
+            let params = (spec.params)();
+            if !["set_fact", "meta"].contains(&spec.name) {
+                assert!(!params.is_empty(), "{} declares no parameters", spec.name);
+            }
+            let mut seen = std::collections::HashSet::new();
+            for p in &params {
+                assert!(seen.insert(p), "{}: `{p}` twice", spec.name);
+                assert!(
+                    !spec.refused.iter().any(|(r, _)| r == p),
+                    "{}: `{p}` taken and refused",
+                    spec.name
+                );
+            }
+        }
+        let copy = (spec("copy").unwrap().params)();
+        for p in [
+            "src", "content", "dest", "owner", "mode", "backup", "validate", "checksum",
+        ] {
+            assert!(copy.contains(&p), "copy takes {p}: {copy:?}");
+        }
+        let query = (spec("postgresql_query").unwrap().params)();
+        for p in [
+            "query",
+            "db",
+            "login_db",
+            "login_port",
+            "port",
+            "login_password",
+        ] {
+            assert!(query.contains(&p), "postgresql_query takes {p}: {query:?}");
+        }
     }
 }

@@ -1,28 +1,61 @@
 //! postgresql_query: SQL through psql on the host (as the task's become_user, usually
 //! postgres). Rows come back as a list of mappings.
 
-use super::{ModuleCtx, Outcome, Params, Spec};
+use super::{args, ModuleCtx, Outcome, Params, Spec};
 use crate::transport::{quote, Stdin};
 use anyhow::{bail, Result};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
+/// How psql connects: the login parameters every PostgreSQL module takes (the database is
+/// each module's own parameter: postgresql_db's `db` names the database it creates).
+#[derive(Deserialize)]
+pub struct Login {
+    login_user: Option<String>,
+    login_host: Option<String>,
+    #[serde(alias = "port")]
+    login_port: Option<String>,
+    login_unix_socket: Option<String>,
+    login_password: Option<String>,
+}
+
+impl Login {
+    /// A module's parameters: its own struct's and the login's.
+    pub fn with<T: serde::de::DeserializeOwned>() -> Vec<&'static str> {
+        [args::fields::<T>(), args::fields::<Login>()].concat()
+    }
+}
+
+#[derive(Deserialize)]
+struct QueryArgs {
+    query: String,
+    #[serde(alias = "login_db")]
+    db: Option<String>,
+    autocommit: Option<bool>,
+    positional_args: Option<Vec<Value>>,
+    named_args: Option<Map<String, Value>>,
+    encoding: Option<String>,
+    #[serde(default)]
+    search_path: Vec<String>,
+    as_single_query: Option<bool>,
+    session_role: Option<String>,
+    trust_input: Option<bool>,
+}
+
 pub async fn query(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
-    let mut sql = p.req("query")?;
-    if let Some(Value::Array(args)) = p.get("positional_args") {
-        for a in args {
-            if !sql.contains("%s") {
-                bail!("postgresql_query: more positional_args than %s placeholders");
-            }
-            sql = sql.replacen("%s", &literal(a), 1);
+    let a: QueryArgs = p.parse()?;
+    let mut sql = a.query.clone();
+    for v in a.positional_args.iter().flatten() {
+        if !sql.contains("%s") {
+            bail!("postgresql_query: more positional_args than %s placeholders");
         }
+        sql = sql.replacen("%s", &literal(v), 1);
     }
-    if let Some(Value::Object(args)) = p.get("named_args") {
-        for (k, v) in args {
-            sql = sql.replace(&format!("%({k})s"), &literal(v));
-        }
+    for (k, v) in a.named_args.iter().flatten() {
+        sql = sql.replace(&format!("%({k})s"), &literal(v));
     }
-    let mut psql = psql_command(p, true)?;
-    if !p.flag("as_single_query", true)? {
+    let mut psql = psql_command(p, a.db.clone())?;
+    if !a.as_single_query.unwrap_or(true) {
         bail!(
             "postgresql_query: `as_single_query: no` is not supported: the query runs as one \
              script; use one task per statement"
@@ -30,11 +63,11 @@ pub async fn query(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     }
     // trust_input: values reach SQL only as quoted identifiers and literals, so there is
     // nothing to refuse either way.
-    let _ = p.flag("trust_input", true)?;
+    let _ = a.trust_input;
     let query = sql.clone();
-    let sql = format!("{}{sql}", session_settings(p)?);
+    let sql = format!("{}{sql}", session_settings(&a));
     // autocommit: no (explicitly) runs the query in one transaction, as Ansible does.
-    if p.bool("autocommit")? == Some(false) {
+    if a.autocommit == Some(false) {
         psql.cmd = psql.cmd.replacen("psql -X", "psql -X -1", 1);
     }
     // No statement is safe to run in check mode on its word: a rolled-back transaction does
@@ -70,15 +103,15 @@ pub async fn query(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
 }
 
 /// `session_role`, `search_path` and `encoding` as SET statements run before the query.
-fn session_settings(p: &Params<'_>) -> Result<String> {
+fn session_settings(a: &QueryArgs) -> String {
     let mut out = String::new();
-    if let Some(enc) = p.str("encoding")? {
+    if let Some(enc) = &a.encoding {
         out.push_str(&format!(
             "SET client_encoding TO {};\n",
-            literal(&Value::String(enc))
+            literal(&Value::String(enc.clone()))
         ));
     }
-    let path = p.list("search_path")?;
+    let path = &a.search_path;
     if !path.is_empty() {
         let names: Vec<String> = path
             .iter()
@@ -86,13 +119,13 @@ fn session_settings(p: &Params<'_>) -> Result<String> {
             .collect();
         out.push_str(&format!("SET search_path TO {};\n", names.join(", ")));
     }
-    if let Some(role) = p.str("session_role")? {
+    if let Some(role) = &a.session_role {
         out.push_str(&format!(
             "SET ROLE {};\n",
-            crate::modules::postgresql_role::ident(&role)
+            crate::modules::postgresql_role::ident(role)
         ));
     }
-    Ok(out)
+    out
 }
 
 /// The psql command line for a task's login_* parameters (CSV output, stop at the first error).
@@ -118,19 +151,14 @@ impl Psql {
     }
 }
 
-pub fn psql_command(p: &Params<'_>, db_is_login: bool) -> Result<Psql> {
-    let mut db = p.str("login_db")?;
-    if db_is_login {
-        db = db.or(p.str("db")?);
-    }
+/// psql for the task's `Login` parameters, connected to `db` (postgres when none).
+pub fn psql_command(p: &Params<'_>, db: Option<String>) -> Result<Psql> {
+    let login: Login = p.parse()?;
     let db = db.unwrap_or_else(|| "postgres".into());
-    let port = p
-        .str("login_port")?
-        .or(p.str("port")?)
-        .unwrap_or_else(|| "5432".into());
+    let port = login.login_port.unwrap_or_else(|| "5432".into());
     // From /: the login user's directory may not be readable by the user psql runs as.
     let mut cmd = String::from("cd / && ");
-    let password = p.str("login_password")?;
+    let password = login.login_password;
     if let Some(pw) = &password {
         if pw.contains('\n') || pw.contains('\r') {
             bail!("login_password: a password with a line break cannot be passed to psql");
@@ -143,10 +171,10 @@ pub fn psql_command(p: &Params<'_>, db_is_login: bool) -> Result<Psql> {
         quote(&db),
         quote(&port)
     ));
-    if let Some(u) = p.str("login_user")? {
+    if let Some(u) = login.login_user {
         cmd.push_str(&format!(" -U {}", quote(&u)));
     }
-    if let Some(h) = p.str("login_host")?.or(p.str("login_unix_socket")?) {
+    if let Some(h) = login.login_host.or(login.login_unix_socket) {
         cmd.push_str(&format!(" -h {}", quote(&h)));
     }
     Ok(Psql { cmd, password })
@@ -252,18 +280,7 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
 
 /// The `postgresql_query` module.
 pub const POSTGRESQL_QUERY: Spec = Spec {
-    params: with_login_params![
-        "query",
-        "db",
-        "autocommit",
-        "positional_args",
-        "named_args",
-        "encoding",
-        "search_path",
-        "as_single_query",
-        "session_role",
-        "trust_input",
-    ],
+    params: Login::with::<QueryArgs>,
     ..Spec::new("postgresql_query", |p, ctx| Box::pin(query(p, ctx)))
 };
 
@@ -298,7 +315,7 @@ mod tests {
             module: "postgresql_query",
             map: map.as_object().unwrap(),
         };
-        let psql = psql_command(&p, true).unwrap();
+        let psql = psql_command(&p, Some("app".into())).unwrap();
         assert!(!psql.cmd.contains("s3cr"), "{}", psql.cmd);
         let mut child = std::process::Command::new("sh")
             .arg("-c")
@@ -331,7 +348,7 @@ mod tests {
             module: "postgresql_query",
             map: map.as_object().unwrap(),
         };
-        assert!(psql_command(&p, true).is_err());
+        assert!(psql_command(&p, None).is_err());
     }
 
     #[test]

@@ -1,15 +1,31 @@
 //! The `postgresql_ext` module: an extension created in a database, as Ansible's
 //! community.postgresql.postgresql_ext does it. Never drops one (its objects would go with it).
 
+use super::postgresql::Login;
 use super::postgresql::{literal, parse_csv_rows, psql_command, run_sql};
 use super::postgresql_role::{apply, ident};
 use super::{ModuleCtx, Outcome, Params, Spec};
 use anyhow::{bail, Result};
+use serde::Deserialize;
 use serde_json::Value;
 
+#[derive(Deserialize)]
+struct Args {
+    #[serde(alias = "ext")]
+    name: String,
+    /// The database the extension goes in (the login database).
+    #[serde(alias = "login_db")]
+    db: Option<String>,
+    schema: Option<String>,
+    #[serde(default)]
+    cascade: bool,
+    state: Option<String>,
+}
+
 async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
-    let name = p.req_any(&["name", "ext"])?;
-    let state = p.str("state")?.unwrap_or_else(|| "present".into());
+    let a: Args = p.parse()?;
+    let name = a.name;
+    let state = a.state.unwrap_or_else(|| "present".into());
     if state != "present" {
         bail!(
             "postgresql_ext: state `{state}` is not supported: pgdeploy creates extensions and \
@@ -17,12 +33,8 @@ async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
              yourself with psql if you mean it)"
         );
     }
-    // `db` is the database the extension goes in (the login database).
-    let psql = psql_command(p, true)?;
-    let db = p
-        .str("db")?
-        .or(p.str("login_db")?)
-        .unwrap_or("postgres".into());
+    let psql = psql_command(p, a.db.clone())?;
+    let db = a.db.unwrap_or("postgres".into());
     let probe = format!(
         "SELECT extname FROM pg_extension WHERE extname = {}",
         literal(&Value::String(name.clone()))
@@ -38,10 +50,10 @@ async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         return Ok(Outcome::ok());
     }
     let mut sql = format!("CREATE EXTENSION IF NOT EXISTS {}", ident(&name));
-    if let Some(schema) = p.str("schema")?.filter(|s| !s.is_empty()) {
+    if let Some(schema) = a.schema.filter(|s| !s.is_empty()) {
         sql.push_str(&format!(" SCHEMA {}", ident(&schema)));
     }
-    if p.flag("cascade", false)? {
+    if a.cascade {
         sql.push_str(" CASCADE");
     }
     let what = format!("create extension {name} in database {db}");
@@ -50,7 +62,7 @@ async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
 
 /// The `postgresql_ext` module.
 pub const POSTGRESQL_EXT: Spec = Spec {
-    params: with_login_params!["name", "ext", "db", "schema", "cascade", "state"],
+    params: Login::with::<Args>,
     refused: &[
         (
             "version",

@@ -4,9 +4,10 @@
 //! new verifier made here: the clear password never reaches the server, its logs or psql's
 //! command line, and an unchanged password reports no change.
 
-use super::postgresql::{literal, parse_csv_rows, psql_command, run_sql, Psql};
+use super::postgresql::{literal, parse_csv_rows, psql_command, run_sql, Login, Psql};
 use super::{scram, ModuleCtx, Outcome, Params, Spec};
 use anyhow::{bail, Result};
+use serde::Deserialize;
 use serde_json::Value;
 
 /// Role attributes as CREATE ROLE names them, and their pg_authid columns.
@@ -48,18 +49,32 @@ pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+#[derive(Deserialize)]
+struct UserArgs {
+    #[serde(alias = "user")]
+    name: String,
+    password: Option<String>,
+    role_attr_flags: Option<String>,
+    state: Option<String>,
+    encrypted: Option<bool>,
+    /// The database to connect to.
+    #[serde(alias = "login_db")]
+    db: Option<String>,
+}
+
 pub async fn user(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
-    let name = p.req_any(&["name", "user"])?;
-    if p.bool("encrypted")? == Some(false) {
+    let a: UserArgs = p.parse()?;
+    let name = a.name;
+    if a.encrypted == Some(false) {
         bail!(
             "postgresql_user: `encrypted: no` is not supported: PostgreSQL 10 and later store \
              passwords encrypted only (SCRAM here)"
         );
     }
-    let state = p.str("state")?.unwrap_or_else(|| "present".into());
-    let flags = parse_flags(&p.str("role_attr_flags")?.unwrap_or_default())?;
-    let password = p.str("password")?.filter(|pw| !pw.is_empty());
-    let psql = psql_command(p, true)?;
+    let state = a.state.unwrap_or_else(|| "present".into());
+    let flags = parse_flags(&a.role_attr_flags.unwrap_or_default())?;
+    let password = a.password.filter(|pw| !pw.is_empty());
+    let psql = psql_command(p, a.db)?;
     let probe = format!(
         "SELECT {}, coalesce(rolpassword, '') AS pw FROM pg_authid WHERE rolname = {}",
         ROLE_ATTRS
@@ -128,16 +143,32 @@ pub async fn user(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     apply(ctx, &psql, &sql, what, &name).await
 }
 
+#[derive(Deserialize)]
+struct DbArgs {
+    #[serde(alias = "db")]
+    name: String,
+    /// The database to connect to (Ansible's `maintenance_db`).
+    #[serde(alias = "login_db")]
+    maintenance_db: Option<String>,
+    owner: Option<String>,
+    encoding: Option<String>,
+    lc_collate: Option<String>,
+    lc_ctype: Option<String>,
+    template: Option<String>,
+    state: Option<String>,
+}
+
 pub async fn db(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
-    let name = p.req_any(&["name", "db"])?;
-    let state = p.str("state")?.unwrap_or_else(|| "present".into());
+    let a: DbArgs = p.parse()?;
+    let name = a.name;
+    let state = a.state.unwrap_or_else(|| "present".into());
     if state != "present" {
         bail!(
             "postgresql_db: state `{state}` is not supported: pgdeploy creates databases and \
              never drops one (drop it yourself with psql if you mean it)"
         );
     }
-    let psql = psql_command(p, false)?;
+    let psql = psql_command(p, a.maintenance_db)?;
     let probe = format!(
         "SELECT pg_get_userbyid(datdba) AS owner, pg_encoding_to_char(encoding) AS encoding, \
          datcollate, datctype FROM pg_database WHERE datname = {}",
@@ -150,11 +181,11 @@ pub async fn db(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
             out.stderr_str().trim()
         )));
     }
-    let owner = p.str("owner")?.filter(|o| !o.is_empty());
+    let owner = a.owner.filter(|o| !o.is_empty());
     let wanted = [
-        ("encoding", "ENCODING", p.str("encoding")?),
-        ("datcollate", "LC_COLLATE", p.str("lc_collate")?),
-        ("datctype", "LC_CTYPE", p.str("lc_ctype")?),
+        ("encoding", "ENCODING", a.encoding),
+        ("datcollate", "LC_COLLATE", a.lc_collate),
+        ("datctype", "LC_CTYPE", a.lc_ctype),
     ];
     let (sql, what) = match parse_csv_rows(&out.stdout_str()).into_iter().next() {
         None => {
@@ -162,8 +193,8 @@ pub async fn db(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
             if let Some(o) = &owner {
                 sql.push_str(&format!(" OWNER {}", ident(o)));
             }
-            if let Some(t) = p.str("template")? {
-                sql.push_str(&format!(" TEMPLATE {}", ident(&t)));
+            if let Some(t) = &a.template {
+                sql.push_str(&format!(" TEMPLATE {}", ident(t)));
             }
             for (_, kw, v) in &wanted {
                 if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
@@ -220,30 +251,13 @@ pub(super) async fn apply(
 
 /// The `postgresql_user` module.
 pub const POSTGRESQL_USER: Spec = Spec {
-    params: with_login_params![
-        "name",
-        "user",
-        "password",
-        "role_attr_flags",
-        "state",
-        "encrypted",
-        "db",
-    ],
+    params: Login::with::<UserArgs>,
     ..Spec::new("postgresql_user", |p, ctx| Box::pin(user(p, ctx)))
 };
 
 /// The `postgresql_db` module.
 pub const POSTGRESQL_DB: Spec = Spec {
-    params: with_login_params![
-        "name",
-        "db",
-        "owner",
-        "encoding",
-        "lc_collate",
-        "lc_ctype",
-        "template",
-        "state",
-    ],
+    params: Login::with::<DbArgs>,
     ..Spec::new("postgresql_db", |p, ctx| Box::pin(db(p, ctx)))
 };
 

@@ -1,17 +1,39 @@
 //! systemd / service: started, stopped, restarted, reloaded; enabled; daemon-reload.
 
-use super::{ModuleCtx, Outcome, Params, Spec};
+use super::{args, ModuleCtx, Outcome, Params, Spec};
 use crate::transport::quote;
 use anyhow::{bail, Result};
+use serde::Deserialize;
+
+/// systemd's parameters (service takes four of them).
+#[derive(Deserialize)]
+struct Args {
+    #[serde(alias = "service", alias = "unit")]
+    name: Option<String>,
+    state: Option<String>,
+    enabled: Option<bool>,
+    masked: Option<bool>,
+    #[serde(default, alias = "daemon-reload")]
+    daemon_reload: bool,
+    #[serde(default, alias = "daemon-reexec")]
+    daemon_reexec: bool,
+    scope: Option<String>,
+    #[serde(default)]
+    no_block: bool,
+}
 
 pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
-    let name = p.str("name")?;
-    let state = p.str("state")?;
-    let enabled = p.bool("enabled")?;
-    let masked = p.bool("masked")?;
-    let daemon_reload = p.flag("daemon_reload", false)?;
-    let daemon_reexec = p.flag("daemon_reexec", false)?;
-    match p.str("scope")?.as_deref() {
+    let Args {
+        name,
+        state,
+        enabled,
+        masked,
+        daemon_reload,
+        daemon_reexec,
+        scope,
+        no_block,
+    } = p.parse()?;
+    match scope.as_deref() {
         None | Some("system") => {}
         Some(other) => bail!(
             "{}: scope `{other}` is not supported: pgdeploy manages system units (scope: system)",
@@ -19,11 +41,7 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         ),
     }
     // no_block: start/stop/restart/reload return without waiting for the job.
-    let nb = if p.flag("no_block", false)? {
-        "--no-block "
-    } else {
-        ""
-    };
+    let nb = if no_block { "--no-block " } else { "" };
     if name.is_none() && !daemon_reload && !daemon_reexec {
         bail!("{}: `name` is required", p.module);
     }
@@ -138,16 +156,7 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
 /// The `systemd` module.
 pub const SYSTEMD: Spec = Spec {
     aliases: &["systemd_service"],
-    params: &[
-        "name",
-        "state",
-        "enabled",
-        "daemon_reload",
-        "daemon_reexec",
-        "masked",
-        "scope",
-        "no_block",
-    ],
+    params: args::fields::<Args>,
     refused: &[(
         "force",
         "not supported; remove the stale unit link with `file: state=absent`",
@@ -158,7 +167,7 @@ pub const SYSTEMD: Spec = Spec {
 
 /// The `service` module.
 pub const SERVICE: Spec = Spec {
-    params: &["name", "state", "enabled", "daemon_reload"],
+    params: || vec!["name", "state", "enabled", "daemon_reload"],
     refused: &[
         ("sleep", "not supported; systemd restarts in one step"),
         ("pattern", "pgdeploy manages systemd units only"),

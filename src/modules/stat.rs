@@ -1,17 +1,28 @@
 //! stat: facts about a path, for `register` and `when`.
 
-use super::{ModuleCtx, Outcome, Params, Spec};
+use super::{args, ModuleCtx, Outcome, Params, Spec};
 use crate::transport::quote;
 use anyhow::Result;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
+#[derive(Deserialize)]
+struct Args {
+    #[serde(alias = "dest", alias = "name")]
+    path: String,
+    get_checksum: Option<bool>,
+    #[serde(alias = "checksum", alias = "checksum_algo")]
+    checksum_algorithm: Option<String>,
+    #[serde(default)]
+    follow: bool,
+}
+
 pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
-    let path = p.req("path")?;
+    let a: Args = p.parse()?;
+    let path = a.path;
     let q = quote(&path);
-    let follow = if p.flag("follow", false)? { "-L " } else { "" };
-    let algorithm = p
-        .str("checksum_algorithm")?
-        .unwrap_or_else(|| "sha1".into());
+    let follow = if a.follow { "-L " } else { "" };
+    let algorithm = a.checksum_algorithm.unwrap_or_else(|| "sha1".into());
     if !matches!(
         algorithm.as_str(),
         "md5" | "sha1" | "sha224" | "sha256" | "sha384" | "sha512"
@@ -20,7 +31,7 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
             "stat: checksum_algorithm `{algorithm}` must be md5, sha1, sha224, sha256, sha384 or sha512"
         );
     }
-    let checksum = if p.flag("get_checksum", true)? {
+    let checksum = if a.get_checksum.unwrap_or(true) {
         format!("[ -f {q} ] && [ -r {q} ] && {algorithm}sum < {q} | cut -d' ' -f1 || echo")
     } else {
         "echo".into()
@@ -69,7 +80,7 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
 
 /// The `stat` module.
 pub const STAT: Spec = Spec {
-    params: &["path", "get_checksum", "checksum_algorithm", "follow"],
+    params: args::fields::<Args>,
     refused: &[
         ("get_mime", "not supported"),
         ("get_attributes", "not supported"),

@@ -1,18 +1,37 @@
 //! sysctl: a kernel parameter in a sysctl file and (by default) live.
 
-use super::{ModuleCtx, Outcome, Params, Spec};
+use super::{args, ModuleCtx, Outcome, Params, Spec};
 use crate::transport::quote;
 use anyhow::{bail, Result};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Args {
+    #[serde(alias = "key")]
+    name: String,
+    #[serde(alias = "val")]
+    value: Option<String>,
+    state: Option<String>,
+    sysctl_file: Option<String>,
+    reload: Option<bool>,
+    sysctl_set: Option<bool>,
+    #[serde(default)]
+    ignoreerrors: bool,
+}
 
 pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
-    let name = p.req_any(&["name", "key"])?;
-    let state = p.str("state")?.unwrap_or_else(|| "present".into());
-    let file = p
-        .str("sysctl_file")?
+    let a: Args = p.parse()?;
+    let name = a.name;
+    let state = a.state.unwrap_or_else(|| "present".into());
+    let file = a
+        .sysctl_file
         .unwrap_or_else(|| "/etc/sysctl.d/99-pgdeploy.conf".into());
-    let set_live = p.flag("sysctl_set", true)? && p.flag("reload", true)?;
+    let set_live = a.sysctl_set.unwrap_or(true) && a.reload.unwrap_or(true);
     let value = match state.as_str() {
-        "present" => Some(p.req_any(&["value", "val"])?),
+        "present" => Some(
+            a.value
+                .ok_or_else(|| anyhow::anyhow!("sysctl: parameter `value` is required"))?,
+        ),
         "absent" => None,
         other => bail!("sysctl: state `{other}` must be present or absent"),
     };
@@ -43,11 +62,7 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
             }
             if set_live && live != v {
                 // ignoreerrors: an unknown key is not an error (sysctl -e).
-                let e = if p.flag("ignoreerrors", false)? {
-                    "-e "
-                } else {
-                    ""
-                };
+                let e = if a.ignoreerrors { "-e " } else { "" };
                 script.push(format!("sysctl {e}-q -w {}={}", quote(&name), quote(&v)));
             }
         }
@@ -97,17 +112,7 @@ fn check_name(name: &str) -> Result<()> {
 
 /// The `sysctl` module.
 pub const SYSCTL: Spec = Spec {
-    params: &[
-        "name",
-        "key",
-        "value",
-        "val",
-        "state",
-        "sysctl_file",
-        "reload",
-        "sysctl_set",
-        "ignoreerrors",
-    ],
+    params: args::fields::<Args>,
     probes_first: true,
     ..Spec::new("sysctl", |p, ctx| Box::pin(run(p, ctx)))
 };

@@ -9,12 +9,13 @@
 //! Runs on the control machine; check mode writes nothing. The private key it returns is a
 //! secret (masked in every output).
 
-use super::{ModuleCtx, Outcome, Params, Spec};
+use super::{args, ModuleCtx, Outcome, Params, Spec};
 use anyhow::{anyhow, bail, Context, Result};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, PublicKeyData, SerialNumber,
 };
+use serde::Deserialize;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
@@ -29,10 +30,23 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     certificate(p, ctx.check)
 }
 
+#[derive(Deserialize)]
+struct Args {
+    ca_dir: String,
+    name: String,
+    #[serde(default)]
+    subject_alt_names: Vec<String>,
+    valid_days: Option<i64>,
+    renew_days: Option<i64>,
+    ca_valid_days: Option<i64>,
+    ca_common_name: Option<String>,
+}
+
 /// Issues (or keeps) the certificate on the control machine.
 fn certificate(p: &Params<'_>, check: bool) -> Result<Outcome> {
-    let dir = PathBuf::from(p.req("ca_dir")?);
-    let name = p.req("name")?;
+    let a: Args = p.parse()?;
+    let dir = PathBuf::from(a.ca_dir);
+    let name = a.name;
     if name.is_empty()
         || name.starts_with('.')
         || !name
@@ -42,22 +56,20 @@ fn certificate(p: &Params<'_>, check: bool) -> Result<Outcome> {
     {
         bail!("tls_certificate: `name` must be a host name (letters, digits, . - _), not `{name}`");
     }
-    let mut sans = p.list("subject_alt_names")?;
+    let mut sans = a.subject_alt_names;
     sans.retain(|s| !s.is_empty());
     sans.sort();
     sans.dedup();
-    let days = |key: &str, default: i64| -> Result<i64> {
-        match p.int(key)?.unwrap_or(default) {
+    let days = |key: &str, given: Option<i64>, default: i64| -> Result<i64> {
+        match given.unwrap_or(default) {
             d if (0..=36500).contains(&d) => Ok(d),
             d => bail!("tls_certificate: `{key}` must be between 0 and 36500 days, not {d}"),
         }
     };
-    let valid_days = days("valid_days", 825)?;
-    let renew_days = days("renew_days", 30)?;
-    let ca_days = days("ca_valid_days", 3650)?;
-    let ca_name = p
-        .str("ca_common_name")?
-        .unwrap_or_else(|| "pgdeploy CA".into());
+    let valid_days = days("valid_days", a.valid_days, 825)?;
+    let renew_days = days("renew_days", a.renew_days, 30)?;
+    let ca_days = days("ca_valid_days", a.ca_valid_days, 3650)?;
+    let ca_name = a.ca_common_name.unwrap_or_else(|| "pgdeploy CA".into());
 
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let mut made = Vec::new();
@@ -389,15 +401,7 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
 
 /// The `tls_certificate` module.
 pub const TLS_CERTIFICATE: Spec = Spec {
-    params: &[
-        "ca_dir",
-        "name",
-        "subject_alt_names",
-        "valid_days",
-        "renew_days",
-        "ca_valid_days",
-        "ca_common_name",
-    ],
+    params: args::fields::<Args>,
     local: true,
     ..Spec::new("tls_certificate", |p, ctx| Box::pin(run(p, ctx)))
 };

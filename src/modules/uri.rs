@@ -4,7 +4,7 @@
 //! (read in one round trip, kept out of traces), and the server's certificate is verified
 //! unless `validate_certs: false`.
 
-use super::{ModuleCtx, Outcome, Params, Spec};
+use super::{args, ModuleCtx, Outcome, Params, Spec};
 use crate::transport::quote;
 use anyhow::{anyhow, bail, Result};
 use base64::Engine as _;
@@ -12,14 +12,41 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
+#[derive(Deserialize)]
+struct Args {
+    url: String,
+    method: Option<String>,
+    body: Option<Value>,
+    body_format: Option<String>,
+    headers: Option<Map<String, Value>>,
+    #[serde(default)]
+    status_code: Vec<i64>,
+    return_content: Option<bool>,
+    timeout: Option<i64>,
+    #[serde(alias = "user")]
+    url_username: Option<String>,
+    #[serde(alias = "password")]
+    url_password: Option<String>,
+    force_basic_auth: Option<bool>,
+    validate_certs: Option<bool>,
+    ca_path: Option<String>,
+    client_cert: Option<String>,
+    client_key: Option<String>,
+    creates: Option<String>,
+    removes: Option<String>,
+}
+
 pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
-    let url = p.req("url")?;
-    let method = p
-        .str("method")?
+    let a: Args = p.parse()?;
+    let url = a.url.clone();
+    let method = a
+        .method
+        .clone()
         .unwrap_or_else(|| "GET".into())
         .to_ascii_uppercase();
     let (tls, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
@@ -46,13 +73,13 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         .unwrap_or(host);
     let read_only = matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS");
     // creates/removes: a path on the host says whether the call is needed (one probe).
-    let (creates, removes) = (p.str("creates")?, p.str("removes")?);
+    let (creates, removes) = (&a.creates, &a.removes);
     if creates.is_some() || removes.is_some() {
         let mut probe = String::new();
-        if let Some(c) = &creates {
+        if let Some(c) = creates {
             probe.push_str(&format!("[ -e {} ] && echo skip; ", quote(c)));
         }
-        if let Some(r) = &removes {
+        if let Some(r) = removes {
             probe.push_str(&format!("[ -e {} ] || echo skip; ", quote(r)));
         }
         probe.push_str("true");
@@ -64,7 +91,7 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         return Ok(Outcome::not_run(format!("would send {method} {url}")));
     }
     let mut headers: Vec<(String, String)> = Vec::new();
-    if let Some(Value::Object(h)) = p.get("headers") {
+    if let Some(h) = &a.headers {
         for (k, v) in h {
             headers.push((
                 k.clone(),
@@ -74,7 +101,7 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
             ));
         }
     }
-    let body = match (p.get("body"), p.str("body_format")?.as_deref()) {
+    let body = match (&a.body, a.body_format.as_deref()) {
         (None, _) => Vec::new(),
         (Some(b), Some("json")) => {
             headers.push(("Content-Type".into(), "application/json".into()));
@@ -88,12 +115,12 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     };
     // Credentials go with the first request, which is what force_basic_auth asks for; without
     // it Ansible waits for the server's 401, and the server sees the same request.
-    let _preemptive = p.flag("force_basic_auth", false)?;
-    let user = p.str("url_username")?.or(p.str("user")?);
-    let password = p.str("url_password")?.or(p.str("password")?);
-    if let Some(u) = &user {
-        let token = base64::engine::general_purpose::STANDARD
-            .encode(format!("{u}:{}", password.unwrap_or_default()));
+    let _preemptive = a.force_basic_auth;
+    if let Some(u) = &a.url_username {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{u}:{}",
+            a.url_password.as_deref().unwrap_or_default()
+        ));
         headers.push(("Authorization".into(), format!("Basic {token}")));
     }
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: pgdeploy\r\nAccept: */*\r\n");
@@ -103,10 +130,10 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     request.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
     let mut bytes = request.into_bytes();
     bytes.extend_from_slice(&body);
-    let timeout = Duration::from_secs(p.int("timeout")?.unwrap_or(30).max(1) as u64);
+    let timeout = Duration::from_secs(a.timeout.unwrap_or(30).max(1) as u64);
     let exchange = async {
         if tls {
-            let config = tls_config(p, ctx).await?;
+            let config = tls_config(&a, ctx).await?;
             tls_exchange(ctx, config, &host, port, &bytes, timeout).await
         } else {
             ctx.conn()?.tcp_exchange(&host, port, &bytes, timeout).await
@@ -119,16 +146,10 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         }
     };
     let (status, resp_headers, content) = parse_response(&response)?;
-    let expected: Vec<i64> = match p.get("status_code") {
-        None => vec![200],
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()))
-            .collect(),
-        Some(v) => vec![v
-            .as_i64()
-            .or_else(|| v.as_str()?.parse().ok())
-            .unwrap_or(200)],
+    let expected: Vec<i64> = if a.status_code.is_empty() {
+        vec![200]
+    } else {
+        a.status_code.clone()
     };
     let text = String::from_utf8_lossy(&content).into_owned();
     let mut outcome = if expected.contains(&(status as i64)) {
@@ -153,7 +174,7 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     }
     outcome.data.extend(resp_headers.clone());
     // The body as text unless return_content says no (JSON is parsed into `json` either way).
-    if p.flag("return_content", true)? {
+    if a.return_content.unwrap_or(true) {
         outcome = outcome.with("content", text);
     }
     Ok(outcome.with("status", status).with("url", url.clone()))
@@ -161,15 +182,14 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
 
 /// The TLS settings of a request: the CA to trust (`ca_path`, else the host's bundle), the
 /// client certificate and key if given, no verification with `validate_certs: false`.
-async fn tls_config(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Arc<ClientConfig>> {
-    let validate = p.flag("validate_certs", true)?;
-    let ca = match p.str("ca_path")? {
+async fn tls_config(a: &Args, ctx: &ModuleCtx<'_>) -> Result<Arc<ClientConfig>> {
+    let validate = a.validate_certs.unwrap_or(true);
+    let ca = match a.ca_path.clone() {
         Some(c) => Some(c),
         None if validate => Some("/etc/ssl/certs/ca-certificates.crt".to_string()),
         None => None,
     };
-    let cert = p.str("client_cert")?;
-    let key = p.str("client_key")?;
+    let (cert, key) = (a.client_cert.clone(), a.client_key.clone());
     if cert.is_some() != key.is_some() {
         bail!("uri: client_cert and client_key go together");
     }
@@ -374,27 +394,7 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {
 
 /// The `uri` module.
 pub const URI: Spec = Spec {
-    params: &[
-        "url",
-        "method",
-        "body",
-        "body_format",
-        "headers",
-        "status_code",
-        "return_content",
-        "timeout",
-        "user",
-        "url_username",
-        "password",
-        "url_password",
-        "force_basic_auth",
-        "validate_certs",
-        "ca_path",
-        "client_cert",
-        "client_key",
-        "creates",
-        "removes",
-    ],
+    params: args::fields::<Args>,
     refused: &[
         (
             "follow_redirects",

@@ -1,16 +1,45 @@
 //! user and group.
 
-use super::{ModuleCtx, Outcome, Params, Spec};
+use super::{args, ModuleCtx, Outcome, Params, Spec};
 use crate::transport::quote;
 use anyhow::{bail, Result};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct UserArgs {
+    name: String,
+    uid: Option<String>,
+    group: Option<String>,
+    /// Given (even empty) or not: an empty list removes every supplementary group.
+    groups: Option<Vec<String>>,
+    #[serde(default)]
+    append: bool,
+    shell: Option<String>,
+    home: Option<String>,
+    #[serde(default)]
+    system: bool,
+    state: Option<String>,
+    #[serde(alias = "createhome")]
+    create_home: Option<bool>,
+    comment: Option<String>,
+    #[serde(default)]
+    remove: bool,
+}
+
+#[derive(Deserialize)]
+struct GroupArgs {
+    name: String,
+    gid: Option<String>,
+    state: Option<String>,
+    #[serde(default)]
+    system: bool,
+}
 
 pub async fn user(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
-    let name = p.req("name")?;
+    let a: UserArgs = p.parse()?;
+    let name = a.name;
     let q = quote(&name);
-    let state = p.str("state")?.unwrap_or_else(|| "present".into());
-    if p.get("password").is_some() {
-        bail!("user: `password` (a crypt hash) is not supported; manage logins with SSH keys");
-    }
+    let state = a.state.unwrap_or_else(|| "present".into());
     let out = ctx.sh(&format!("getent passwd {q} || true; echo '--'; id -Gn {q} 2>/dev/null || true; echo '--'; id -gn {q} 2>/dev/null || true")).await?;
     let text = out.stdout_str();
     let parts: Vec<&str> = text.split("--\n").collect();
@@ -28,37 +57,34 @@ pub async fn user(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     match state.as_str() {
         "absent" => {
             if exists {
-                script = Some(format!(
-                    "userdel {}{q}",
-                    if p.flag("remove", false)? { "-r " } else { "" }
-                ));
+                script = Some(format!("userdel {}{q}", if a.remove { "-r " } else { "" }));
             }
         }
         "present" => {
             let mut opts = Vec::new();
-            let want_groups = p.list("groups")?;
-            let append = p.flag("append", false)?;
-            if let Some(uid) = p.str("uid")? {
+            let want_groups = a.groups.clone().unwrap_or_default();
+            let append = a.append;
+            if let Some(uid) = a.uid {
                 if fields.get(2) != Some(&uid.as_str()) {
                     opts.push(format!("-u {}", quote(&uid)));
                 }
             }
-            if let Some(g) = p.str("group")? {
+            if let Some(g) = a.group {
                 if primary != g {
                     opts.push(format!("-g {}", quote(&g)));
                 }
             }
-            if let Some(sh) = p.str("shell")? {
+            if let Some(sh) = a.shell {
                 if fields.get(6) != Some(&sh.as_str()) {
                     opts.push(format!("-s {}", quote(&sh)));
                 }
             }
-            if let Some(home) = p.str("home")? {
+            if let Some(home) = a.home {
                 if fields.get(5) != Some(&home.as_str()) {
                     opts.push(format!("-d {}", quote(&home)));
                 }
             }
-            if let Some(c) = p.str("comment")? {
+            if let Some(c) = a.comment {
                 if fields.get(4) != Some(&c.as_str()) {
                     opts.push(format!("-c {}", quote(&c)));
                 }
@@ -71,7 +97,7 @@ pub async fn user(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
                 && groups
                     .iter()
                     .any(|g| *g != primary && !want_groups.iter().any(|w| w == g));
-            if p.get("groups").is_some() && (!missing.is_empty() || (extra && exists)) {
+            if a.groups.is_some() && (!missing.is_empty() || (extra && exists)) {
                 opts.push(format!(
                     "-G {}{}",
                     quote(&want_groups.join(",")),
@@ -83,10 +109,10 @@ pub async fn user(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
                     .iter()
                     .map(|o| o.replace(" -a", ""))
                     .collect::<Vec<_>>();
-                if p.flag("system", false)? {
+                if a.system {
                     create.push("-r".into());
                 }
-                if p.flag("create_home", p.flag("createhome", true)?)? {
+                if a.create_home.unwrap_or(true) {
                     create.push("-m".into());
                 }
                 script = Some(format!("useradd {} {q}", create.join(" ")));
@@ -100,9 +126,10 @@ pub async fn user(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
 }
 
 pub async fn group(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
-    let name = p.req("name")?;
+    let a: GroupArgs = p.parse()?;
+    let name = a.name;
     let q = quote(&name);
-    let state = p.str("state")?.unwrap_or_else(|| "present".into());
+    let state = a.state.unwrap_or_else(|| "present".into());
     let out = ctx.sh(&format!("getent group {q} || true")).await?;
     let entry = out.stdout_str();
     let gid = entry.trim().split(':').nth(2).map(str::to_string);
@@ -111,16 +138,16 @@ pub async fn group(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         ("absent", None) => None,
         ("present", None) => {
             let mut o = String::new();
-            if let Some(g) = p.str("gid")? {
-                o.push_str(&format!("-g {} ", quote(&g)));
+            if let Some(g) = &a.gid {
+                o.push_str(&format!("-g {} ", quote(g)));
             }
-            if p.flag("system", false)? {
+            if a.system {
                 o.push_str("-r ");
             }
             Some(format!("groupadd {o}{q}"))
         }
-        ("present", Some(cur)) => match p.str("gid")? {
-            Some(g) if &g != cur => Some(format!("groupmod -g {} {q}", quote(&g))),
+        ("present", Some(cur)) => match &a.gid {
+            Some(g) if g != cur => Some(format!("groupmod -g {} {q}", quote(g))),
             _ => None,
         },
         (other, _) => bail!("group: state `{other}` must be present or absent"),
@@ -147,22 +174,7 @@ async fn apply(ctx: &ModuleCtx<'_>, script: Option<String>, name: &str) -> Resul
 
 /// The `user` module.
 pub const USER: Spec = Spec {
-    params: &[
-        "name",
-        "uid",
-        "group",
-        "groups",
-        "append",
-        "shell",
-        "home",
-        "system",
-        "state",
-        "create_home",
-        "createhome",
-        "comment",
-        "password",
-        "remove",
-    ],
+    params: args::fields::<UserArgs>,
     refused: &[
         (
             "move_home",
@@ -186,8 +198,12 @@ pub const USER: Spec = Spec {
             "not supported; make keys with `command: ssh-keygen ...` and `creates:`",
         ),
         (
+            "password",
+            "a crypt hash is not supported; manage logins with SSH keys",
+        ),
+        (
             "update_password",
-            "not supported: `password` is set when it differs",
+            "not supported: pgdeploy sets no local passwords",
         ),
         ("expires", "not supported; use `command: chage -E ...`"),
         ("non_unique", "not supported: ids are unique"),
@@ -198,7 +214,7 @@ pub const USER: Spec = Spec {
 
 /// The `group` module.
 pub const GROUP: Spec = Spec {
-    params: &["name", "gid", "state", "system"],
+    params: args::fields::<GroupArgs>,
     refused: &[("non_unique", "not supported: ids are unique")],
     probes_first: true,
     ..Spec::new("group", |p, ctx| Box::pin(group(p, ctx)))

@@ -1,44 +1,60 @@
 //! wait_for: a TCP port (checked through the host's SSH connection, as the host sees it) or a
 //! path (checked on the host, in one command).
 
-use super::{ModuleCtx, Outcome, Params, Spec};
+use super::{args, ModuleCtx, Outcome, Params, Spec};
 use crate::transport::quote;
 use anyhow::{bail, Result};
+use serde::Deserialize;
 use std::time::{Duration, Instant};
 
+#[derive(Deserialize)]
+struct Args {
+    host: Option<String>,
+    port: Option<u16>,
+    #[serde(alias = "dest")]
+    path: Option<String>,
+    state: Option<String>,
+    timeout: Option<i64>,
+    delay: Option<i64>,
+    sleep: Option<i64>,
+    search_regex: Option<String>,
+    msg: Option<String>,
+}
+
 pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
-    let timeout = p.int("timeout")?.unwrap_or(300).max(0) as u64;
-    let delay = p.int("delay")?.unwrap_or(0).max(0) as u64;
+    let a: Args = p.parse()?;
+    let timeout = a.timeout.unwrap_or(300).max(0) as u64;
+    let delay = a.delay.unwrap_or(0).max(0) as u64;
     // In a check run whose earlier changes were not made, waiting would only time out.
     let (timeout, delay) = if ctx.no_wait {
         (0, 0)
     } else {
         (timeout, delay)
     };
-    let sleep = p.int("sleep")?.unwrap_or(1).max(1) as u64;
-    let state = p.str("state")?.unwrap_or_else(|| "started".into());
-    if p.get("search_regex").is_some() && p.get("path").is_none() {
+    let sleep = a.sleep.unwrap_or(1).max(1) as u64;
+    let state = a.state.unwrap_or_else(|| "started".into());
+    if a.search_regex.is_some() && a.path.is_none() {
         bail!("wait_for: search_regex is supported with path only");
     }
     if delay > 0 {
         tokio::time::sleep(Duration::from_secs(delay)).await;
     }
     let start = Instant::now();
-    if let Some(port) = p.int("port")? {
-        let host = p.str("host")?.unwrap_or_else(|| "127.0.0.1".into());
+    if let Some(port) = a.port {
+        let host = a.host.unwrap_or_else(|| "127.0.0.1".into());
         let want_open = match state.as_str() {
             "started" | "present" => true,
             "stopped" | "absent" | "drained" => false,
             other => bail!("wait_for: state `{other}` must be started or stopped for a port"),
         };
         loop {
-            if ctx.conn()?.tcp_open(&host, port as u16).await == want_open {
+            if ctx.conn()?.tcp_open(&host, port).await == want_open {
                 return Ok(Outcome::ok()
                     .with("port", port)
                     .with("elapsed", start.elapsed().as_secs()));
             }
             if start.elapsed() >= Duration::from_secs(timeout) {
-                let msg = p.str("msg")?.unwrap_or_else(|| {
+                let msg = a.msg.clone().unwrap_or_else(|| {
                     format!(
                         "port {host}:{port} was not {} {}",
                         if want_open { "open" } else { "closed" },
@@ -50,14 +66,14 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
             tokio::time::sleep(Duration::from_secs(sleep)).await;
         }
     }
-    let Some(path) = p.str("path")? else {
+    let Some(path) = a.path else {
         if timeout > 0 {
             tokio::time::sleep(Duration::from_secs(timeout)).await;
         }
         return Ok(Outcome::ok());
     };
     let q = quote(&path);
-    let test = match (state.as_str(), p.str("search_regex")?) {
+    let test = match (state.as_str(), a.search_regex) {
         ("present" | "started", Some(re)) => format!("grep -Eq {} {q} 2>/dev/null", quote(&re)),
         ("present" | "started", None) => format!("[ -e {q} ]"),
         ("absent" | "stopped", _) => format!("[ ! -e {q} ]"),
@@ -68,8 +84,8 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     );
     let out = ctx.sh(&script).await?;
     if !out.ok() {
-        let msg = p
-            .str("msg")?
+        let msg = a
+            .msg
             .unwrap_or_else(|| format!("{path} was not {state} {}", waited(timeout, ctx)));
         return Ok(Outcome::failed(msg));
     }
@@ -88,17 +104,7 @@ fn waited(timeout: u64, ctx: &ModuleCtx<'_>) -> String {
 
 /// The `wait_for` module.
 pub const WAIT_FOR: Spec = Spec {
-    params: &[
-        "host",
-        "port",
-        "path",
-        "state",
-        "timeout",
-        "delay",
-        "sleep",
-        "search_regex",
-        "msg",
-    ],
+    params: args::fields::<Args>,
     refused: &[
         (
             "connect_timeout",
