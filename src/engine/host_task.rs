@@ -507,11 +507,12 @@ impl Engine {
                 no_wait: pending,
                 live: Default::default(),
             };
-            let outcome = modules::run(name, &rendered, &mctx).await;
-            if matches!(ahead, Some(ReadAhead::Record(..))) {
-                // Recording: the probe is noted; nothing ran.
+            if let Some(recorder @ ReadAhead::Record(..)) = ahead {
+                // Recording: the module's declared probe is noted; nothing runs.
+                modules::record_probe(name, &rendered, &mctx, recorder);
                 return Ok(HostResult::default());
             }
+            let outcome = modules::run(name, &rendered, &mctx).await;
             // What may have changed the host since the probes were read ahead: a change (or
             // a failure part-way), or any command of a module that runs arbitrary ones, unless
             // the task declares it read-only (`check_mode: false`: it runs in check mode too).

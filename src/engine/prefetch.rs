@@ -1,9 +1,9 @@
 //! Probes read ahead across tasks: a no-op run costs a few round trips per host, however many
 //! tasks it has.
 //!
-//! Before a task whose module probes first (`Spec::probes_first`), the engine records, for each
-//! host, the probes of that task and of the module tasks after it in the same list (each run
-//! in `Record` mode: its first command is noted, never run), runs them in one command per
+//! Before a task whose module declares a probe (`Spec::probe`), the engine records, for each
+//! host, the probes of that task and of the module tasks after it in the same list (each
+//! module's declared probe for the task's parameters, nothing run), runs them in one command per
 //! (user, environment), and the tasks then take their answers from that batch. A probe the
 //! batch does not hold (its parameters came out different when the task really ran, or it
 //! was already answered) runs live. As soon as any host may have changed (a change, a

@@ -2,7 +2,7 @@
 //!
 //! The per-distribution commands are data ([`MANAGERS`]), so another family is a table entry.
 
-use super::{args, ModuleCtx, Outcome, Params, Spec};
+use super::{args, ModuleCtx, Outcome, Params, ProbeCmd, Spec};
 use crate::transport::{quote, quote_join};
 use anyhow::{bail, Result};
 use serde::Deserialize;
@@ -81,32 +81,60 @@ struct Args {
     purge: Option<bool>,
 }
 
-pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
-    let module = p.module;
-    let a: Args = p.parse()?;
+/// The host's package manager (by its OS family).
+fn host_manager(module: &str, ctx: &ModuleCtx<'_>) -> Result<&'static Manager> {
     let family = ctx
         .facts
         .get("ansible_os_family")
         .and_then(|v| v.as_str())
         .unwrap_or("Debian");
-    let m = manager_for(module, family)?;
+    manager_for(module, family)
+}
+
+/// How old the package cache is, in seconds.
+fn cache_age(m: &Manager) -> String {
+    format!(
+        "echo $(( $(date +%s) - $(stat -c %Y {} 2>/dev/null || echo 0) ))",
+        m.cache_stamp
+    )
+}
+
+/// Which of the packages are installed: one command for every package of the task.
+fn query(m: &Manager, bases: &[String]) -> String {
+    m.query.replace("{names}", &quote_join(bases))
+}
+
+fn bases(names: &[String]) -> Vec<String> {
+    names.iter().map(|n| base_name(n).to_string()).collect()
+}
+
+/// The cache's age when it is to be updated if older than cache_valid_time, else the
+/// packages' state; none when the cache is updated whatever its age (that writes).
+fn probe(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
+    let a: Args = p.parse()?;
+    let m = host_manager(p.module, ctx)?;
+    Ok(
+        match (a.update_cache.unwrap_or(false), a.cache_valid_time) {
+            (true, Some(valid)) if valid > 0 => ProbeCmd::script(cache_age(m)),
+            (true, _) => None,
+            (false, _) if a.name.is_empty() => None,
+            (false, _) => ProbeCmd::script(query(m, &bases(&a.name))),
+        },
+    )
+}
+
+pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+    let module = p.module;
+    let a: Args = p.parse()?;
+    let m = host_manager(module, ctx)?;
     let names = a.name;
     let state = a.state.unwrap_or_else(|| "present".into());
     let mut changed = false;
     // The cache, when asked for and older than cache_valid_time.
     if a.update_cache.unwrap_or(false) {
         let valid = a.cache_valid_time.unwrap_or(0);
-        // Without cache_valid_time the first command updates the cache: never run ahead.
-        if valid <= 0 && ctx.readahead.is_some_and(|r| r.is_recording()) {
-            return Err(super::readahead::Recorded.into());
-        }
         let stale = if valid > 0 {
-            let out = ctx
-                .sh(&format!(
-                    "echo $(( $(date +%s) - $(stat -c %Y {} 2>/dev/null || echo 0) ))",
-                    m.cache_stamp
-                ))
-                .await?;
+            let out = ctx.sh(&cache_age(m)).await?;
             out.stdout_str().trim().parse::<i64>().unwrap_or(i64::MAX) > valid
         } else {
             true
@@ -129,10 +157,9 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     if let Some(n) = names.iter().find(|n| n.trim_start().starts_with('-')) {
         bail!("{module}: package name `{n}` begins with `-`: apt-get would read it as an option");
     }
-    let bases: Vec<String> = names.iter().map(|n| base_name(n).to_string()).collect();
+    let bases = bases(&names);
     let quoted = quote_join(&bases);
-    // One probe for every package of the task.
-    let out = ctx.sh(&m.query.replace("{names}", &quoted)).await?;
+    let out = ctx.sh(&query(m, &bases)).await?;
     let installed: Vec<String> = out
         .stdout_str()
         .lines()
@@ -250,7 +277,7 @@ pub const APT: Spec = Spec {
             "packages must come from a signed repository or the offline bundle",
         ),
     ],
-    probes_first: true,
+    probe: Some(probe),
     ..Spec::new("apt", |p, ctx| Box::pin(run(p, ctx)))
 };
 
@@ -261,7 +288,7 @@ pub const PACKAGE: Spec = Spec {
         "use",
         "the package manager follows the host's ansible_os_family",
     )],
-    probes_first: true,
+    probe: Some(probe),
     ..Spec::new("package", |p, ctx| Box::pin(run(p, ctx)))
 };
 
@@ -288,6 +315,6 @@ pub const DNF: Spec = Spec {
         ),
         ("install_weak_deps", "not supported by pgdeploy's dnf"),
     ],
-    probes_first: true,
+    probe: Some(probe),
     ..Spec::new("dnf", |p, ctx| Box::pin(run(p, ctx)))
 };

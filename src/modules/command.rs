@@ -3,7 +3,7 @@
 //! `command` runs a program with its arguments (no shell features), `shell` runs a script with
 //! /bin/sh. `creates`/`removes` are checked in the same round trip as the command itself.
 
-use super::{args, ModuleCtx, Outcome, Params, Spec};
+use super::{args, ModuleCtx, Outcome, Params, ProbeCmd, Spec};
 use crate::transport::{quote, quote_join, split_words, Stdin};
 use anyhow::{bail, Result};
 use serde::Deserialize;
@@ -33,6 +33,38 @@ struct Argv {
 /// Marker printed when `creates`/`removes` decide that the command need not run.
 const SKIP_MARK: &str = "__pgdeploy_skip__";
 
+/// What runs before the command: `creates`/`removes` (which end the script when they say it
+/// already ran) and `chdir`.
+fn guard(a: &Args) -> String {
+    let mut guard = String::new();
+    if let Some(c) = &a.creates {
+        guard.push_str(&format!(
+            "if [ -e {} ]; then echo {SKIP_MARK}; exit 0; fi; ",
+            quote(c)
+        ));
+    }
+    if let Some(r) = &a.removes {
+        guard.push_str(&format!(
+            "if [ ! -e {} ]; then echo {SKIP_MARK}; exit 0; fi; ",
+            quote(r)
+        ));
+    }
+    if let Some(dir) = &a.chdir {
+        guard.push_str(&format!("cd {} || exit 1; ", quote(dir)));
+    }
+    guard
+}
+
+/// The `creates`/`removes` guards alone (they only read); none without them.
+fn probe(p: &Params<'_>, _: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
+    let guard = guard(&p.parse()?);
+    Ok(if guard.contains(SKIP_MARK) {
+        ProbeCmd::script(format!("{guard}echo run"))
+    } else {
+        None
+    })
+}
+
 pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     let name = p.module;
     let a: Args = p.parse()?;
@@ -40,7 +72,7 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         "command" => p.parse::<Argv>()?.argv,
         _ => None,
     };
-    let script = match (name, a.raw.or(a.cmd), argv) {
+    let script = match (name, a.raw.clone().or(a.cmd.clone()), argv) {
         ("command", None, Some(words)) => format!("exec {}", quote_join(&words)),
         ("command", Some(cmd), _) => {
             let words = split_words(&cmd, false).map_err(|e| anyhow::anyhow!("command: {e}"))?;
@@ -49,45 +81,23 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
             }
             format!("exec {}", quote_join(&words))
         }
-        (_, Some(cmd), _) => match a.executable {
-            Some(exe) => format!("exec {} -c {}", quote(&exe), quote(&cmd)),
+        (_, Some(cmd), _) => match &a.executable {
+            Some(exe) => format!("exec {} -c {}", quote(exe), quote(&cmd)),
             None => cmd,
         },
         _ => bail!("{name}: give the command (free form, `cmd:` or `argv:`)"),
     };
-    let mut guard = String::new();
-    if let Some(c) = a.creates {
-        guard.push_str(&format!(
-            "if [ -e {} ]; then echo {SKIP_MARK}; exit 0; fi; ",
-            quote(&c)
-        ));
-    }
-    if let Some(r) = a.removes {
-        guard.push_str(&format!(
-            "if [ ! -e {} ]; then echo {SKIP_MARK}; exit 0; fi; ",
-            quote(&r)
-        ));
-    }
-    if let Some(dir) = a.chdir {
-        guard.push_str(&format!("cd {} || exit 1; ", quote(&dir)));
-    }
-    // In a loop, the guards of every item are checked in one round trip (read-ahead): record
-    // only that read-only check, never the command, and use its answer when there is one.
+    let guard = guard(&a);
+    // The guards' answer, when they were read ahead (never the command itself).
     let guard_probe = format!("{guard}echo run");
-    if let Some(ra) = ctx.readahead {
-        if !guard.contains(SKIP_MARK) {
-            if ra.is_recording() {
-                return Ok(Outcome::ok());
-            }
-        } else if ra.is_recording() || ctx.has_answer(&guard_probe) {
-            let out = ctx.sh(&guard_probe).await?;
-            if out.stdout_str().contains(SKIP_MARK) {
-                return Ok(Outcome::ok()
-                    .with_msg("skipped: creates/removes says it already ran")
-                    .with("rc", 0)
-                    .with("stdout", "")
-                    .with("stdout_lines", Value::Array(vec![])));
-            }
+    if guard.contains(SKIP_MARK) && ctx.has_answer(&guard_probe) {
+        let out = ctx.sh(&guard_probe).await?;
+        if out.stdout_str().contains(SKIP_MARK) {
+            return Ok(Outcome::ok()
+                .with_msg("skipped: creates/removes says it already ran")
+                .with("rc", 0)
+                .with("stdout", "")
+                .with("stdout_lines", Value::Array(vec![])));
         }
     }
     if ctx.check && !ctx.force_run {
@@ -172,7 +182,7 @@ pub const COMMAND: Spec = Spec {
         ),
     ],
     free_form: true,
-    probes_first: true,
+    probe: Some(probe),
     ..Spec::new("command", |p, ctx| Box::pin(run(p, ctx)))
 };
 
@@ -181,7 +191,7 @@ pub const SHELL: Spec = Spec {
     params: args::fields::<Args>,
     refused: &[("warn", "removed from Ansible in 2.14; delete it")],
     free_form: true,
-    probes_first: true,
+    probe: Some(probe),
     ..Spec::new("shell", |p, ctx| Box::pin(run(p, ctx)))
 };
 

@@ -1,7 +1,7 @@
 //! file: directories, links, empty files, absence, owner and mode.
 
 use super::files::{Attrs, Wanted};
-use super::{args, ModuleCtx, Outcome, Params, Spec};
+use super::{args, ModuleCtx, Outcome, Params, ProbeCmd, Spec};
 use crate::transport::quote;
 use anyhow::{bail, Result};
 use serde::Deserialize;
@@ -18,18 +18,22 @@ struct Args {
     force: bool,
 }
 
+/// One command: the path's kind, link target, owner, group and mode.
+fn probe(p: &Params<'_>, _: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
+    let q = quote(&p.parse::<Args>()?.path);
+    Ok(ProbeCmd::script(format!(
+        "if [ -L {q} ]; then echo link; readlink {q}; elif [ -d {q} ]; then echo directory; elif [ -e {q} ]; then echo file; else echo absent; fi; \
+         [ -e {q} ] && stat -c '%U %G %a' {q} || echo"
+    )))
+}
+
 pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+    let probe = probe(p, ctx)?.map(|c| c.script).unwrap_or_default();
     let a: Args = p.parse()?;
     let path = a.path;
     let wanted = Wanted::attrs_only(p.parse::<Attrs>()?);
     let q = quote(&path);
-    // One probe: kind, owner, group, mode, link target.
-    let out = ctx
-        .sh(&format!(
-            "if [ -L {q} ]; then echo link; readlink {q}; elif [ -d {q} ]; then echo directory; elif [ -e {q} ]; then echo file; else echo absent; fi; \
-             [ -e {q} ] && stat -c '%U %G %a' {q} || echo"
-        ))
-        .await?;
+    let out = ctx.sh(&probe).await?;
     let text = out.stdout_str();
     let mut lines = text.lines();
     let kind = lines.next().unwrap_or("absent").to_string();
@@ -138,6 +142,6 @@ pub const FILE: Spec = Spec {
         ("access_time", "not supported; use `command: touch -a -d ...`"),
         ("modification_time", "not supported; use `command: touch -m -d ...`"),
     ],
-    probes_first: true,
+    probe: Some(probe),
     ..Spec::new("file", |p, ctx| Box::pin(run(p, ctx)))
 };

@@ -5,7 +5,7 @@
 //! its owner and mode, then renamed over the old one — also one round trip.
 
 use super::args::{self, FileMode};
-use super::{ModuleCtx, Outcome, Params, Spec};
+use super::{ModuleCtx, Outcome, Params, ProbeCmd, Spec};
 use crate::transport::{quote, Stdin};
 use anyhow::{anyhow, bail, Result};
 use base64::Engine as _;
@@ -174,15 +174,19 @@ pub fn probe_script(path: &str, with_content: bool) -> String {
     )
 }
 
+/// `probe_script` declared as a module's probe: without content, a batch answers it with the
+/// other files' probes.
+pub fn file_probe(path: &str, with_content: bool) -> Option<ProbeCmd> {
+    Some(ProbeCmd {
+        script: probe_script(path, with_content),
+        stdin: None,
+        file: (!with_content).then(|| path.to_string()),
+    })
+}
+
 /// Reads hash, owner, group, mode (and content when `with_content`) in one command.
 pub async fn probe_file(ctx: &ModuleCtx<'_>, path: &str, with_content: bool) -> Result<RemoteFile> {
     let script = probe_script(path, with_content);
-    if !with_content {
-        // A loop's read-ahead answers this probe for all items' files together.
-        if let Some(ra) = ctx.readahead {
-            ra.note_file_probe(&script, path);
-        }
-    }
     let out = ctx.sh(&script).await?;
     if !out.ok() {
         bail!("cannot read {path}: {}", out.stderr_str().trim());
@@ -471,6 +475,55 @@ fn sha1_hex(bytes: &[u8]) -> String {
     hex::encode(sha1::Sha1::digest(bytes))
 }
 
+/// `content` as written: a string as it is, anything else as JSON.
+fn content_text(content: serde_json::Value) -> Result<String> {
+    Ok(match content {
+        serde_json::Value::String(s) => s,
+        other => serde_json::to_string_pretty(&other)?,
+    })
+}
+
+/// The file `src` names on the control machine, and where it goes (`dest/` takes its name).
+fn copy_source(ctx: &ModuleCtx<'_>, src: &str, dest: &str) -> Result<(PathBuf, String)> {
+    let path = local_path(ctx, src, "files")?;
+    if path.is_dir() {
+        bail!("copy: `{src}` is a directory; copying directories is not supported yet");
+    }
+    let dest = if dest.ends_with('/') {
+        format!(
+            "{dest}{}",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+        )
+    } else {
+        dest.to_string()
+    };
+    Ok((path, dest))
+}
+
+/// The destination's probe, with its content for `--diff` when the new content is text small
+/// enough to show (as `converge_content` asks).
+fn copy_probe(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
+    let a: CopyArgs = p.parse()?;
+    let (dest, shown) = match (a.content, &a.src) {
+        (Some(content), _) => (a.dest, !looks_binary(content_text(content)?.as_bytes())),
+        (None, Some(src)) => {
+            let (path, dest) = copy_source(ctx, src, &a.dest)?;
+            let small = std::fs::metadata(&path)?.len() as usize <= MAX_DIFF_BYTES;
+            (
+                dest,
+                ctx.diff && small && !looks_binary(&std::fs::read(&path)?),
+            )
+        }
+        (None, None) => return Ok(None),
+    };
+    Ok(file_probe(&dest, ctx.diff && shown))
+}
+
+/// template's probe: the destination's, with its content for `--diff`.
+fn template_probe(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
+    Ok(file_probe(&p.parse::<TemplateArgs>()?.dest, ctx.diff))
+}
+
 pub async fn copy(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     let a: CopyArgs = p.parse()?;
     let dest = a.dest;
@@ -482,11 +535,7 @@ pub async fn copy(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         bail!("copy: remote_src is not supported; use `command: cp ...` with creates:");
     }
     if let Some(content) = a.content {
-        let text = match content {
-            serde_json::Value::String(s) => s,
-            other => serde_json::to_string_pretty(&other)?,
-        };
-        let bytes = text.into_bytes();
+        let bytes = content_text(content)?.into_bytes();
         check_sha1(&a.checksum, || Ok(sha1_hex(&bytes)))?;
         let hash = hash_hex(&bytes);
         return converge_content(ctx, &dest, NewContent::bytes(&bytes, &hash), &wanted).await;
@@ -494,20 +543,9 @@ pub async fn copy(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     let Some(src) = a.src else {
         bail!("copy: give `src` (a file) or `content`");
     };
-    let path = local_path(ctx, &src, "files")?;
-    if path.is_dir() {
-        bail!("copy: `{src}` is a directory; copying directories is not supported yet");
-    }
+    let (path, dest) = copy_source(ctx, &src, &dest)?;
     let meta = std::fs::metadata(&path)
         .map_err(|e| anyhow!("copy: cannot read {}: {e}", path.display()))?;
-    let dest = if dest.ends_with('/') {
-        format!(
-            "{dest}{}",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
-        )
-    } else {
-        dest
-    };
     // Large files are streamed and hashed without holding them in memory.
     if meta.len() as usize > MAX_DIFF_BYTES {
         check_sha1(&a.checksum, || {
@@ -573,11 +611,6 @@ pub async fn template(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         force: force.unwrap_or(true),
         ..Wanted::writing(p)?
     };
-    if ctx.readahead.is_some_and(|r| r.is_recording()) {
-        // A loop's read-ahead needs only the probe (the same one converge_content makes);
-        // the template is rendered once, when the item runs.
-        probe_file(ctx, &dest, ctx.diff).await?;
-    }
     // Rendered before anything is written: a failed render writes nothing.
     let rendered = render_template(ctx, &src)?;
     let bytes = rendered.into_bytes();
@@ -612,7 +645,7 @@ pub const COPY: Spec = Spec {
             "a Vault-encrypted `src` file is not decrypted (vars files and !vault values are)",
         ),
     ],
-    probes_first: true,
+    probe: Some(copy_probe),
     ..Spec::new("copy", |p, ctx| Box::pin(copy(p, ctx)))
 };
 
@@ -631,7 +664,7 @@ pub const TEMPLATE: Spec = Spec {
         ("variable_start_string", "templates use Jinja's default delimiters"),
         ("variable_end_string", "templates use Jinja's default delimiters"),
     ],
-    probes_first: true,
+    probe: Some(template_probe),
     ..Spec::new("template", |p, ctx| Box::pin(template(p, ctx)))
 };
 

@@ -1,8 +1,8 @@
 //! lineinfile: make sure one line is (or is not) in a file. The new content is computed here
 //! and written like any file, so check mode and diffs are exact.
 
-use super::files::{hash_hex, probe_file, write_content, NewContent, Wanted};
-use super::{args, ModuleCtx, Outcome, Params, Spec};
+use super::files::{file_probe, hash_hex, probe_file, write_content, NewContent, Wanted};
+use super::{args, ModuleCtx, Outcome, Params, ProbeCmd, Spec};
 use crate::transport::quote;
 use anyhow::{anyhow, bail, Result};
 use base64::Engine as _;
@@ -27,6 +27,11 @@ struct Args {
     backrefs: bool,
     #[serde(default)]
     firstmatch: bool,
+}
+
+/// The file with its content (the new content is computed from it).
+fn probe(p: &Params<'_>, _: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
+    Ok(file_probe(&p.parse::<Args>()?.path, true))
 }
 
 pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
@@ -168,6 +173,6 @@ pub const LINEINFILE: Spec = Spec {
         "unsafe_writes",
         "pgdeploy always writes atomically (a temporary file renamed over the old one)",
     )],
-    probes_first: true,
+    probe: Some(probe),
     ..Spec::new("lineinfile", |p, ctx| Box::pin(run(p, ctx)))
 };

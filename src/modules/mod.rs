@@ -39,6 +39,32 @@ use std::time::Duration;
 /// How a module runs: from its parameters and the host's context to an outcome.
 pub type RunFn = for<'a> fn(&'a Params<'a>, &'a ModuleCtx<'a>) -> BoxFuture<'a, Result<Outcome>>;
 
+/// A module's probe for its parameters (see `Spec::probe`): None when its first command
+/// would not only read (apt's cache update, systemd's daemon-reload) or there is nothing to read.
+pub type ProbeFn = for<'a> fn(&'a Params<'a>, &'a ModuleCtx<'a>) -> Result<Option<ProbeCmd>>;
+
+/// A read-only command whose answer describes the host's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeCmd {
+    pub script: String,
+    /// What it reads: SQL for psql, never a secret (a probe that would send a password on
+    /// stdin is not declared; it runs live).
+    pub stdin: Option<Vec<u8>>,
+    /// `files::probe_script`'s probe of this path without content: answered with the other
+    /// files' probes of a batch in one `stat` and one `sha256sum`.
+    pub file: Option<String>,
+}
+
+impl ProbeCmd {
+    pub fn script(script: String) -> Option<ProbeCmd> {
+        Some(ProbeCmd {
+            script,
+            stdin: None,
+            file: None,
+        })
+    }
+}
+
 /// A module, declared in its own file: names, parameters, where it runs, and its code.
 pub struct Spec {
     pub name: &'static str,
@@ -50,10 +76,10 @@ pub struct Spec {
     pub refused: &'static [(&'static str, &'static str)],
     /// Takes a free-form string (`command: ls -l`).
     pub free_form: bool,
-    /// Its first command only reads the host (a probe): the engine may run it ahead of the
-    /// task, batched with other tasks' probes, and answer it from that batch. A module whose
-    /// first command would write in some case returns `readahead::Recorded` unrecorded then.
-    pub probes_first: bool,
+    /// Its probe: the read-only command it runs first, as it will run it (same script, same
+    /// stdin). The engine runs the probes of consecutive tasks ahead, in one command per host,
+    /// and the module's first command takes its answer from that batch.
+    pub probe: Option<ProbeFn>,
     /// Runs on the control machine, without a connection.
     pub local: bool,
     pub run: RunFn,
@@ -69,7 +95,7 @@ impl Spec {
             params: Vec::new,
             refused: &[],
             free_form: false,
-            probes_first: false,
+            probe: None,
             local: false,
             run,
         }
@@ -265,33 +291,27 @@ impl ModuleCtx<'_> {
         user: Option<String>,
         traced: bool,
     ) -> Result<Output> {
-        if let Some(ra) = self.readahead {
+        let probe_stdin = match &stdin {
+            Stdin::None => Some(None),
+            Stdin::Bytes(b) => Some(Some(b.clone())),
+            _ => None,
+        };
+        if let (Some(ra), Some(probe_stdin)) = (self.readahead, probe_stdin) {
             let probe = readahead::Probe {
                 script: script.to_string(),
                 user: user.clone(),
                 env: self.env.clone(),
+                stdin: probe_stdin,
             };
-            match (ra, &stdin) {
-                (readahead::ReadAhead::Record(v, _), Stdin::None) => {
-                    if let Ok(mut v) = v.lock() {
-                        v.push(probe);
-                    }
-                    return Err(readahead::Recorded.into());
+            if let Some(out) = ra.answer(&probe) {
+                if let Ok(mut t) = self.trace.lock() {
+                    t.push(format!(
+                        "$ {}\n(answered by the read-ahead)\n[rc={}]",
+                        script.trim(),
+                        out.code
+                    ));
                 }
-                (readahead::ReadAhead::Record(..), _) => return Err(readahead::Recorded.into()),
-                (readahead::ReadAhead::Serve(_), Stdin::None) => {
-                    if let Some(out) = ra.answer(&probe) {
-                        if let Ok(mut t) = self.trace.lock() {
-                            t.push(format!(
-                                "$ {}\n(answered by the read-ahead)\n[rc={}]",
-                                script.trim(),
-                                out.code
-                            ));
-                        }
-                        return Ok(out);
-                    }
-                }
-                _ => {}
+                return Ok(out);
             }
         }
         let opts = ExecOptions {
@@ -319,6 +339,7 @@ impl ModuleCtx<'_> {
                 script: script.to_string(),
                 user: self.become_user.clone(),
                 env: self.env.clone(),
+                stdin: None,
             })
         })
     }
@@ -450,9 +471,37 @@ pub async fn run(name: &str, params: &Map<String, Value>, ctx: &ModuleCtx<'_>) -
     (spec.run)(&p, ctx).await
 }
 
-/// Whether a module's first command is a probe the engine may run ahead (see `Spec`).
+/// Whether a module declares a probe the engine may run ahead (see `Spec::probe`).
 pub fn probes_first(name: &str) -> bool {
-    spec(name).is_some_and(|s| s.probes_first)
+    spec(name).is_some_and(|s| s.probe.is_some())
+}
+
+/// Notes a task's probe in a recorder (as the task's user, with its environment). A probe
+/// that cannot be worked out now (an error) is left to the task, which runs it live.
+pub fn record_probe(
+    name: &str,
+    params: &Map<String, Value>,
+    ctx: &ModuleCtx<'_>,
+    recorder: &readahead::ReadAhead,
+) {
+    let Some(probe) = spec(name).and_then(|s| s.probe) else {
+        return;
+    };
+    let p = Params {
+        module: spec(name).map_or(name, |s| s.name),
+        map: params,
+    };
+    if let Ok(Some(cmd)) = probe(&p, ctx) {
+        recorder.note(
+            readahead::Probe {
+                script: cmd.script,
+                user: ctx.become_user.clone(),
+                env: ctx.env.clone(),
+                stdin: cmd.stdin,
+            },
+            cmd.file,
+        );
+    }
 }
 
 /// The modules that run on the control machine and need no connection.

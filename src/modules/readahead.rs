@@ -1,9 +1,9 @@
 //! Read-ahead: the probes of many tasks (and loop items) in one round trip.
 //!
-//! A module's first command on a host is its probe, which only reads (`Spec::probes_first`).
-//! The engine first runs each task's (or item's) module in `Record` mode: its first command is
-//! noted, not run, and the module stops there. All the noted probes then run in one command,
-//! and each task runs for real in `Serve` mode: its probe is answered from that batch (once),
+//! A module declares its probe (`Spec::probe`): the read-only command whose answer describes
+//! the host's state for its parameters, which is also the first command it runs. The engine
+//! notes the probes of many tasks (and loop items) in a `Record`, runs them in one command, and
+//! each task then runs in `Serve` mode: its probe is answered from that batch (once),
 //! everything after it runs live. After something changes the engine drops the batch, so
 //! later tasks probe again and never act on a stale answer (see `engine::prefetch`).
 
@@ -11,24 +11,14 @@ use crate::transport::{quote, Output};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-/// Returned by a command in `Record` mode: the module stops there.
-#[derive(Debug)]
-pub struct Recorded;
-
-impl std::fmt::Display for Recorded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("probe recorded for read-ahead")
-    }
-}
-
-impl std::error::Error for Recorded {}
-
-/// How a probe runs: the script, as which user, with which environment.
+/// How a probe runs: the script, as which user, with which environment, reading what.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Probe {
     pub script: String,
     pub user: Option<String>,
     pub env: Vec<(String, String)>,
+    /// What it reads on stdin (psql's SQL); never a secret (see `ProbeCmd::stdin`).
+    pub stdin: Option<Vec<u8>>,
 }
 
 pub enum ReadAhead {
@@ -47,6 +37,19 @@ impl ReadAhead {
 
     pub fn is_recording(&self) -> bool {
         matches!(self, ReadAhead::Record(..))
+    }
+
+    /// Notes a probe to run ahead; `file` marks `files::probe_script`'s probe of that path
+    /// without content, answered with the other files' (see `Record`).
+    pub fn note(&self, probe: Probe, file: Option<String>) {
+        if let ReadAhead::Record(v, files) = self {
+            if let (Some(path), Ok(mut f)) = (file, files.lock()) {
+                f.insert(probe.script.clone(), path);
+            }
+            if let Ok(mut v) = v.lock() {
+                v.push(probe);
+            }
+        }
     }
 
     /// Whether the batch still has an answer to this probe.
@@ -72,15 +75,6 @@ impl ReadAhead {
         Some(out)
     }
 
-    /// Notes that `script` is `files::probe_file`'s probe of `path`, without content.
-    pub fn note_file_probe(&self, script: &str, path: &str) {
-        if let ReadAhead::Record(_, files) = self {
-            if let Ok(mut f) = files.lock() {
-                f.insert(script.to_string(), path.to_string());
-            }
-        }
-    }
-
     /// The file probes noted (script -> path).
     pub fn file_probes(&self) -> HashMap<String, String> {
         match self {
@@ -100,11 +94,23 @@ impl ReadAhead {
     /// One script that runs every probe (each in its own subshell). Each probe's stdout is
     /// printed as it is, then a line with `token`, its index and exit status, then its stderr
     /// (when there is any) and a second token line: few processes per probe, no re-encoding.
-    /// `token` is random, so a probe's output cannot forge it.
+    /// `token` is random, so a probe's output cannot forge it. A probe's stdin is a here
+    /// document ended by the token (its text is never a secret: `ProbeCmd::stdin`).
     pub fn batch_script(probes: &[Probe], files: &HashMap<String, String>, token: &str) -> String {
         let mut s = String::from("__pgde=$(mktemp) || exit 1\n");
         let mut file_part = String::from("set --\n");
         for (i, p) in probes.iter().enumerate() {
+            if let Some(stdin) = &p.stdin {
+                let mut text = String::from_utf8_lossy(stdin).into_owned();
+                if !text.ends_with('\n') {
+                    text.push('\n');
+                }
+                s.push_str(&format!(
+                    "( {}\n) 2>\"$__pgde\" <<'{token}-IN'\n{text}{token}-IN\nprintf '\\n{token} {i} %s\\n' $?; [ -s \"$__pgde\" ] && cat \"$__pgde\"; printf '\\n{token}\\n'\n",
+                    p.script
+                ));
+                continue;
+            }
             if let Some(path) = files.get(&p.script) {
                 // What the probe would print, for all files at once: the kind of each path
                 // here (shell builtins), then one stat and one sha256sum over the files.
@@ -283,15 +289,20 @@ mod tests {
             script: s.into(),
             user: None,
             env: vec![],
+            stdin: None,
         };
         let probes = vec![
             probe("printf 'a\\nb\\n\\n'"),
             probe("echo err >&2; exit 3"),
             probe("cat <<'EOF'\nP9 0 x\nEOF"),
             probe("echo err >&2; exit 3"),
+            Probe {
+                stdin: Some(b"SELECT 1;\nTOK-IN not the end\nSELECT 2;".to_vec()),
+                ..probe("tr a-z A-Z")
+            },
         ];
         let distinct = ReadAhead::distinct(probes.clone());
-        assert_eq!(distinct.len(), 3);
+        assert_eq!(distinct.len(), 4);
         let batch: Vec<Probe> = distinct.iter().map(|(p, _)| p.clone()).collect();
         let out = std::process::Command::new("sh")
             .arg("-c")
@@ -303,6 +314,11 @@ mod tests {
         let e = ra.answer(&probes[1]).unwrap();
         assert_eq!((e.code, e.stderr.as_slice()), (3, &b"err\n"[..]));
         assert_eq!(ra.answer(&probes[2]).unwrap().stdout, b"P9 0 x\n");
+        // What a probe reads on stdin reaches it whole.
+        assert_eq!(
+            ra.answer(&probes[4]).unwrap().stdout,
+            b"SELECT 1;\nTOK-IN NOT THE END\nSELECT 2;\n"
+        );
         // Asked twice, answered twice, then no more.
         assert!(ra.answer(&probes[3]).is_some());
         assert!(ra.answer(&probes[3]).is_none());
@@ -327,6 +343,7 @@ mod tests {
             script: "echo other".into(),
             user: None,
             env: vec![],
+            stdin: None,
         }];
         for p in &paths {
             files.insert(script(p), p.clone());
@@ -334,6 +351,7 @@ mod tests {
                 script: script(p),
                 user: None,
                 env: vec![],
+                stdin: None,
             });
         }
         let out = std::process::Command::new("sh")

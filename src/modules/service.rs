@@ -1,6 +1,6 @@
 //! systemd / service: started, stopped, restarted, reloaded; enabled; daemon-reload.
 
-use super::{args, ModuleCtx, Outcome, Params, Spec};
+use super::{args, ModuleCtx, Outcome, Params, ProbeCmd, Spec};
 use crate::transport::quote;
 use anyhow::{bail, Result};
 use serde::Deserialize;
@@ -20,6 +20,24 @@ struct Args {
     scope: Option<String>,
     #[serde(default)]
     no_block: bool,
+}
+
+/// The unit's state, in one command.
+fn show(name: &str) -> String {
+    format!(
+        "systemctl show -p ActiveState -p UnitFileState -p LoadState {}",
+        quote(name)
+    )
+}
+
+/// The unit's state; none to run ahead when a daemon-reload (which writes) comes first.
+fn probe(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
+    let a: Args = p.parse()?;
+    let reloads = (a.daemon_reload || a.daemon_reexec) && !ctx.check;
+    Ok(match a.name {
+        Some(name) if !reloads => ProbeCmd::script(show(&name)),
+        _ => None,
+    })
 }
 
 pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
@@ -54,10 +72,6 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         (false, true) => "systemctl daemon-reload && ",
         (false, false) => "",
     };
-    // daemon-reload/reexec come first and write: never run ahead of the task.
-    if !reload.is_empty() && ctx.readahead.is_some_and(|r| r.is_recording()) {
-        return Err(super::readahead::Recorded.into());
-    }
     let mut outcome = Outcome::ok();
     let Some(name) = &name else {
         if !reload.is_empty() {
@@ -68,11 +82,7 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     };
     {
         let q = quote(name);
-        let out = ctx
-            .sh(&format!(
-                "{reload}systemctl show -p ActiveState -p UnitFileState -p LoadState {q}"
-            ))
-            .await?;
+        let out = ctx.sh(&format!("{reload}{}", show(name))).await?;
         let text = out.stdout_str();
         let prop = |k: &str| {
             text.lines()
@@ -161,7 +171,7 @@ pub const SYSTEMD: Spec = Spec {
         "force",
         "not supported; remove the stale unit link with `file: state=absent`",
     )],
-    probes_first: true,
+    probe: Some(probe),
     ..Spec::new("systemd", |p, ctx| Box::pin(run(p, ctx)))
 };
 
@@ -176,6 +186,6 @@ pub const SERVICE: Spec = Spec {
         ("args", "pgdeploy manages systemd units only"),
         ("use", "pgdeploy manages systemd units only"),
     ],
-    probes_first: true,
+    probe: Some(probe),
     ..Spec::new("service", |p, ctx| Box::pin(run(p, ctx)))
 };

@@ -1,6 +1,6 @@
 //! stat: facts about a path, for `register` and `when`.
 
-use super::{args, ModuleCtx, Outcome, Params, Spec};
+use super::{args, ModuleCtx, Outcome, Params, ProbeCmd, Spec};
 use crate::transport::quote;
 use anyhow::Result;
 use serde::Deserialize;
@@ -17,10 +17,10 @@ struct Args {
     follow: bool,
 }
 
-pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+/// One command: the path's kind, owners, mode, size, time, link target and checksum.
+fn probe(p: &Params<'_>, _: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
     let a: Args = p.parse()?;
-    let path = a.path;
-    let q = quote(&path);
+    let q = quote(&a.path);
     let follow = if a.follow { "-L " } else { "" };
     let algorithm = a.checksum_algorithm.unwrap_or_else(|| "sha1".into());
     if !matches!(
@@ -36,11 +36,15 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     } else {
         "echo".into()
     };
-    let out = ctx
-        .sh(&format!(
-            "if [ -e {q} ] || [ -L {q} ]; then stat {follow}-c '%F|%U|%G|%u|%g|%a|%s|%Y|%N' {q}; {checksum}; else echo ABSENT; fi"
-        ))
-        .await?;
+    Ok(ProbeCmd::script(format!(
+        "if [ -e {q} ] || [ -L {q} ]; then stat {follow}-c '%F|%U|%G|%u|%g|%a|%s|%Y|%N' {q}; {checksum}; else echo ABSENT; fi"
+    )))
+}
+
+pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+    let path = p.parse::<Args>()?.path;
+    let probe = probe(p, ctx)?.map(|c| c.script).unwrap_or_default();
+    let out = ctx.sh(&probe).await?;
     let text = out.stdout_str();
     let mut lines = text.lines();
     let first = lines.next().unwrap_or("ABSENT");
@@ -85,6 +89,6 @@ pub const STAT: Spec = Spec {
         ("get_mime", "not supported"),
         ("get_attributes", "not supported"),
     ],
-    probes_first: true,
+    probe: Some(probe),
     ..Spec::new("stat", |p, ctx| Box::pin(run(p, ctx)))
 };

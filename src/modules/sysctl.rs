@@ -1,6 +1,6 @@
 //! sysctl: a kernel parameter in a sysctl file and (by default) live.
 
-use super::{args, ModuleCtx, Outcome, Params, Spec};
+use super::{args, ModuleCtx, Outcome, Params, ProbeCmd, Spec};
 use crate::transport::quote;
 use anyhow::{bail, Result};
 use serde::Deserialize;
@@ -19,13 +19,28 @@ struct Args {
     ignoreerrors: bool,
 }
 
+const DEFAULT_FILE: &str = "/etc/sysctl.d/99-pgdeploy.conf";
+
+/// One command: the value in the sysctl file, then the live one.
+fn probe(p: &Params<'_>, _: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
+    let a: Args = p.parse()?;
+    check_name(&a.name)?;
+    let file = a.sysctl_file.as_deref().unwrap_or(DEFAULT_FILE);
+    let path = format!("/proc/sys/{}", a.name.replace('.', "/"));
+    Ok(ProbeCmd::script(format!(
+        "grep -E '^[[:space:]]*{}[[:space:]]*=' {} 2>/dev/null | tail -n1 | cut -d= -f2-; echo '--'; cat {} 2>/dev/null",
+        regex::escape(&a.name),
+        quote(file),
+        quote(&path)
+    )))
+}
+
 pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+    let probe = probe(p, ctx)?.map(|c| c.script).unwrap_or_default();
     let a: Args = p.parse()?;
     let name = a.name;
     let state = a.state.unwrap_or_else(|| "present".into());
-    let file = a
-        .sysctl_file
-        .unwrap_or_else(|| "/etc/sysctl.d/99-pgdeploy.conf".into());
+    let file = a.sysctl_file.unwrap_or_else(|| DEFAULT_FILE.into());
     let set_live = a.sysctl_set.unwrap_or(true) && a.reload.unwrap_or(true);
     let value = match state.as_str() {
         "present" => Some(
@@ -35,15 +50,8 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         "absent" => None,
         other => bail!("sysctl: state `{other}` must be present or absent"),
     };
-    check_name(&name)?;
-    let path = format!("/proc/sys/{}", name.replace('.', "/"));
-    let (qf, qp) = (quote(&file), quote(&path));
-    let out = ctx
-        .sh(&format!(
-            "grep -E '^[[:space:]]*{}[[:space:]]*=' {qf} 2>/dev/null | tail -n1 | cut -d= -f2-; echo '--'; cat {qp} 2>/dev/null",
-            regex::escape(&name)
-        ))
-        .await?;
+    let qf = quote(&file);
+    let out = ctx.sh(&probe).await?;
     let text = out.stdout_str();
     let (in_file, live) = text.split_once("--\n").unwrap_or((&text, ""));
     let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -113,7 +121,7 @@ fn check_name(name: &str) -> Result<()> {
 /// The `sysctl` module.
 pub const SYSCTL: Spec = Spec {
     params: args::fields::<Args>,
-    probes_first: true,
+    probe: Some(probe),
     ..Spec::new("sysctl", |p, ctx| Box::pin(run(p, ctx)))
 };
 

@@ -1,6 +1,6 @@
 //! user and group.
 
-use super::{args, ModuleCtx, Outcome, Params, Spec};
+use super::{args, ModuleCtx, Outcome, Params, ProbeCmd, Spec};
 use crate::transport::quote;
 use anyhow::{bail, Result};
 use serde::Deserialize;
@@ -35,12 +35,25 @@ struct GroupArgs {
     system: bool,
 }
 
+/// One command: the passwd entry, the groups, the primary group.
+fn user_probe(p: &Params<'_>, _: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
+    let q = quote(&p.parse::<UserArgs>()?.name);
+    Ok(ProbeCmd::script(format!("getent passwd {q} || true; echo '--'; id -Gn {q} 2>/dev/null || true; echo '--'; id -gn {q} 2>/dev/null || true")))
+}
+
+/// The group entry.
+fn group_probe(p: &Params<'_>, _: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
+    let q = quote(&p.parse::<GroupArgs>()?.name);
+    Ok(ProbeCmd::script(format!("getent group {q} || true")))
+}
+
 pub async fn user(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+    let probe = user_probe(p, ctx)?.map(|c| c.script).unwrap_or_default();
     let a: UserArgs = p.parse()?;
     let name = a.name;
     let q = quote(&name);
     let state = a.state.unwrap_or_else(|| "present".into());
-    let out = ctx.sh(&format!("getent passwd {q} || true; echo '--'; id -Gn {q} 2>/dev/null || true; echo '--'; id -gn {q} 2>/dev/null || true")).await?;
+    let out = ctx.sh(&probe).await?;
     let text = out.stdout_str();
     let parts: Vec<&str> = text.split("--\n").collect();
     let entry = parts.first().copied().unwrap_or_default().trim();
@@ -126,11 +139,12 @@ pub async fn user(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
 }
 
 pub async fn group(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+    let probe = group_probe(p, ctx)?.map(|c| c.script).unwrap_or_default();
     let a: GroupArgs = p.parse()?;
     let name = a.name;
     let q = quote(&name);
     let state = a.state.unwrap_or_else(|| "present".into());
-    let out = ctx.sh(&format!("getent group {q} || true")).await?;
+    let out = ctx.sh(&probe).await?;
     let entry = out.stdout_str();
     let gid = entry.trim().split(':').nth(2).map(str::to_string);
     let script = match (state.as_str(), &gid) {
@@ -208,7 +222,7 @@ pub const USER: Spec = Spec {
         ("expires", "not supported; use `command: chage -E ...`"),
         ("non_unique", "not supported: ids are unique"),
     ],
-    probes_first: true,
+    probe: Some(user_probe),
     ..Spec::new("user", |p, ctx| Box::pin(user(p, ctx)))
 };
 
@@ -216,6 +230,6 @@ pub const USER: Spec = Spec {
 pub const GROUP: Spec = Spec {
     params: args::fields::<GroupArgs>,
     refused: &[("non_unique", "not supported: ids are unique")],
-    probes_first: true,
+    probe: Some(group_probe),
     ..Spec::new("group", |p, ctx| Box::pin(group(p, ctx)))
 };
