@@ -309,7 +309,7 @@ impl Engine {
     ) -> Result<Option<ReadAhead>> {
         let eligible = items.len() > 1
             && here.delegate_to.is_none()
-            && task.module_name().is_some_and(modules::probes_first);
+            && task.module_name().is_some_and(modules::declares_probe);
         if !eligible {
             return Ok(None);
         }

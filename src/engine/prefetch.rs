@@ -248,7 +248,8 @@ impl Engine {
 
 /// A task whose first command the engine may run ahead.
 fn batchable(task: &Task) -> bool {
-    task.module_name().is_some_and(crate::modules::probes_first)
+    task.module_name()
+        .is_some_and(crate::modules::declares_probe)
 }
 
 /// Whom a probe runs as: the user it becomes and its environment.

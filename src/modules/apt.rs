@@ -2,7 +2,8 @@
 //!
 //! The per-distribution commands are data ([`MANAGERS`]), so another family is a table entry.
 
-use super::{args, ModuleCtx, Outcome, Params, ProbeCmd, Spec};
+use super::{args, probed, Apply, ModuleCtx, Outcome, Params, Plan, ProbeCmd, Spec};
+use crate::transport::Output;
 use crate::transport::{quote, quote_join};
 use anyhow::{bail, Result};
 use serde::Deserialize;
@@ -123,34 +124,36 @@ fn probe(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
     )
 }
 
-pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+/// The cache update (when asked for and older than cache_valid_time), then the packages to
+/// install or remove. With `state: latest` the update runs while planning (never in check
+/// mode): which packages are outdated is known only after it.
+async fn plan(p: &Params<'_>, ctx: &ModuleCtx<'_>, answer: Option<Output>) -> Result<Plan> {
     let module = p.module;
     let a: Args = p.parse()?;
     let m = host_manager(module, ctx)?;
     let names = a.name;
     let state = a.state.unwrap_or_else(|| "present".into());
-    let mut changed = false;
-    // The cache, when asked for and older than cache_valid_time.
-    if a.update_cache.unwrap_or(false) {
-        let valid = a.cache_valid_time.unwrap_or(0);
-        let stale = if valid > 0 {
-            let out = ctx.sh(&cache_age(m)).await?;
-            out.stdout_str().trim().parse::<i64>().unwrap_or(i64::MAX) > valid
-        } else {
-            true
-        };
-        if stale {
-            changed = true;
-            if !ctx.check {
-                ctx.sh_ok(m.update, "updating the package cache").await?;
+    let update_cache = a.update_cache.unwrap_or(false);
+    let mut answer = answer;
+    let update = update_cache
+        && match a.cache_valid_time.unwrap_or(0) {
+            valid if valid > 0 => {
+                let age = probed(answer.take())?;
+                age.stdout_str().trim().parse::<i64>().unwrap_or(i64::MAX) > valid
             }
+            _ => true,
+        };
+    let mut steps: Vec<String> = Vec::new();
+    if update {
+        if state == "latest" && !ctx.check {
+            ctx.sh_ok(m.update, "updating the package cache").await?;
+        } else {
+            steps.push(m.update.to_string());
         }
     }
+    let changed = update;
     if names.is_empty() {
-        return Ok(Outcome {
-            changed,
-            ..Default::default()
-        });
+        return Ok(plan_of(steps, changed, 0, module));
     }
     // A name apt-get would read as an option (`-oAPT::Update::Pre-Invoke::=...` runs a
     // command as root) is refused.
@@ -159,7 +162,10 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     }
     let bases = bases(&names);
     let quoted = quote_join(&bases);
-    let out = ctx.sh(&query(m, &bases)).await?;
+    let out = match answer {
+        Some(out) if !update_cache => out,
+        _ => ctx.sh(&query(m, &bases)).await?,
+    };
     let installed: Vec<String> = out
         .stdout_str()
         .lines()
@@ -218,35 +224,26 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     };
     let mut packages = 0;
     if let Some((count, script)) = script {
-        changed = true;
         packages = count as u32;
-        if !ctx.check {
-            let out = ctx.sh(&script).await?;
-            if !out.ok() {
-                let err = out.stderr_str();
-                let tail: Vec<&str> = err
-                    .trim()
-                    .lines()
-                    .rev()
-                    .take(15)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect();
-                return Ok(Outcome::failed(format!(
-                    "{module} failed (rc={}):\n{}",
-                    out.code,
-                    tail.join("\n")
-                )));
-            }
-        }
+        steps.push(script);
     }
-    Ok(Outcome {
+    let changed = changed || packages > 0;
+    Ok(plan_of(steps, changed, packages, module).with_data("packages", names.join(" ")))
+}
+
+fn plan_of(steps: Vec<String>, changed: bool, packages: u32, module: &str) -> Plan {
+    let outcome = Outcome {
         changed,
         changes: crate::report::Changes::packages(packages),
         ..Default::default()
+    };
+    if steps.is_empty() {
+        return Plan::done(outcome);
     }
-    .with("packages", names.join(" ")))
+    Plan::change(
+        outcome,
+        Apply::script(steps.join(" && "), format!("{module} failed")),
+    )
 }
 
 /// The `apt` module.
@@ -277,8 +274,9 @@ pub const APT: Spec = Spec {
             "packages must come from a signed repository or the offline bundle",
         ),
     ],
-    probe: Some(probe),
-    ..Spec::new("apt", |p, ctx| Box::pin(run(p, ctx)))
+    ..Spec::planned("apt", probe, |p, ctx, answer| {
+        Box::pin(plan(p, ctx, answer))
+    })
 };
 
 /// The `package` module.
@@ -288,8 +286,9 @@ pub const PACKAGE: Spec = Spec {
         "use",
         "the package manager follows the host's ansible_os_family",
     )],
-    probe: Some(probe),
-    ..Spec::new("package", |p, ctx| Box::pin(run(p, ctx)))
+    ..Spec::planned("package", probe, |p, ctx, answer| {
+        Box::pin(plan(p, ctx, answer))
+    })
 };
 
 /// The `dnf` module.
@@ -315,6 +314,7 @@ pub const DNF: Spec = Spec {
         ),
         ("install_weak_deps", "not supported by pgdeploy's dnf"),
     ],
-    probe: Some(probe),
-    ..Spec::new("dnf", |p, ctx| Box::pin(run(p, ctx)))
+    ..Spec::planned("dnf", probe, |p, ctx, answer| {
+        Box::pin(plan(p, ctx, answer))
+    })
 };

@@ -1,8 +1,9 @@
 //! file: directories, links, empty files, absence, owner and mode.
 
 use super::files::{Attrs, Wanted};
-use super::{args, ModuleCtx, Outcome, Params, ProbeCmd, Spec};
+use super::{args, probed, Apply, ModuleCtx, Outcome, Params, Plan, ProbeCmd, Spec};
 use crate::transport::quote;
+use crate::transport::Output;
 use anyhow::{bail, Result};
 use serde::Deserialize;
 
@@ -27,13 +28,13 @@ fn probe(p: &Params<'_>, _: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
     )))
 }
 
-pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
-    let probe = probe(p, ctx)?.map(|c| c.script).unwrap_or_default();
+/// What makes the path the kind, owner, group and mode wanted.
+async fn plan(p: &Params<'_>, answer: Option<Output>) -> Result<Plan> {
     let a: Args = p.parse()?;
     let path = a.path;
     let wanted = Wanted::attrs_only(p.parse::<Attrs>()?);
     let q = quote(&path);
-    let out = ctx.sh(&probe).await?;
+    let out = probed(answer)?;
     let text = out.stdout_str();
     let mut lines = text.lines();
     let kind = lines.next().unwrap_or("absent").to_string();
@@ -79,9 +80,9 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         "touch" => (true, format!("touch {q}; {attrs}")),
         "file" => {
             if kind == "absent" {
-                return Ok(Outcome::failed(format!(
+                return Ok(Plan::done(Outcome::failed(format!(
                     "file {path} is absent; use state=touch to create it"
-                )));
+                ))));
             }
             (!wanted.attrs_match(&current), attrs.clone())
         }
@@ -113,17 +114,13 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     }
     .with("path", path.clone())
     .with("state", state.clone());
-    if !needed || ctx.check {
-        return Ok(outcome);
+    if !needed {
+        return Ok(Plan::done(outcome));
     }
-    let out = ctx.sh(&format!("set -e; {script}")).await?;
-    if !out.ok() {
-        return Ok(Outcome::failed(format!(
-            "file {path}: {}",
-            out.stderr_str().trim()
-        )));
-    }
-    Ok(outcome)
+    Ok(Plan::change(
+        outcome,
+        Apply::script(format!("set -e; {script}"), format!("file {path}")),
+    ))
 }
 
 fn attr_script(w: &Wanted, q: &str, recurse: bool) -> String {
@@ -142,6 +139,5 @@ pub const FILE: Spec = Spec {
         ("access_time", "not supported; use `command: touch -a -d ...`"),
         ("modification_time", "not supported; use `command: touch -m -d ...`"),
     ],
-    probe: Some(probe),
-    ..Spec::new("file", |p, ctx| Box::pin(run(p, ctx)))
+    ..Spec::planned("file", probe, |p, _, answer| Box::pin(plan(p, answer)))
 };

@@ -5,8 +5,8 @@
 //! its owner and mode, then renamed over the old one — also one round trip.
 
 use super::args::{self, FileMode};
-use super::{ModuleCtx, Outcome, Params, ProbeCmd, Spec};
-use crate::transport::{quote, Stdin};
+use super::{probed, Apply, ModuleCtx, Outcome, Params, Plan, ProbeCmd, Spec};
+use crate::transport::{quote, Output, Stdin};
 use anyhow::{anyhow, bail, Result};
 use base64::Engine as _;
 use serde::Deserialize;
@@ -181,13 +181,13 @@ pub fn file_probe(path: &str, with_content: bool) -> Option<ProbeCmd> {
         script: probe_script(path, with_content),
         stdin: None,
         file: (!with_content).then(|| path.to_string()),
+        user: None,
+        untraced: false,
     })
 }
 
-/// Reads hash, owner, group, mode (and content when `with_content`) in one command.
-pub async fn probe_file(ctx: &ModuleCtx<'_>, path: &str, with_content: bool) -> Result<RemoteFile> {
-    let script = probe_script(path, with_content);
-    let out = ctx.sh(&script).await?;
+/// What `probe_script` found at `path`: hash, owner, group, mode (and content when asked).
+pub fn parse_probe(out: &Output, path: &str) -> Result<RemoteFile> {
     if !out.ok() {
         bail!("cannot read {path}: {}", out.stderr_str().trim());
     }
@@ -217,11 +217,10 @@ pub async fn probe_file(ctx: &ModuleCtx<'_>, path: &str, with_content: bool) -> 
                 f.group = meta[1].into();
                 f.mode = u32::from_str_radix(meta[2], 8).unwrap_or(0);
             }
-            if with_content {
-                // `C:` marks inlined content (an empty file too); no marker: too large.
-                if let Some(b64) = lines.next().and_then(|l| l.trim().strip_prefix("C:")) {
-                    f.content = base64::engine::general_purpose::STANDARD.decode(b64).ok();
-                }
+            // `C:` marks inlined content (an empty file too); no marker: too large, or not
+            // asked for.
+            if let Some(b64) = lines.next().and_then(|l| l.trim().strip_prefix("C:")) {
+                f.content = base64::engine::general_purpose::STANDARD.decode(b64).ok();
             }
         }
         _ => {}
@@ -337,44 +336,44 @@ impl Wanted {
     }
 }
 
-/// Writes `content` to `dest` unless it is already there with the wanted attributes.
-pub async fn converge_content(
+/// The plan of writing `new` to `dest` (probed: `answer`), unless it is already there with
+/// the wanted attributes.
+fn plan_content(
     ctx: &ModuleCtx<'_>,
+    answer: Option<Output>,
     dest: &str,
     new: NewContent<'_>,
     wanted: &Wanted,
-) -> Result<Outcome> {
-    let current = probe_file(
-        ctx,
-        dest,
-        ctx.diff && new.preview.is_some_and(|p| !looks_binary(p)),
-    )
-    .await?;
-    write_content(ctx, &current, dest, new, wanted).await
+) -> Result<Plan> {
+    let current = parse_probe(&probed(answer)?, dest)?;
+    Ok(plan_write(ctx, &current, dest, new, wanted))
 }
 
-/// The apply step of [`converge_content`], for a caller that has probed `dest` already.
-pub async fn write_content(
+/// The plan of writing `new` over `current`: an atomic write (a temporary file beside it,
+/// validated, given its owner and mode, renamed over it), or only owner and mode.
+pub fn plan_write(
     ctx: &ModuleCtx<'_>,
     current: &RemoteFile,
     dest: &str,
     new: NewContent<'_>,
     wanted: &Wanted,
-) -> Result<Outcome> {
+) -> Plan {
     let new_hash = new.hash;
     if current.is_dir {
-        return Ok(Outcome::failed(format!(
+        return Plan::done(Outcome::failed(format!(
             "{dest} is a directory; give the file's full path"
         )));
     }
     if current.exists && !wanted.force {
-        return Ok(Outcome::ok()
-            .with("dest", dest)
-            .with_msg("force: no, and the file exists: left as it is"));
+        return Plan::done(
+            Outcome::ok()
+                .with("dest", dest)
+                .with_msg("force: no, and the file exists: left as it is"),
+        );
     }
     let content_same = current.exists && current.hash == new_hash;
     if content_same && wanted.attrs_match(current) {
-        return Ok(Outcome::ok().with("dest", dest).with("checksum", new_hash));
+        return Plan::done(Outcome::ok().with("dest", dest).with("checksum", new_hash));
     }
     let mut outcome = Outcome::changed()
         .counting(crate::report::Changes::files(1))
@@ -382,9 +381,6 @@ pub async fn write_content(
         .with("checksum", new_hash);
     if ctx.diff && !content_same {
         outcome.diffs.push(FileDiff::of_write(dest, current, &new));
-    }
-    if ctx.check {
-        return Ok(outcome);
     }
     let q = quote(dest);
     // The caller's umask decides a new file's mode; the temporary file starts private.
@@ -410,16 +406,13 @@ pub async fn write_content(
         script.push_str(&wanted.chown_chmod("\"$tmp\"", reference));
         script.push_str(&format!("mv -f \"$tmp\" {q}; trap - EXIT; "));
     }
-    let out = ctx
-        .sh_in(&script, if content_same { Stdin::None } else { new.data })
-        .await?;
-    if !out.ok() {
-        return Ok(Outcome::failed(format!(
-            "writing {dest} failed: {}",
-            out.stderr_str().trim()
-        )));
-    }
-    Ok(outcome)
+    Plan::change(
+        outcome,
+        Apply {
+            stdin: if content_same { Stdin::None } else { new.data },
+            ..Apply::script(script, format!("writing {dest} failed"))
+        },
+    )
 }
 
 /// Resolves a local `src`: as given, beside the playbook, or in its `files/`/`templates/`.
@@ -524,7 +517,7 @@ fn template_probe(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Option<ProbeCmd
     Ok(file_probe(&p.parse::<TemplateArgs>()?.dest, ctx.diff))
 }
 
-pub async fn copy(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+async fn copy_plan(p: &Params<'_>, ctx: &ModuleCtx<'_>, answer: Option<Output>) -> Result<Plan> {
     let a: CopyArgs = p.parse()?;
     let dest = a.dest;
     let wanted = Wanted {
@@ -538,7 +531,13 @@ pub async fn copy(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         let bytes = content_text(content)?.into_bytes();
         check_sha1(&a.checksum, || Ok(sha1_hex(&bytes)))?;
         let hash = hash_hex(&bytes);
-        return converge_content(ctx, &dest, NewContent::bytes(&bytes, &hash), &wanted).await;
+        return plan_content(
+            ctx,
+            answer,
+            &dest,
+            NewContent::bytes(&bytes, &hash),
+            &wanted,
+        );
     }
     let Some(src) = a.src else {
         bail!("copy: give `src` (a file) or `content`");
@@ -571,12 +570,18 @@ pub async fn copy(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
             preview: None,
             binary,
         };
-        return converge_content(ctx, &dest, new, &wanted).await;
+        return plan_content(ctx, answer, &dest, new, &wanted);
     }
     let bytes = std::fs::read(&path)?;
     check_sha1(&a.checksum, || Ok(sha1_hex(&bytes)))?;
     let hash = hash_hex(&bytes);
-    converge_content(ctx, &dest, NewContent::bytes(&bytes, &hash), &wanted).await
+    plan_content(
+        ctx,
+        answer,
+        &dest,
+        NewContent::bytes(&bytes, &hash),
+        &wanted,
+    )
 }
 
 /// A file's SHA-256, read in pieces, and whether its first piece looks binary.
@@ -605,7 +610,11 @@ struct TemplateArgs {
     force: Option<bool>,
 }
 
-pub async fn template(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+async fn template_plan(
+    p: &Params<'_>,
+    ctx: &ModuleCtx<'_>,
+    answer: Option<Output>,
+) -> Result<Plan> {
     let TemplateArgs { src, dest, force } = p.parse()?;
     let wanted = Wanted {
         force: force.unwrap_or(true),
@@ -615,7 +624,13 @@ pub async fn template(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     let rendered = render_template(ctx, &src)?;
     let bytes = rendered.into_bytes();
     let hash = hash_hex(&bytes);
-    converge_content(ctx, &dest, NewContent::bytes(&bytes, &hash), &wanted).await
+    plan_content(
+        ctx,
+        answer,
+        &dest,
+        NewContent::bytes(&bytes, &hash),
+        &wanted,
+    )
 }
 
 /// Renders a template by name: from the playbook's `templates/` or beside it, else from the
@@ -645,8 +660,9 @@ pub const COPY: Spec = Spec {
             "a Vault-encrypted `src` file is not decrypted (vars files and !vault values are)",
         ),
     ],
-    probe: Some(copy_probe),
-    ..Spec::new("copy", |p, ctx| Box::pin(copy(p, ctx)))
+    ..Spec::planned("copy", copy_probe, |p, ctx, answer| {
+        Box::pin(copy_plan(p, ctx, answer))
+    })
 };
 
 /// The `template` module.
@@ -664,8 +680,9 @@ pub const TEMPLATE: Spec = Spec {
         ("variable_start_string", "templates use Jinja's default delimiters"),
         ("variable_end_string", "templates use Jinja's default delimiters"),
     ],
-    probe: Some(template_probe),
-    ..Spec::new("template", |p, ctx| Box::pin(template(p, ctx)))
+    ..Spec::planned("template", template_probe, |p, ctx, answer| {
+        Box::pin(template_plan(p, ctx, answer))
+    })
 };
 
 #[cfg(test)]

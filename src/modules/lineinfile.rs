@@ -1,9 +1,10 @@
 //! lineinfile: make sure one line is (or is not) in a file. The new content is computed here
 //! and written like any file, so check mode and diffs are exact.
 
-use super::files::{file_probe, hash_hex, probe_file, write_content, NewContent, Wanted};
-use super::{args, ModuleCtx, Outcome, Params, ProbeCmd, Spec};
+use super::files::{file_probe, hash_hex, parse_probe, plan_write, NewContent, Wanted};
+use super::{args, probed, ModuleCtx, Outcome, Params, Plan, ProbeCmd, Spec};
 use crate::transport::quote;
+use crate::transport::Output;
 use anyhow::{anyhow, bail, Result};
 use base64::Engine as _;
 use serde::Deserialize;
@@ -34,7 +35,8 @@ fn probe(p: &Params<'_>, _: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
     Ok(file_probe(&p.parse::<Args>()?.path, true))
 }
 
-pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+/// The new content computed from the old, written like any file where it differs.
+async fn plan(p: &Params<'_>, ctx: &ModuleCtx<'_>, answer: Option<Output>) -> Result<Plan> {
     let a: Args = p.parse()?;
     let path = a.path.clone();
     let state = a.state.clone().unwrap_or_else(|| "present".into());
@@ -46,8 +48,8 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     };
     let search = a.search_string.clone();
     let create = a.create;
-    // One probe: attributes and (up to the diff limit) the content.
-    let current = probe_file(ctx, &path, true).await?;
+    // The probe: attributes and (up to the diff limit) the content.
+    let current = parse_probe(&probed(answer)?, &path)?;
     let old = if current.exists {
         match &current.content {
             Some(c) => c.clone(),
@@ -64,11 +66,11 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
             }
         }
     } else if state == "present" && !create {
-        return Ok(Outcome::failed(format!(
+        return Ok(Plan::done(Outcome::failed(format!(
             "{path} does not exist; set create: yes to create it"
-        )));
+        ))));
     } else if state == "absent" {
-        return Ok(Outcome::ok());
+        return Ok(Plan::done(Outcome::ok()));
     } else {
         Vec::new()
     };
@@ -123,16 +125,15 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     let wanted = Wanted::writing(p)?;
     let hash = hash_hex(&bytes);
     if bytes == old && current.exists && wanted.attrs_match(&current) {
-        return Ok(Outcome::ok());
+        return Ok(Plan::done(Outcome::ok()));
     }
-    write_content(
+    Ok(plan_write(
         ctx,
         &current,
         &path,
         NewContent::bytes(&bytes, &hash),
         &wanted,
-    )
-    .await
+    ))
 }
 
 fn insert_position(a: &Args, lines: &[String]) -> Result<usize> {
@@ -173,6 +174,7 @@ pub const LINEINFILE: Spec = Spec {
         "unsafe_writes",
         "pgdeploy always writes atomically (a temporary file renamed over the old one)",
     )],
-    probe: Some(probe),
-    ..Spec::new("lineinfile", |p, ctx| Box::pin(run(p, ctx)))
+    ..Spec::planned("lineinfile", probe, |p, ctx, answer| {
+        Box::pin(plan(p, ctx, answer))
+    })
 };

@@ -53,6 +53,10 @@ pub struct ProbeCmd {
     /// `files::probe_script`'s probe of this path without content: answered with the other
     /// files' probes of a batch in one `stat` and one `sha256sum`.
     pub file: Option<String>,
+    /// The user it runs as, when not the task's (psql runs as postgres by default).
+    pub user: Option<String>,
+    /// Its output stays out of -v traces (password verifiers).
+    pub untraced: bool,
 }
 
 impl ProbeCmd {
@@ -61,8 +65,117 @@ impl ProbeCmd {
             script,
             stdin: None,
             file: None,
+            user: None,
+            untraced: false,
         })
     }
+}
+
+/// A module's plan (see `Spec::plan`): from its parameters and its probe's answer (None when
+/// it declares no probe for these parameters), what the task does.
+pub type PlanFn =
+    for<'a> fn(&'a Params<'a>, &'a ModuleCtx<'a>, Option<Output>) -> BoxFuture<'a, Result<Plan>>;
+
+/// What a task will do on its host: nothing, or the change `apply` makes. `outcome` is what it
+/// reports (changed, the diffs, the data registered); check mode stops here and reports it.
+pub struct Plan {
+    pub outcome: Outcome,
+    pub apply: Option<Apply>,
+}
+
+impl Plan {
+    /// Nothing to do: the host is as the task wants it (or a failure found by the probe).
+    pub fn done(outcome: Outcome) -> Plan {
+        Plan {
+            outcome,
+            apply: None,
+        }
+    }
+
+    /// Adds a field to the result registered.
+    pub fn with_data(mut self, key: &str, value: impl Into<Value>) -> Plan {
+        self.outcome = self.outcome.with(key, value);
+        self
+    }
+
+    /// A change, reported as `outcome` once `apply` succeeded.
+    pub fn change(outcome: Outcome, apply: Apply) -> Plan {
+        Plan {
+            outcome,
+            apply: Some(apply),
+        }
+    }
+}
+
+/// The command that makes a planned change.
+pub struct Apply {
+    pub script: String,
+    pub stdin: Stdin,
+    /// The user it runs as, when not the task's.
+    pub user: Option<String>,
+    /// A failure reads `{failure}: {stderr}`.
+    pub failure: String,
+    /// Run after a failure, its output shown under the error (a unit's journal).
+    pub explain: Option<(String, String)>,
+}
+
+impl Apply {
+    pub fn script(script: String, failure: impl Into<String>) -> Apply {
+        Apply {
+            script,
+            stdin: Stdin::None,
+            user: None,
+            failure: failure.into(),
+            explain: None,
+        }
+    }
+
+    /// Makes the change; the planned outcome on success, a failed one naming what failed.
+    async fn run(self, ctx: &ModuleCtx<'_>, planned: Outcome) -> Result<Outcome> {
+        let user = self.user.or_else(|| ctx.become_user.clone());
+        let out = ctx.sh_as(&self.script, self.stdin, user).await?;
+        if out.ok() {
+            return Ok(planned);
+        }
+        let mut msg = format!("{}: {}", self.failure, first_lines(&out));
+        if let Some((title, script)) = self.explain {
+            let said = ctx
+                .sh(&script)
+                .await
+                .map(|o| o.stdout_str())
+                .unwrap_or_default();
+            msg.push_str(&format!("\n--- {title} ---\n{}", said.trim_end()));
+        }
+        Ok(Outcome {
+            changes: planned.changes,
+            ..Outcome::failed(msg)
+        })
+    }
+}
+
+/// The answer of a probe the module always declares.
+pub fn probed(answer: Option<Output>) -> Result<Output> {
+    answer.ok_or_else(|| anyhow!("the module's probe gave no answer"))
+}
+
+/// How a module that plans runs: its probe (answered from a batch when read ahead), its plan,
+/// then, unless there is nothing to do or the run is a check, the apply step.
+fn planned<'a>(p: &'a Params<'a>, ctx: &'a ModuleCtx<'a>) -> BoxFuture<'a, Result<Outcome>> {
+    Box::pin(async move {
+        let spec = spec(p.module).ok_or_else(|| anyhow!("module `{}` unknown", p.module))?;
+        let plan = spec
+            .plan
+            .ok_or_else(|| anyhow!("{}: declares no plan", p.module))?;
+        let answer = match spec.probe.map(|probe| probe(p, ctx)).transpose()?.flatten() {
+            Some(cmd) => Some(ctx.run_probe(cmd).await?),
+            None => None,
+        };
+        let plan = plan(p, ctx, answer).await?;
+        match plan.apply {
+            Some(apply) if !ctx.check => apply.run(ctx, plan.outcome).await,
+            _ => Ok(plan.outcome),
+        }
+    })
 }
 
 /// A module, declared in its own file: names, parameters, where it runs, and its code.
@@ -80,6 +193,9 @@ pub struct Spec {
     /// stdin). The engine runs the probes of consecutive tasks ahead, in one command per host,
     /// and the module's first command takes its answer from that batch.
     pub probe: Option<ProbeFn>,
+    /// Its plan, for a module that probes then plans then applies (`Spec::planned`); the
+    /// others (commands, HTTP calls, waits, the control machine's) only `run`.
+    pub plan: Option<PlanFn>,
     /// Runs on the control machine, without a connection.
     pub local: bool,
     pub run: RunFn,
@@ -96,8 +212,19 @@ impl Spec {
             refused: &[],
             free_form: false,
             probe: None,
+            plan: None,
             local: false,
             run,
+        }
+    }
+
+    /// A module that probes (`probe`), plans from the answer (`plan`), and applies the plan
+    /// unless in check mode; each module's `Spec` states what else differs.
+    pub const fn planned(name: &'static str, probe: ProbeFn, plan: PlanFn) -> Spec {
+        Spec {
+            probe: Some(probe),
+            plan: Some(plan),
+            ..Spec::new(name, planned)
         }
     }
 }
@@ -332,6 +459,13 @@ impl ModuleCtx<'_> {
         Ok(out)
     }
 
+    /// Runs a declared probe (its answer taken from the read-ahead when it holds one).
+    pub async fn run_probe(&self, cmd: ProbeCmd) -> Result<Output> {
+        let stdin = cmd.stdin.map_or(Stdin::None, Stdin::Bytes);
+        let user = cmd.user.or_else(|| self.become_user.clone());
+        self.exec_as(&cmd.script, stdin, user, !cmd.untraced).await
+    }
+
     /// Whether the loop's read-ahead holds an answer to this script (as the task's user).
     pub fn has_answer(&self, script: &str) -> bool {
         self.readahead.is_some_and(|ra| {
@@ -472,7 +606,7 @@ pub async fn run(name: &str, params: &Map<String, Value>, ctx: &ModuleCtx<'_>) -
 }
 
 /// Whether a module declares a probe the engine may run ahead (see `Spec::probe`).
-pub fn probes_first(name: &str) -> bool {
+pub fn declares_probe(name: &str) -> bool {
     spec(name).is_some_and(|s| s.probe.is_some())
 }
 
@@ -495,7 +629,7 @@ pub fn record_probe(
         recorder.note(
             readahead::Probe {
                 script: cmd.script,
-                user: ctx.become_user.clone(),
+                user: cmd.user.or_else(|| ctx.become_user.clone()),
                 env: ctx.env.clone(),
                 stdin: cmd.stdin,
             },

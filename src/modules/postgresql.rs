@@ -1,7 +1,7 @@
 //! postgresql_query: SQL through psql on the host (as the task's become_user, usually
 //! postgres). Rows come back as a list of mappings.
 
-use super::{args, ModuleCtx, Outcome, Params, Spec};
+use super::{args, ModuleCtx, Outcome, Params, ProbeCmd, Spec};
 use crate::transport::{quote, Stdin};
 use anyhow::{bail, Result};
 use serde::Deserialize;
@@ -140,7 +140,7 @@ pub struct Psql {
 
 impl Psql {
     /// What the command reads on stdin: the password line, then the SQL.
-    fn stdin(&self, sql: &str) -> Vec<u8> {
+    pub fn stdin(&self, sql: &str) -> Vec<u8> {
         let mut input = Vec::new();
         if let Some(pw) = &self.password {
             input.extend_from_slice(pw.as_bytes());
@@ -182,13 +182,33 @@ pub fn psql_command(p: &Params<'_>, db: Option<String>) -> Result<Psql> {
 
 /// Runs SQL (on stdin, so it is in no process list) as the task's become_user, postgres by
 /// default. `traced: false` keeps the output out of -v traces (password verifiers).
+/// The user psql runs as: the task's become_user, postgres by default.
+pub fn psql_user(ctx: &ModuleCtx<'_>) -> Option<String> {
+    ctx.become_user.clone().or(Some("postgres".into()))
+}
+
+/// A PostgreSQL module's probe: `sql` through psql as `run_sql` runs it. None with a
+/// `login_password`, which psql reads on stdin: a probe's stdin goes into the batch's script.
+pub fn sql_probe(psql: &Psql, sql: &str, ctx: &ModuleCtx<'_>) -> Option<ProbeCmd> {
+    if psql.password.is_some() {
+        return None;
+    }
+    Some(ProbeCmd {
+        script: psql.cmd.clone(),
+        stdin: Some(psql.stdin(sql)),
+        file: None,
+        user: psql_user(ctx),
+        untraced: false,
+    })
+}
+
 pub async fn run_sql(
     ctx: &ModuleCtx<'_>,
     psql: &Psql,
     sql: &str,
     traced: bool,
 ) -> Result<crate::transport::Output> {
-    let become_as = ctx.become_user.clone().or(Some("postgres".into()));
+    let become_as = psql_user(ctx);
     let stdin = Stdin::Bytes(psql.stdin(sql));
     if traced {
         ctx.sh_as(&psql.cmd, stdin, become_as).await

@@ -2,9 +2,10 @@
 //! community.postgresql.postgresql_ext does it. Never drops one (its objects would go with it).
 
 use super::postgresql::Login;
-use super::postgresql::{literal, parse_csv_rows, psql_command, run_sql};
-use super::postgresql_role::{apply, ident};
-use super::{ModuleCtx, Outcome, Params, Spec};
+use super::postgresql::{literal, parse_csv_rows, psql_command, run_sql, sql_probe};
+use super::postgresql_role::{ident, sql_change};
+use super::{ModuleCtx, Outcome, Params, Plan, ProbeCmd, Spec};
+use crate::transport::Output;
 use anyhow::{bail, Result};
 use serde::Deserialize;
 use serde_json::Value;
@@ -22,7 +23,25 @@ struct Args {
     state: Option<String>,
 }
 
-async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+/// Whether the extension is there.
+fn extension_query(name: &str) -> String {
+    format!(
+        "SELECT extname FROM pg_extension WHERE extname = {}",
+        literal(&Value::String(name.to_string()))
+    )
+}
+
+fn probe(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
+    let a: Args = p.parse()?;
+    Ok(sql_probe(
+        &psql_command(p, a.db)?,
+        &extension_query(&a.name),
+        ctx,
+    ))
+}
+
+/// CREATE EXTENSION when it is missing.
+async fn plan(p: &Params<'_>, ctx: &ModuleCtx<'_>, answer: Option<Output>) -> Result<Plan> {
     let a: Args = p.parse()?;
     let name = a.name;
     let state = a.state.unwrap_or_else(|| "present".into());
@@ -35,19 +54,18 @@ async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     }
     let psql = psql_command(p, a.db.clone())?;
     let db = a.db.unwrap_or("postgres".into());
-    let probe = format!(
-        "SELECT extname FROM pg_extension WHERE extname = {}",
-        literal(&Value::String(name.clone()))
-    );
-    let out = run_sql(ctx, &psql, &probe, true).await?;
+    let out = match answer {
+        Some(out) => out,
+        None => run_sql(ctx, &psql, &extension_query(&name), true).await?,
+    };
     if !out.ok() {
-        return Ok(Outcome::failed(format!(
+        return Ok(Plan::done(Outcome::failed(format!(
             "postgresql_ext {name} in {db}: {}",
             out.stderr_str().trim()
-        )));
+        ))));
     }
     if !parse_csv_rows(&out.stdout_str()).is_empty() {
-        return Ok(Outcome::ok());
+        return Ok(Plan::done(Outcome::ok()));
     }
     let mut sql = format!("CREATE EXTENSION IF NOT EXISTS {}", ident(&name));
     if let Some(schema) = a.schema.filter(|s| !s.is_empty()) {
@@ -57,7 +75,7 @@ async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         sql.push_str(" CASCADE");
     }
     let what = format!("create extension {name} in database {db}");
-    apply(ctx, &psql, &sql, what, &name).await
+    Ok(sql_change(ctx, &psql, sql, what, &name))
 }
 
 /// The `postgresql_ext` module.
@@ -74,5 +92,7 @@ pub const POSTGRESQL_EXT: Spec = Spec {
             "connect as the role that should own the extension (login_user, become_user)",
         ),
     ],
-    ..Spec::new("postgresql_ext", |p, ctx| Box::pin(run(p, ctx)))
+    ..Spec::planned("postgresql_ext", probe, |p, ctx, answer| {
+        Box::pin(plan(p, ctx, answer))
+    })
 };

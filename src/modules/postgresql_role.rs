@@ -4,8 +4,11 @@
 //! new verifier made here: the clear password never reaches the server, its logs or psql's
 //! command line, and an unchanged password reports no change.
 
-use super::postgresql::{literal, parse_csv_rows, psql_command, run_sql, Login, Psql};
-use super::{scram, ModuleCtx, Outcome, Params, Spec};
+use super::postgresql::{
+    literal, parse_csv_rows, psql_command, psql_user, run_sql, sql_probe, Login, Psql,
+};
+use super::{scram, Apply, ModuleCtx, Outcome, Params, Plan, ProbeCmd, Spec};
+use crate::transport::{Output, Stdin};
 use anyhow::{bail, Result};
 use serde::Deserialize;
 use serde_json::Value;
@@ -62,7 +65,49 @@ struct UserArgs {
     db: Option<String>,
 }
 
-pub async fn user(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+/// The role's attributes and stored password verifier.
+fn role_query(name: &str) -> String {
+    format!(
+        "SELECT {}, coalesce(rolpassword, '') AS pw FROM pg_authid WHERE rolname = {}",
+        ROLE_ATTRS
+            .iter()
+            .map(|(_, c)| *c)
+            .collect::<Vec<_>>()
+            .join(", "),
+        literal(&Value::String(name.to_string()))
+    )
+}
+
+fn user_probe(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
+    let a: UserArgs = p.parse()?;
+    let probe = sql_probe(&psql_command(p, a.db)?, &role_query(&a.name), ctx);
+    // Its answer holds the role's password verifier: never in a -v trace.
+    Ok(probe.map(|c| ProbeCmd {
+        untraced: true,
+        ..c
+    }))
+}
+
+/// The database's owner, encoding and locale.
+fn database_query(name: &str) -> String {
+    format!(
+        "SELECT pg_get_userbyid(datdba) AS owner, pg_encoding_to_char(encoding) AS encoding, \
+         datcollate, datctype FROM pg_database WHERE datname = {}",
+        literal(&Value::String(name.to_string()))
+    )
+}
+
+fn db_probe(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
+    let a: DbArgs = p.parse()?;
+    Ok(sql_probe(
+        &psql_command(p, a.maintenance_db)?,
+        &database_query(&a.name),
+        ctx,
+    ))
+}
+
+/// CREATE, ALTER or DROP ROLE where the role differs.
+async fn user_plan(p: &Params<'_>, ctx: &ModuleCtx<'_>, answer: Option<Output>) -> Result<Plan> {
     let a: UserArgs = p.parse()?;
     let name = a.name;
     if a.encrypted == Some(false) {
@@ -75,26 +120,20 @@ pub async fn user(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     let flags = parse_flags(&a.role_attr_flags.unwrap_or_default())?;
     let password = a.password.filter(|pw| !pw.is_empty());
     let psql = psql_command(p, a.db)?;
-    let probe = format!(
-        "SELECT {}, coalesce(rolpassword, '') AS pw FROM pg_authid WHERE rolname = {}",
-        ROLE_ATTRS
-            .iter()
-            .map(|(_, c)| *c)
-            .collect::<Vec<_>>()
-            .join(", "),
-        literal(&Value::String(name.clone()))
-    );
-    let out = run_sql(ctx, &psql, &probe, false).await?;
+    let out = match answer {
+        Some(out) => out,
+        None => run_sql(ctx, &psql, &role_query(&name), false).await?,
+    };
     if !out.ok() {
-        return Ok(Outcome::failed(format!(
+        return Ok(Plan::done(Outcome::failed(format!(
             "postgresql_user {name}: {}",
             out.stderr_str().trim()
-        )));
+        ))));
     }
     let row = parse_csv_rows(&out.stdout_str()).into_iter().next();
     let role = ident(&name);
     let (sql, what) = match (state.as_str(), &row) {
-        ("absent", None) => return Ok(Outcome::ok()),
+        ("absent", None) => return Ok(Plan::done(Outcome::ok())),
         ("absent", Some(_)) => (format!("DROP ROLE {role}"), format!("drop role {name}")),
         ("present", None) => {
             let mut sql = format!("CREATE USER {role}");
@@ -131,7 +170,7 @@ pub async fn user(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
                 }
             }
             if changes.is_empty() {
-                return Ok(Outcome::ok());
+                return Ok(Plan::done(Outcome::ok()));
             }
             (
                 format!("ALTER ROLE {role} WITH {}", changes.join(" ")),
@@ -140,7 +179,7 @@ pub async fn user(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         }
         (other, _) => bail!("postgresql_user: state `{other}` must be present or absent"),
     };
-    apply(ctx, &psql, &sql, what, &name).await
+    Ok(sql_change(ctx, &psql, sql, what, &name))
 }
 
 #[derive(Deserialize)]
@@ -158,7 +197,8 @@ struct DbArgs {
     state: Option<String>,
 }
 
-pub async fn db(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+/// CREATE DATABASE when it is missing; a database made otherwise fails the task.
+async fn db_plan(p: &Params<'_>, ctx: &ModuleCtx<'_>, answer: Option<Output>) -> Result<Plan> {
     let a: DbArgs = p.parse()?;
     let name = a.name;
     let state = a.state.unwrap_or_else(|| "present".into());
@@ -169,17 +209,15 @@ pub async fn db(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         );
     }
     let psql = psql_command(p, a.maintenance_db)?;
-    let probe = format!(
-        "SELECT pg_get_userbyid(datdba) AS owner, pg_encoding_to_char(encoding) AS encoding, \
-         datcollate, datctype FROM pg_database WHERE datname = {}",
-        literal(&Value::String(name.clone()))
-    );
-    let out = run_sql(ctx, &psql, &probe, true).await?;
+    let out = match answer {
+        Some(out) => out,
+        None => run_sql(ctx, &psql, &database_query(&name), true).await?,
+    };
     if !out.ok() {
-        return Ok(Outcome::failed(format!(
+        return Ok(Plan::done(Outcome::failed(format!(
             "postgresql_db {name}: {}",
             out.stderr_str().trim()
-        )));
+        ))));
     }
     let owner = a.owner.filter(|o| !o.is_empty());
     let wanted = [
@@ -208,10 +246,10 @@ pub async fn db(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
                 let have = row.get(*col).and_then(Value::as_str).unwrap_or_default();
                 if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
                     if !v.eq_ignore_ascii_case(have) {
-                        return Ok(Outcome::failed(format!(
+                        return Ok(Plan::done(Outcome::failed(format!(
                             "database {name} exists with {kw} {have}, the task wants {v}: an \
                              existing database keeps it (dump and restore into a new one)"
-                        )));
+                        ))));
                     }
                 }
             }
@@ -221,44 +259,51 @@ pub async fn db(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
                     format!("ALTER DATABASE {} OWNER TO {}", ident(&name), ident(o)),
                     format!("owner of {name}: {have} -> {o}"),
                 ),
-                _ => return Ok(Outcome::ok()),
+                _ => return Ok(Plan::done(Outcome::ok())),
             }
         }
     };
-    apply(ctx, &psql, &sql, what, &name).await
+    Ok(sql_change(ctx, &psql, sql, what, &name))
 }
 
 /// Runs a change (`sql`), or in check mode says it would (`what`).
-pub(super) async fn apply(
+/// The plan of running `sql` (a change described by `what`) through `psql`.
+pub(super) fn sql_change(
     ctx: &ModuleCtx<'_>,
     psql: &Psql,
-    sql: &str,
+    sql: String,
     what: String,
     name: &str,
-) -> Result<Outcome> {
-    if ctx.check {
-        return Ok(Outcome::changed().with_msg(format!("would {what}")));
-    }
-    let out = run_sql(ctx, psql, sql, true).await?;
-    if !out.ok() {
-        return Ok(Outcome::failed(format!(
-            "{name}: {}",
-            out.stderr_str().trim()
-        )));
-    }
-    Ok(Outcome::changed().with_msg(what))
+) -> Plan {
+    let msg = if ctx.check {
+        format!("would {what}")
+    } else {
+        what
+    };
+    Plan::change(
+        Outcome::changed().with_msg(msg),
+        Apply {
+            stdin: Stdin::Bytes(psql.stdin(&sql)),
+            user: psql_user(ctx),
+            ..Apply::script(psql.cmd.clone(), name)
+        },
+    )
 }
 
 /// The `postgresql_user` module.
 pub const POSTGRESQL_USER: Spec = Spec {
     params: Login::with::<UserArgs>,
-    ..Spec::new("postgresql_user", |p, ctx| Box::pin(user(p, ctx)))
+    ..Spec::planned("postgresql_user", user_probe, |p, ctx, answer| {
+        Box::pin(user_plan(p, ctx, answer))
+    })
 };
 
 /// The `postgresql_db` module.
 pub const POSTGRESQL_DB: Spec = Spec {
     params: Login::with::<DbArgs>,
-    ..Spec::new("postgresql_db", |p, ctx| Box::pin(db(p, ctx)))
+    ..Spec::planned("postgresql_db", db_probe, |p, ctx, answer| {
+        Box::pin(db_plan(p, ctx, answer))
+    })
 };
 
 #[cfg(test)]

@@ -60,13 +60,19 @@ impl ReadAhead {
         }
     }
 
-    /// Takes the answer to a probe, if the batch has one left.
+    /// Takes the answer to a probe, if the batch has one left. An answer that says the probe
+    /// failed is not taken: the probe runs again live, as the task reaches it (a server that
+    /// was still starting when the batch ran, say, may answer by then).
     pub fn answer(&self, probe: &Probe) -> Option<Output> {
         let ReadAhead::Serve(answers) = self else {
             return None;
         };
         let mut answers = answers.lock().ok()?;
         let (out, left) = answers.get_mut(probe)?;
+        if !out.ok() {
+            answers.remove(probe);
+            return None;
+        }
         let out = out.clone();
         *left -= 1;
         if *left == 0 {
@@ -293,16 +299,17 @@ mod tests {
         };
         let probes = vec![
             probe("printf 'a\\nb\\n\\n'"),
-            probe("echo err >&2; exit 3"),
+            probe("echo err >&2; echo out"),
             probe("cat <<'EOF'\nP9 0 x\nEOF"),
-            probe("echo err >&2; exit 3"),
+            probe("printf 'a\\nb\\n\\n'"),
             Probe {
                 stdin: Some(b"SELECT 1;\nTOK-IN not the end\nSELECT 2;".to_vec()),
                 ..probe("tr a-z A-Z")
             },
+            probe("echo failed >&2; exit 3"),
         ];
         let distinct = ReadAhead::distinct(probes.clone());
-        assert_eq!(distinct.len(), 4);
+        assert_eq!(distinct.len(), 5);
         let batch: Vec<Probe> = distinct.iter().map(|(p, _)| p.clone()).collect();
         let out = std::process::Command::new("sh")
             .arg("-c")
@@ -312,13 +319,19 @@ mod tests {
         let ra = ReadAhead::serve(distinct, &out.stdout, "TOK");
         assert_eq!(ra.answer(&probes[0]).unwrap().stdout, b"a\nb\n\n");
         let e = ra.answer(&probes[1]).unwrap();
-        assert_eq!((e.code, e.stderr.as_slice()), (3, &b"err\n"[..]));
+        assert_eq!(
+            (e.stdout.as_slice(), e.stderr.as_slice()),
+            (&b"out\n"[..], &b"err\n"[..])
+        );
         assert_eq!(ra.answer(&probes[2]).unwrap().stdout, b"P9 0 x\n");
         // What a probe reads on stdin reaches it whole.
         assert_eq!(
             ra.answer(&probes[4]).unwrap().stdout,
             b"SELECT 1;\nTOK-IN NOT THE END\nSELECT 2;\n"
         );
+        // A failed probe's answer is not taken: it runs live when its task reaches it.
+        assert!(ra.has(&probes[5]));
+        assert!(ra.answer(&probes[5]).is_none());
         // Asked twice, answered twice, then no more.
         assert!(ra.answer(&probes[3]).is_some());
         assert!(ra.answer(&probes[3]).is_none());

@@ -1,7 +1,8 @@
 //! systemd / service: started, stopped, restarted, reloaded; enabled; daemon-reload.
 
-use super::{args, ModuleCtx, Outcome, Params, ProbeCmd, Spec};
+use super::{args, Apply, ModuleCtx, Outcome, Params, Plan, ProbeCmd, Spec};
 use crate::transport::quote;
+use crate::transport::Output;
 use anyhow::{bail, Result};
 use serde::Deserialize;
 
@@ -40,7 +41,10 @@ fn probe(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
     })
 }
 
-pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+/// The systemctl steps that bring the unit to the state wanted. A daemon-reload (or reexec)
+/// comes first when asked for: it writes, so it is no probe; it runs here, before the unit's
+/// state is read (never in check mode), and like Ansible it is not a change by itself.
+async fn plan(p: &Params<'_>, ctx: &ModuleCtx<'_>, answer: Option<Output>) -> Result<Plan> {
     let Args {
         name,
         state,
@@ -78,11 +82,14 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
             let script = reload.trim_end_matches(" && ");
             ctx.sh_ok(script, script).await?;
         }
-        return Ok(outcome);
+        return Ok(Plan::done(outcome));
     };
     {
         let q = quote(name);
-        let out = ctx.sh(&format!("{reload}{}", show(name))).await?;
+        let out = match answer {
+            Some(out) => out,
+            None => ctx.sh(&format!("{reload}{}", show(name))).await?,
+        };
         let text = out.stdout_str();
         let prop = |k: &str| {
             text.lines()
@@ -96,10 +103,12 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
             prop("LoadState"),
         );
         if load == "not-found" && state.as_deref() != Some("stopped") && enabled != Some(false) {
-            return Ok(Outcome::failed(format!(
-                "unit {name} not found on the host (is its package installed?)"
-            ))
-            .counting(crate::report::Changes::services(1)));
+            return Ok(Plan::done(
+                Outcome::failed(format!(
+                    "unit {name} not found on the host (is its package installed?)"
+                ))
+                .counting(crate::report::Changes::services(1)),
+            ));
         }
         let running = matches!(active.as_str(), "active" | "activating" | "reloading");
         if let Some(m) = masked {
@@ -139,28 +148,20 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     }
     outcome.changed = !steps.is_empty();
     outcome.changes = crate::report::Changes::services(1);
-    if steps.is_empty() || ctx.check {
-        return Ok(outcome);
+    if steps.is_empty() {
+        return Ok(Plan::done(outcome));
     }
-    let out = ctx.sh(&steps.join(" && ")).await?;
-    if !out.ok() {
-        let unit = name.clone();
-        let journal = ctx
-            .sh(&format!(
-                "journalctl -u {} -n 20 --no-pager 2>/dev/null",
-                quote(&unit)
-            ))
-            .await
-            .map(|o| o.stdout_str())
-            .unwrap_or_default();
-        return Ok(Outcome::failed(format!(
-            "{} failed: {}\n--- journal of {unit} (last lines) ---\n{}",
-            steps.join(" && "),
-            out.stderr_str().trim(),
-            journal.trim_end()
-        )));
-    }
-    Ok(outcome)
+    let script = steps.join(" && ");
+    Ok(Plan::change(
+        outcome,
+        Apply {
+            explain: Some((
+                format!("journal of {name} (last lines)"),
+                format!("journalctl -u {} -n 20 --no-pager 2>/dev/null", quote(name)),
+            )),
+            ..Apply::script(script.clone(), format!("{script} failed"))
+        },
+    ))
 }
 
 /// The `systemd` module.
@@ -171,8 +172,9 @@ pub const SYSTEMD: Spec = Spec {
         "force",
         "not supported; remove the stale unit link with `file: state=absent`",
     )],
-    probe: Some(probe),
-    ..Spec::new("systemd", |p, ctx| Box::pin(run(p, ctx)))
+    ..Spec::planned("systemd", probe, |p, ctx, answer| {
+        Box::pin(plan(p, ctx, answer))
+    })
 };
 
 /// The `service` module.
@@ -186,6 +188,7 @@ pub const SERVICE: Spec = Spec {
         ("args", "pgdeploy manages systemd units only"),
         ("use", "pgdeploy manages systemd units only"),
     ],
-    probe: Some(probe),
-    ..Spec::new("service", |p, ctx| Box::pin(run(p, ctx)))
+    ..Spec::planned("service", probe, |p, ctx, answer| {
+        Box::pin(plan(p, ctx, answer))
+    })
 };

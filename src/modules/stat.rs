@@ -1,7 +1,8 @@
 //! stat: facts about a path, for `register` and `when`.
 
-use super::{args, ModuleCtx, Outcome, Params, ProbeCmd, Spec};
+use super::{args, probed, ModuleCtx, Outcome, Params, Plan, ProbeCmd, Spec};
 use crate::transport::quote;
+use crate::transport::Output;
 use anyhow::Result;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -41,15 +42,17 @@ fn probe(p: &Params<'_>, _: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
     )))
 }
 
-pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+/// Only reads: the plan is the answer, in Ansible's `stat` shape.
+async fn plan(p: &Params<'_>, answer: Option<Output>) -> Result<Plan> {
     let path = p.parse::<Args>()?.path;
-    let probe = probe(p, ctx)?.map(|c| c.script).unwrap_or_default();
-    let out = ctx.sh(&probe).await?;
+    let out = probed(answer)?;
     let text = out.stdout_str();
     let mut lines = text.lines();
     let first = lines.next().unwrap_or("ABSENT");
     if first == "ABSENT" || !out.ok() {
-        return Ok(Outcome::ok().with("stat", json!({"exists": false})));
+        return Ok(Plan::done(
+            Outcome::ok().with("stat", json!({"exists": false})),
+        ));
     }
     let f: Vec<&str> = first.splitn(9, '|').collect();
     let kind = f.first().copied().unwrap_or_default();
@@ -79,7 +82,7 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         stat["lnk_source"] =
             Value::String(target.trim_matches(|c| c == '\'' || c == '"').to_string());
     }
-    Ok(Outcome::ok().with("stat", stat))
+    Ok(Plan::done(Outcome::ok().with("stat", stat)))
 }
 
 /// The `stat` module.
@@ -89,6 +92,5 @@ pub const STAT: Spec = Spec {
         ("get_mime", "not supported"),
         ("get_attributes", "not supported"),
     ],
-    probe: Some(probe),
-    ..Spec::new("stat", |p, ctx| Box::pin(run(p, ctx)))
+    ..Spec::planned("stat", probe, |p, _, answer| Box::pin(plan(p, answer)))
 };

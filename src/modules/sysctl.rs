@@ -1,7 +1,8 @@
 //! sysctl: a kernel parameter in a sysctl file and (by default) live.
 
-use super::{args, ModuleCtx, Outcome, Params, ProbeCmd, Spec};
+use super::{args, probed, Apply, ModuleCtx, Outcome, Params, Plan, ProbeCmd, Spec};
 use crate::transport::quote;
+use crate::transport::Output;
 use anyhow::{bail, Result};
 use serde::Deserialize;
 
@@ -35,8 +36,8 @@ fn probe(p: &Params<'_>, _: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
     )))
 }
 
-pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
-    let probe = probe(p, ctx)?.map(|c| c.script).unwrap_or_default();
+/// The file's line rewritten and the live value set, where they differ.
+async fn plan(p: &Params<'_>, answer: Option<Output>) -> Result<Plan> {
     let a: Args = p.parse()?;
     let name = a.name;
     let state = a.state.unwrap_or_else(|| "present".into());
@@ -51,7 +52,7 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         other => bail!("sysctl: state `{other}` must be present or absent"),
     };
     let qf = quote(&file);
-    let out = ctx.sh(&probe).await?;
+    let out = probed(answer)?;
     let text = out.stdout_str();
     let (in_file, live) = text.split_once("--\n").unwrap_or((&text, ""));
     let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -83,21 +84,13 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
             }
         }
     }
-    let outcome = Outcome {
-        changed: !script.is_empty(),
-        ..Default::default()
-    };
-    if script.is_empty() || ctx.check {
-        return Ok(outcome);
+    if script.is_empty() {
+        return Ok(Plan::done(Outcome::ok()));
     }
-    let out = ctx.sh(&script.join(" && ")).await?;
-    if !out.ok() {
-        return Ok(Outcome::failed(format!(
-            "sysctl {name}: {}",
-            out.stderr_str().trim()
-        )));
-    }
-    Ok(outcome)
+    Ok(Plan::change(
+        Outcome::changed(),
+        Apply::script(script.join(" && "), format!("sysctl {name}")),
+    ))
 }
 
 /// A kernel parameter's name as sysctl knows them (`net.ipv4.ip_forward`, `net/ipv4/conf/eth0.1/rp_filter`):
@@ -121,8 +114,7 @@ fn check_name(name: &str) -> Result<()> {
 /// The `sysctl` module.
 pub const SYSCTL: Spec = Spec {
     params: args::fields::<Args>,
-    probe: Some(probe),
-    ..Spec::new("sysctl", |p, ctx| Box::pin(run(p, ctx)))
+    ..Spec::planned("sysctl", probe, |p, _, answer| Box::pin(plan(p, answer)))
 };
 
 #[cfg(test)]

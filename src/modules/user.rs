@@ -1,7 +1,8 @@
 //! user and group.
 
-use super::{args, ModuleCtx, Outcome, Params, ProbeCmd, Spec};
+use super::{args, probed, Apply, ModuleCtx, Outcome, Params, Plan, ProbeCmd, Spec};
 use crate::transport::quote;
+use crate::transport::Output;
 use anyhow::{bail, Result};
 use serde::Deserialize;
 
@@ -47,13 +48,13 @@ fn group_probe(p: &Params<'_>, _: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
     Ok(ProbeCmd::script(format!("getent group {q} || true")))
 }
 
-pub async fn user(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
-    let probe = user_probe(p, ctx)?.map(|c| c.script).unwrap_or_default();
+/// useradd, usermod or userdel where the account differs.
+async fn user_plan(p: &Params<'_>, answer: Option<Output>) -> Result<Plan> {
     let a: UserArgs = p.parse()?;
     let name = a.name;
     let q = quote(&name);
     let state = a.state.unwrap_or_else(|| "present".into());
-    let out = ctx.sh(&probe).await?;
+    let out = probed(answer)?;
     let text = out.stdout_str();
     let parts: Vec<&str> = text.split("--\n").collect();
     let entry = parts.first().copied().unwrap_or_default().trim();
@@ -135,16 +136,16 @@ pub async fn user(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         }
         other => bail!("user: state `{other}` must be present or absent"),
     }
-    apply(ctx, script, &name).await
+    Ok(plan_of(script, &name))
 }
 
-pub async fn group(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
-    let probe = group_probe(p, ctx)?.map(|c| c.script).unwrap_or_default();
+/// groupadd, groupmod or groupdel where the group differs.
+async fn group_plan(p: &Params<'_>, answer: Option<Output>) -> Result<Plan> {
     let a: GroupArgs = p.parse()?;
     let name = a.name;
     let q = quote(&name);
     let state = a.state.unwrap_or_else(|| "present".into());
-    let out = ctx.sh(&probe).await?;
+    let out = probed(answer)?;
     let entry = out.stdout_str();
     let gid = entry.trim().split(':').nth(2).map(str::to_string);
     let script = match (state.as_str(), &gid) {
@@ -166,24 +167,20 @@ pub async fn group(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         },
         (other, _) => bail!("group: state `{other}` must be present or absent"),
     };
-    apply(ctx, script, &name).await
+    Ok(plan_of(script, &name))
 }
 
-async fn apply(ctx: &ModuleCtx<'_>, script: Option<String>, name: &str) -> Result<Outcome> {
-    let Some(script) = script else {
-        return Ok(Outcome::ok().with("name", name));
-    };
-    if ctx.check {
-        return Ok(Outcome::changed().with("name", name));
+fn plan_of(script: Option<String>, name: &str) -> Plan {
+    match script {
+        None => Plan::done(Outcome::ok().with("name", name)),
+        Some(script) => {
+            let failure = script.clone();
+            Plan::change(
+                Outcome::changed().with("name", name),
+                Apply::script(script, failure),
+            )
+        }
     }
-    let out = ctx.sh(&script).await?;
-    if !out.ok() {
-        return Ok(Outcome::failed(format!(
-            "{script}: {}",
-            out.stderr_str().trim()
-        )));
-    }
-    Ok(Outcome::changed().with("name", name))
 }
 
 /// The `user` module.
@@ -222,14 +219,16 @@ pub const USER: Spec = Spec {
         ("expires", "not supported; use `command: chage -E ...`"),
         ("non_unique", "not supported: ids are unique"),
     ],
-    probe: Some(user_probe),
-    ..Spec::new("user", |p, ctx| Box::pin(user(p, ctx)))
+    ..Spec::planned("user", user_probe, |p, _, answer| {
+        Box::pin(user_plan(p, answer))
+    })
 };
 
 /// The `group` module.
 pub const GROUP: Spec = Spec {
     params: args::fields::<GroupArgs>,
     refused: &[("non_unique", "not supported: ids are unique")],
-    probe: Some(group_probe),
-    ..Spec::new("group", |p, ctx| Box::pin(group(p, ctx)))
+    ..Spec::planned("group", group_probe, |p, _, answer| {
+        Box::pin(group_plan(p, answer))
+    })
 };
