@@ -1161,6 +1161,39 @@ fn a_no_op_run_costs_the_same_commands_whatever_its_task_count() {
     );
 }
 
+/// A command its task declares read-only (`check_mode: false`, `changed_when: false`) keeps
+/// the probes read ahead: the tasks after it take their answers from the same batch.
+#[test]
+fn a_read_only_command_keeps_the_batch() {
+    let lab = Lab::start(1);
+    let inv = lab.inventory("root", "");
+    let b = format!("base={}", base(&lab));
+    let pb = lab.write(
+        "ro.yml",
+        r#"- hosts: web
+  tasks:
+    - file: { path: "{{ base }}/a", state: directory }
+    - command: cat /etc/hostname
+      check_mode: false
+      changed_when: false
+    - file: { path: "{{ base }}/b", state: directory }
+    - stat: { path: "{{ base }}/a" }
+    - copy: { dest: "{{ base }}/c", content: "c\n" }
+"#,
+    );
+    std::fs::create_dir_all(base(&lab)).unwrap();
+    lab.run(&pb, &inv, &["-e", &b]).assert_code(0);
+    let again = lab.run(&pb, &inv, &["-e", &b]);
+    again.assert_code(0);
+    assert_eq!(again.recap("h1").1, 0, "{}", again.stdout);
+    assert_eq!(
+        common::recap_commands(&again.stdout, "h1"),
+        3,
+        "facts, one batch and the command: {}",
+        again.stdout
+    );
+}
+
 /// Where the time goes: `--json` gives each result its duration, `--profile` prints the time
 /// per play and the slowest tasks with where they are written.
 #[test]

@@ -513,17 +513,14 @@ impl Engine {
                 return Ok(HostResult::default());
             }
             let outcome = modules::run(name, &rendered, &mctx).await;
-            // What may have changed the host since the probes were read ahead: a change (or
-            // a failure part-way), or any command of a module that runs arbitrary ones, unless
-            // the task declares it read-only (`check_mode: false`: it runs in check mode too).
+            // What may have changed the host since the probes were read ahead: any command of
+            // a module that runs arbitrary ones, unless the task declares it read-only
+            // (`check_mode: false`: it runs in check mode too), an error part-way, and (below,
+            // once changed_when has spoken) a change or a failure.
             let ran_live = mctx.live.load(std::sync::atomic::Ordering::Relaxed) > 0;
             let read_only = here.check_mode == Some(false);
             let arbitrary = matches!(name.as_str(), "command" | "shell" | "raw");
-            touched |= arbitrary && ran_live && !read_only
-                || !check
-                    && outcome
-                        .as_ref()
-                        .map_or(true, |o| o.changed || o.failed && !read_only);
+            touched |= arbitrary && ran_live && !read_only || outcome.is_err() && !check;
             let mut template_error = false;
             let mut outcome = match outcome {
                 Ok(o) => {
@@ -573,6 +570,7 @@ impl Engine {
                         .get_or_insert_with(|| format!("failed_when: {}", conds.join(" and ")));
                 }
             }
+            touched |= !check && (outcome.changed || outcome.failed && !read_only);
             let done = match &task.until {
                 Some(conds) => self.when_holds(conds, &rvars, &origin)?,
                 None => !outcome.failed,
@@ -604,6 +602,12 @@ impl Engine {
             }
             tokio::time::sleep(Duration::from_secs(delay)).await;
         };
+        // A task that had to wait (retried until, waited for a port or a path, paused) waited
+        // for the host to change by itself: what was read ahead before it may be stale.
+        let waited = attempt > 1
+            || name == "pause"
+            || name == "wait_for" && outcome.data.get("elapsed").and_then(Value::as_u64) > Some(0);
+        touched |= waited;
         let show_msg = outcome.failed
             || name == "debug"
             || self.report.verbose() > 0

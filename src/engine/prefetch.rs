@@ -82,33 +82,41 @@ impl Engine {
                 && !here.run_once
                 && (here.ignore_tags || self.tags_select(&here.tags))
         });
-        let covers: HashSet<String> = window.iter().map(|(t, _)| key(t)).collect();
         let snap = self.snapshot_with(ctx, &inh.role_defaults);
         let forks = self.opts.forks.max(1);
-        let built: Vec<(String, ReadAhead)> = stream::iter(need)
+        let built: Vec<(String, ReadAhead, HashSet<String>)> = stream::iter(need)
             .map(|h| {
                 let (snap, window) = (snap.clone(), &window);
                 async move {
                     // A batch that cannot be made leaves every probe to run live.
-                    let answers = self
+                    let (answers, covers) = self
                         .read_host_ahead(&snap, window, &h)
                         .await
-                        .unwrap_or_else(|_| ReadAhead::empty());
-                    (h, answers)
+                        .unwrap_or_else(|_| (ReadAhead::empty(), HashSet::new()));
+                    (h, answers, covers)
                 }
             })
             .buffer_unordered(forks)
             .collect()
             .await;
         let mut batches = self.batches.lock().unwrap_or_else(|e| e.into_inner());
-        for (h, answers) in built {
-            batches.insert(
-                h,
-                HostBatch {
-                    answers: Arc::new(answers),
-                    covers: covers.clone(),
-                },
-            );
+        for (h, answers, covers) in built {
+            match batches.get_mut(&h) {
+                // Nothing changed since the host's batch was read: its answers left stay good.
+                Some(b) => {
+                    b.answers.extend(answers);
+                    b.covers.extend(covers);
+                }
+                None => {
+                    batches.insert(
+                        h,
+                        HostBatch {
+                            answers: Arc::new(answers),
+                            covers,
+                        },
+                    );
+                }
+            }
         }
         Ok(())
     }
@@ -142,37 +150,55 @@ impl Engine {
     }
 
     /// Records the window's probes on one host and runs them: one command per (user,
-    /// environment) the probes run as.
+    /// environment) the probes run as. Also which tasks the batch covers: those whose probes
+    /// could all be worked out now. The others (their loop items, condition or parameters
+    /// come from an earlier task's result) are not covered: reaching one reads ahead again,
+    /// from it on, once what it needs is known.
     async fn read_host_ahead(
         &self,
         snap: &Arc<Snapshot>,
         window: &[(&Task, Inherited)],
         host: &str,
-    ) -> Result<ReadAhead> {
+    ) -> Result<(ReadAhead, HashSet<String>)> {
         let recorder = ReadAhead::recorder();
+        let mut covers = HashSet::new();
+        let covered = self
+            .batches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(host)
+            .map(|b| b.covers.clone())
+            .unwrap_or_default();
         for (task, here) in window {
             let origin = key(task);
+            if covered.contains(&origin) {
+                continue;
+            }
             let vars = snap.vars(host, &here.vars, None);
             let items = match &task.loop_items {
                 None => None,
-                // Items that cannot be known yet (they come from an earlier task's result)
-                // are left to the task itself.
                 Some(spec) => match self.loop_items(spec, &vars, &origin) {
                     Ok(items) => Some(items),
                     Err(_) => continue,
                 },
             };
-            self.record(snap, task, here, host, items.as_deref(), &recorder)
-                .await;
+            if self
+                .record(snap, task, here, host, items.as_deref(), &recorder)
+                .await
+            {
+                covers.insert(origin);
+            }
         }
-        Ok(self
+        let answers = self
             .run_recorded(host, &recorder)
             .await?
-            .unwrap_or_else(ReadAhead::empty))
+            .unwrap_or_else(ReadAhead::empty);
+        Ok((answers, covers))
     }
 
     /// Notes the probes `task` would make on `host` (each item's, for a loop) whose `when`
-    /// holds now. Errors (a variable an earlier task sets) show when the task really runs.
+    /// holds now. False when one could not be worked out (a variable an earlier task sets):
+    /// errors show when the task really runs.
     pub(super) async fn record(
         &self,
         snap: &Arc<Snapshot>,
@@ -181,7 +207,8 @@ impl Engine {
         host: &str,
         items: Option<&[serde_json::Value]>,
         recorder: &ReadAhead,
-    ) {
+    ) -> bool {
+        let mut complete = true;
         let origin = key(task);
         let extras: Vec<Option<serde_json::Map<String, serde_json::Value>>> = match items {
             None => vec![None],
@@ -191,13 +218,20 @@ impl Engine {
         };
         for extra in extras {
             let vars = snap.vars(host, &here.vars, extra.as_ref());
-            if !self.when_holds(&here.when, &vars, &origin).unwrap_or(false) {
-                continue;
+            match self.when_holds(&here.when, &vars, &origin) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(_) => {
+                    complete = false;
+                    continue;
+                }
             }
-            let _ = self
+            complete &= self
                 .run_once_on_host(snap, task, here, host, extra.as_ref(), Some(recorder))
-                .await;
+                .await
+                .is_ok();
         }
+        complete
     }
 
     /// Runs the probes a recorder noted on `host`: one command per (user, environment) they

@@ -42,7 +42,19 @@ struct QueryArgs {
     trust_input: Option<bool>,
 }
 
-pub async fn query(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+/// A query whose task says it only reads (`check_mode: false`): its probe is the query
+/// itself, read ahead with the other tasks' probes.
+fn query_probe(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
+    if !ctx.force_run {
+        return Ok(None);
+    }
+    let (psql, sql, _) = query_command(p)?;
+    Ok(sql_probe(&psql, &sql, ctx))
+}
+
+/// psql, the SQL it reads (session settings, then the query with its arguments), and the
+/// query as the task gave it (with its arguments).
+fn query_command(p: &Params<'_>) -> Result<(Psql, String, String)> {
     let a: QueryArgs = p.parse()?;
     let mut sql = a.query.clone();
     for v in a.positional_args.iter().flatten() {
@@ -70,6 +82,11 @@ pub async fn query(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     if a.autocommit == Some(false) {
         psql.cmd = psql.cmd.replacen("psql -X", "psql -X -1", 1);
     }
+    Ok((psql, sql, query))
+}
+
+pub async fn query(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+    let (psql, sql, query) = query_command(p)?;
     // No statement is safe to run in check mode on its word: a rolled-back transaction does
     // not undo pg_reload_conf() or a sequence's nextval(). A read-only query says so.
     if ctx.check && !ctx.force_run {
@@ -79,7 +96,10 @@ pub async fn query(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         ));
     }
     let read_only = is_read_only(&query);
-    let out = run_sql(ctx, &psql, &sql, true).await?;
+    let out = match query_probe(p, ctx)? {
+        Some(probe) => ctx.run_probe(probe).await?,
+        None => run_sql(ctx, &psql, &sql, true).await?,
+    };
     if !out.ok() {
         return Ok(
             Outcome::failed(format!("query failed: {}", out.stderr_str().trim()))
@@ -301,6 +321,7 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
 /// The `postgresql_query` module.
 pub const POSTGRESQL_QUERY: Spec = Spec {
     params: Login::with::<QueryArgs>,
+    probe: Some(query_probe),
     ..Spec::new("postgresql_query", |p, ctx| Box::pin(query(p, ctx)))
 };
 

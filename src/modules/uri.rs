@@ -4,7 +4,7 @@
 //! (read in one round trip, kept out of traces), and the server's certificate is verified
 //! unless `validate_certs: false`.
 
-use super::{args, ModuleCtx, Outcome, Params, Spec};
+use super::{args, ModuleCtx, Outcome, Params, ProbeCmd, Spec};
 use crate::transport::quote;
 use anyhow::{anyhow, bail, Result};
 use base64::Engine as _;
@@ -41,6 +41,66 @@ struct Args {
     removes: Option<String>,
 }
 
+/// `creates`/`removes` as one read of the host: it prints `skip` when the call is not needed.
+fn guard_script(a: &Args) -> Option<String> {
+    if a.creates.is_none() && a.removes.is_none() {
+        return None;
+    }
+    let mut probe = String::new();
+    if let Some(c) = &a.creates {
+        probe.push_str(&format!("[ -e {} ] && echo skip; ", quote(c)));
+    }
+    if let Some(r) = &a.removes {
+        probe.push_str(&format!("[ -e {} ] || echo skip; ", quote(r)));
+    }
+    probe.push_str("true");
+    Some(probe)
+}
+
+/// The files https needs from the host (the CA to trust, the client certificate and key),
+/// and the one command that prints them, a NUL after each (PEM holds none). None for http,
+/// or https with no file to read.
+fn tls_files(a: &Args) -> Result<Option<([Option<String>; 3], String)>> {
+    if !a.url.starts_with("https://") {
+        return Ok(None);
+    }
+    let validate = a.validate_certs.unwrap_or(true);
+    let ca = match a.ca_path.clone() {
+        Some(c) => Some(c),
+        None if validate => Some("/etc/ssl/certs/ca-certificates.crt".to_string()),
+        None => None,
+    };
+    let (cert, key) = (a.client_cert.clone(), a.client_key.clone());
+    if cert.is_some() != key.is_some() {
+        bail!("uri: client_cert and client_key go together");
+    }
+    let paths = [ca, cert, key];
+    if paths.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let script: String = paths
+        .iter()
+        .map(|p| match p {
+            Some(path) => format!("cat -- {} || exit 1; printf '\\0'; ", quote(path)),
+            None => "printf '\\0'; ".to_string(),
+        })
+        .collect();
+    Ok(Some((paths, script)))
+}
+
+/// Its first read of the host: the `creates`/`removes` guard, else the TLS files (their output
+/// holds a private key: never traced).
+fn probe(p: &Params<'_>, _: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
+    let a: Args = p.parse()?;
+    if let Some(guard) = guard_script(&a) {
+        return Ok(ProbeCmd::script(guard));
+    }
+    Ok(tls_files(&a)?.map(|(_, script)| ProbeCmd {
+        untraced: true,
+        ..ProbeCmd::script(script).expect("a probe")
+    }))
+}
+
 pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     let a: Args = p.parse()?;
     let url = a.url.clone();
@@ -73,17 +133,8 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         .unwrap_or(host);
     let read_only = matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS");
     // creates/removes: a path on the host says whether the call is needed (one probe).
-    let (creates, removes) = (&a.creates, &a.removes);
-    if creates.is_some() || removes.is_some() {
-        let mut probe = String::new();
-        if let Some(c) = creates {
-            probe.push_str(&format!("[ -e {} ] && echo skip; ", quote(c)));
-        }
-        if let Some(r) = removes {
-            probe.push_str(&format!("[ -e {} ] || echo skip; ", quote(r)));
-        }
-        probe.push_str("true");
-        if ctx.sh(&probe).await?.stdout_str().contains("skip") {
+    if let Some(guard) = guard_script(&a) {
+        if ctx.sh(&guard).await?.stdout_str().contains("skip") {
             return Ok(Outcome::ok().with_msg("skipped: creates/removes says it already ran"));
         }
     }
@@ -184,34 +235,20 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
 /// client certificate and key if given, no verification with `validate_certs: false`.
 async fn tls_config(a: &Args, ctx: &ModuleCtx<'_>) -> Result<Arc<ClientConfig>> {
     let validate = a.validate_certs.unwrap_or(true);
-    let ca = match a.ca_path.clone() {
-        Some(c) => Some(c),
-        None if validate => Some("/etc/ssl/certs/ca-certificates.crt".to_string()),
-        None => None,
+    let (paths, out) = match tls_files(a)? {
+        Some((paths, script)) => {
+            let out = ctx
+                .sh_as_untraced(
+                    &script,
+                    crate::transport::Stdin::None,
+                    ctx.become_user.clone(),
+                )
+                .await?;
+            (paths, out)
+        }
+        None => (Default::default(), Default::default()),
     };
-    let (cert, key) = (a.client_cert.clone(), a.client_key.clone());
-    if cert.is_some() != key.is_some() {
-        bail!("uri: client_cert and client_key go together");
-    }
-    let paths = [&ca, &cert, &key];
-    // One round trip; a NUL after each file (PEM holds none).
-    let script: String = paths
-        .iter()
-        .map(|p| match p {
-            Some(path) => format!(
-                "cat -- {} || exit 1; printf '\\0'; ",
-                crate::transport::quote(path)
-            ),
-            None => "printf '\\0'; ".to_string(),
-        })
-        .collect();
-    let out = ctx
-        .sh_as_untraced(
-            &script,
-            crate::transport::Stdin::None,
-            ctx.become_user.clone(),
-        )
-        .await?;
+    let [ca, cert, _] = &paths;
     if out.code != 0 {
         bail!(
             "uri: cannot read {}: {}",
@@ -406,6 +443,7 @@ pub const URI: Spec = Spec {
             "not supported: HTTP goes over TCP through the host's SSH connection",
         ),
     ],
+    probe: Some(probe),
     ..Spec::new("uri", |p, ctx| Box::pin(run(p, ctx)))
 };
 
