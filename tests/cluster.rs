@@ -171,6 +171,8 @@ fn type_b_deploys_converges_and_reruns_clean() {
     let secrets_arg = secrets.to_str().unwrap();
     let with_secrets = ["--vars-file", secrets_arg, "-e", &vars_arg];
     ok(lab.play("check.yml", CHECK, &with_secrets));
+    // Reading ahead never runs a write early, even one its task calls read-only.
+    ok(lab.play("read-ahead.yml", READ_AHEAD, &[]));
 
     // The re-run changes nothing: no task reports a change and no file under /etc is written.
     ok(lab.play("mark.yml", MARK, &[]));
@@ -617,6 +619,31 @@ const START_TWO: &str = r#"
 "#;
 
 /// What the first deploy must have built, checked from the hosts with real SQL and requests.
+/// A write marked `check_mode: false` (pgdeploy's mark of a read-only task) is read ahead only
+/// inside a read-only transaction, where it fails and changes nothing; it then runs in its
+/// turn, after the write before it.
+const READ_AHEAD: &str = r#"
+- hosts: master
+  gather_facts: no
+  become: yes
+  become_user: postgres
+  tasks:
+    - postgresql_query: { query: "CREATE TABLE pgdeploy_read_ahead (n serial, what text)" }
+    - postgresql_query: { query: "SELECT 1 AS one" }
+      check_mode: false
+    - postgresql_query: { query: "INSERT INTO pgdeploy_read_ahead (what) VALUES ('first')" }
+    - postgresql_query: { query: "INSERT INTO pgdeploy_read_ahead (what) VALUES ('second')" }
+      check_mode: false
+    - postgresql_query:
+        query: "SELECT string_agg(what, ',' ORDER BY n) AS seq FROM pgdeploy_read_ahead"
+      check_mode: false
+      register: seq
+    - postgresql_query: { query: "DROP TABLE pgdeploy_read_ahead" }
+    - assert:
+        that:
+          - seq.query_result[0].seq == 'first,second'
+"#;
+
 const CHECK: &str = r#"
 - hosts: master
   gather_facts: no

@@ -79,18 +79,20 @@ impl Engine {
         window.retain(|(t, here)| {
             batchable(t)
                 && here.delegate_to.is_none()
-                && !here.run_once
                 && (here.ignore_tags || self.tags_select(&here.tags))
         });
+        // A run_once task runs on the first host (as `run_module_task` picks it): read ahead
+        // there; the other hosts never run it.
+        let once_host = hosts[0].clone();
         let snap = self.snapshot_with(ctx, &inh.role_defaults);
         let forks = self.opts.forks.max(1);
         let built: Vec<(String, ReadAhead, HashSet<String>)> = stream::iter(need)
             .map(|h| {
-                let (snap, window) = (snap.clone(), &window);
+                let (snap, window, once_host) = (snap.clone(), &window, &once_host);
                 async move {
                     // A batch that cannot be made leaves every probe to run live.
                     let (answers, covers) = self
-                        .read_host_ahead(&snap, window, &h)
+                        .read_host_ahead(&snap, window, &h, h == *once_host)
                         .await
                         .unwrap_or_else(|_| (ReadAhead::empty(), HashSet::new()));
                     (h, answers, covers)
@@ -159,6 +161,7 @@ impl Engine {
         snap: &Arc<Snapshot>,
         window: &[(&Task, Inherited)],
         host: &str,
+        runs_once_here: bool,
     ) -> Result<(ReadAhead, HashSet<String>)> {
         let recorder = ReadAhead::recorder();
         let mut covers = HashSet::new();
@@ -172,6 +175,10 @@ impl Engine {
         for (task, here) in window {
             let origin = key(task);
             if covered.contains(&origin) {
+                continue;
+            }
+            if here.run_once && !runs_once_here {
+                covers.insert(origin);
                 continue;
             }
             let vars = snap.vars(host, &here.vars, None);

@@ -423,21 +423,14 @@ impl ModuleCtx<'_> {
             Stdin::Bytes(b) => Some(Some(b.clone())),
             _ => None,
         };
-        if let (Some(ra), Some(probe_stdin)) = (self.readahead, probe_stdin) {
+        if let Some(probe_stdin) = probe_stdin {
             let probe = readahead::Probe {
                 script: script.to_string(),
                 user: user.clone(),
                 env: self.env.clone(),
                 stdin: probe_stdin,
             };
-            if let Some(out) = ra.answer(&probe) {
-                if let Ok(mut t) = self.trace.lock() {
-                    t.push(format!(
-                        "$ {}\n(answered by the read-ahead)\n[rc={}]",
-                        script.trim(),
-                        out.code
-                    ));
-                }
+            if let Some(out) = self.answered(&probe) {
                 return Ok(out);
             }
         }
@@ -464,6 +457,29 @@ impl ModuleCtx<'_> {
         let stdin = cmd.stdin.map_or(Stdin::None, Stdin::Bytes);
         let user = cmd.user.or_else(|| self.become_user.clone());
         self.exec_as(&cmd.script, stdin, user, !cmd.untraced).await
+    }
+
+    /// A probe's answer from the read-ahead, if it holds one (nothing runs).
+    pub fn answer_ahead(&self, cmd: ProbeCmd) -> Option<Output> {
+        self.answered(&readahead::Probe {
+            script: cmd.script,
+            user: cmd.user.or_else(|| self.become_user.clone()),
+            env: self.env.clone(),
+            stdin: cmd.stdin,
+        })
+    }
+
+    /// The read-ahead's answer to `probe`, noted in the -v trace.
+    fn answered(&self, probe: &readahead::Probe) -> Option<Output> {
+        let out = self.readahead?.answer(probe)?;
+        if let Ok(mut t) = self.trace.lock() {
+            t.push(format!(
+                "$ {}\n(answered by the read-ahead)\n[rc={}]",
+                probe.script.trim(),
+                out.code
+            ));
+        }
+        Some(out)
     }
 
     /// Whether the loop's read-ahead holds an answer to this script (as the task's user).

@@ -42,14 +42,23 @@ struct QueryArgs {
     trust_input: Option<bool>,
 }
 
-/// A query whose task says it only reads (`check_mode: false`): its probe is the query
-/// itself, read ahead with the other tasks' probes.
+/// A query whose task says it only reads (`check_mode: false`) is read ahead with the other
+/// tasks' probes, inside a read-only transaction: a statement that would write fails there
+/// and changes nothing, and a failed answer is never taken, so the task then runs it live, in
+/// its turn.
 fn query_probe(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
     if !ctx.force_run {
         return Ok(None);
     }
-    let (psql, sql, _) = query_command(p)?;
-    Ok(sql_probe(&psql, &sql, ctx))
+    let (mut psql, sql, _) = query_command(p)?;
+    if !psql.cmd.contains("psql -X -1") {
+        psql.cmd = psql.cmd.replacen("psql -X", "psql -X -1", 1);
+    }
+    Ok(sql_probe(
+        &psql,
+        &format!("SET TRANSACTION READ ONLY;\n{sql}"),
+        ctx,
+    ))
 }
 
 /// psql, the SQL it reads (session settings, then the query with its arguments), and the
@@ -96,8 +105,9 @@ pub async fn query(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         ));
     }
     let read_only = is_read_only(&query);
-    let out = match query_probe(p, ctx)? {
-        Some(probe) => ctx.run_probe(probe).await?,
+    let ahead = query_probe(p, ctx)?.and_then(|probe| ctx.answer_ahead(probe));
+    let out = match ahead {
+        Some(out) => out,
         None => run_sql(ctx, &psql, &sql, true).await?,
     };
     if !out.ok() {
