@@ -17,6 +17,26 @@ fn ssh_port_open(ip: &str) -> bool {
     .is_ok()
 }
 
+/// The init processes of containers whose root is a lab host's under `dir`.
+fn container_inits(dir: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let init = status
+                .lines()
+                .any(|l| l.starts_with("NSpid:") && l.split_whitespace().last() == Some("1"));
+            init && std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).is_ok_and(|m| {
+                m.lines().any(|l| {
+                    l.split(' ').nth(4) == Some("/") && l.contains(&format!("upperdir={dir}/"))
+                })
+            })
+        })
+        .map(|pid| pid.to_string())
+        .collect()
+}
+
 #[test]
 fn lab_hosts_behave_like_real_hosts() {
     let t = TestLab::up();
@@ -246,8 +266,19 @@ fn lab_hosts_behave_like_real_hosts() {
         "{again}"
     );
 
+    // A session killed with the lab up (its systemd-nspawn processes killed too) leaves the
+    // containers running, adopted by PID 1: `lab down` still finds and stops them.
+    assert_eq!(container_inits(d).len(), 4, "the lab's four hosts");
+    Command::new("pkill")
+        .args(["-KILL", "-f", "systemd-nspawn.*pgdlab0"])
+        .status()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(container_inits(d).len(), 4, "orphaned, still running");
+
     // Down leaves no bridge, no container, no mount.
     ok(lab(&["down"]));
+    assert!(container_inits(d).is_empty(), "containers left behind");
     assert!(
         !Command::new("ip")
             .args(["link", "show", "pgdlab0"])

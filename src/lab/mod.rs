@@ -605,7 +605,13 @@ fn down_quiet(dir: &Path) -> Result<()> {
             power_off(n);
         }
     }
-    // Containers of a lab whose state was lost (a killed session) still use the bridge.
+    // Containers of a lab whose state was lost (a killed session) still use the bridge: by
+    // their systemd-nspawn, or, when that was killed too, by their own init (orphaned).
+    for init in orphaned_inits_on_bridge() {
+        let _ = Command::new("kill")
+            .args(["-KILL", &init.to_string()])
+            .status();
+    }
     for pid in nspawn_pids_on_bridge() {
         power_off(&Node {
             name: String::new(),
@@ -634,6 +640,36 @@ fn down_quiet(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Lab containers whose systemd-nspawn is gone: their init, adopted by PID 1, runs on a root
+/// made from pgdeploy's lab image (the lab is one at a time: its bridge and addresses are fixed).
+fn orphaned_inits_on_bridge() -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let field = |k: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(k))
+                    .map(|v| v.split_whitespace().collect::<Vec<_>>())
+                    .unwrap_or_default()
+            };
+            let orphan_init = field("PPid:") == ["1"] && field("NSpid:").last() == Some(&"1");
+            let lab_root =
+                std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).is_ok_and(|m| {
+                    m.lines().any(|l| {
+                        l.split(' ').nth(4) == Some("/")
+                            && l.contains(&format!("lowerdir={},", rootfs::CACHE))
+                    })
+                });
+            orphan_init && lab_root
+        })
+        .collect()
 }
 
 fn nspawn_pids_on_bridge() -> Vec<u32> {

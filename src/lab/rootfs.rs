@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const CACHE: &str = "/var/cache/pgdeploy/rootfs-bookworm";
+pub const CACHE: &str = "/var/cache/pgdeploy/rootfs-bookworm";
 const MIRROR: &str = "http://deb.debian.org/debian";
 /// A minimal server: no PostgreSQL components (installing those is pgdeploy's job).
 const PACKAGES: &str = "systemd,systemd-sysv,dbus,udev,openssh-server,sudo,iproute2,iputils-ping,ca-certificates,locales";
