@@ -349,6 +349,18 @@ fn plan_content(
     Ok(plan_write(ctx, &current, dest, new, wanted))
 }
 
+/// `plan_content` for content held in memory.
+fn plan_bytes(
+    ctx: &ModuleCtx<'_>,
+    answer: Option<Output>,
+    dest: &str,
+    bytes: &[u8],
+    wanted: &Wanted,
+) -> Result<Plan> {
+    let hash = hash_hex(bytes);
+    plan_content(ctx, answer, dest, NewContent::bytes(bytes, &hash), wanted)
+}
+
 /// The plan of writing `new` over `current`: an atomic write (a temporary file beside it,
 /// validated, given its owner and mode, renamed over it), or only owner and mode.
 pub fn plan_write(
@@ -530,14 +542,7 @@ async fn copy_plan(p: &Params<'_>, ctx: &ModuleCtx<'_>, answer: Option<Output>) 
     if let Some(content) = a.content {
         let bytes = content_text(content)?.into_bytes();
         check_sha1(&a.checksum, || Ok(sha1_hex(&bytes)))?;
-        let hash = hash_hex(&bytes);
-        return plan_content(
-            ctx,
-            answer,
-            &dest,
-            NewContent::bytes(&bytes, &hash),
-            &wanted,
-        );
+        return plan_bytes(ctx, answer, &dest, &bytes, &wanted);
     }
     let Some(src) = a.src else {
         bail!("copy: give `src` (a file) or `content`");
@@ -574,14 +579,7 @@ async fn copy_plan(p: &Params<'_>, ctx: &ModuleCtx<'_>, answer: Option<Output>) 
     }
     let bytes = std::fs::read(&path)?;
     check_sha1(&a.checksum, || Ok(sha1_hex(&bytes)))?;
-    let hash = hash_hex(&bytes);
-    plan_content(
-        ctx,
-        answer,
-        &dest,
-        NewContent::bytes(&bytes, &hash),
-        &wanted,
-    )
+    plan_bytes(ctx, answer, &dest, &bytes, &wanted)
 }
 
 /// A file's SHA-256, read in pieces, and whether its first piece looks binary.
@@ -622,15 +620,7 @@ async fn template_plan(
     };
     // Rendered before anything is written: a failed render writes nothing.
     let rendered = render_template(ctx, &src)?;
-    let bytes = rendered.into_bytes();
-    let hash = hash_hex(&bytes);
-    plan_content(
-        ctx,
-        answer,
-        &dest,
-        NewContent::bytes(&bytes, &hash),
-        &wanted,
-    )
+    plan_bytes(ctx, answer, &dest, rendered.as_bytes(), &wanted)
 }
 
 /// Renders a template by name: from the playbook's `templates/` or beside it, else from the

@@ -35,10 +35,6 @@ impl ReadAhead {
         ReadAhead::Record(Mutex::new(Vec::new()), Mutex::new(HashMap::new()))
     }
 
-    pub fn is_recording(&self) -> bool {
-        matches!(self, ReadAhead::Record(..))
-    }
-
     /// Notes a probe to run ahead; `file` marks `files::probe_script`'s probe of that path
     /// without content, answered with the other files' (see `Record`).
     pub fn note(&self, probe: Probe, file: Option<String>) {
