@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 struct Args {
     host: Option<String>,
     port: Option<u16>,
-    #[serde(alias = "dest")]
     path: Option<String>,
     state: Option<String>,
     timeout: Option<i64>,
