@@ -279,6 +279,11 @@ fn lab_hosts_behave_like_real_hosts() {
     // Down leaves no bridge, no container, no mount.
     ok(lab(&["down"]));
     assert!(container_inits(d).is_empty(), "containers left behind");
+    // Their veths are gone too: a `lab up` right after can make its own.
+    for name in ["pgnode01", "pgnode02", "pgnode03", "pgbackup"] {
+        let veth = format!("/sys/class/net/vb-{name}");
+        assert!(!std::path::Path::new(&veth).exists(), "{veth} left behind");
+    }
     assert!(
         !Command::new("ip")
             .args(["link", "show", "pgdlab0"])

@@ -607,10 +607,24 @@ fn down_quiet(dir: &Path) -> Result<()> {
     }
     // Containers of a lab whose state was lost (a killed session) still use the bridge: by
     // their systemd-nspawn, or, when that was killed too, by their own init (orphaned).
-    for init in orphaned_inits_on_bridge() {
+    let orphans = orphaned_inits_on_bridge();
+    let veths: Vec<String> = orphans
+        .iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/root/etc/hostname")).ok())
+        .map(|h| format!("/sys/class/net/vb-{}", h.trim()))
+        .collect();
+    for init in &orphans {
         let _ = Command::new("kill")
             .args(["-KILL", &init.to_string()])
             .status();
+    }
+    // Their network namespaces, and the veths in them, go a moment after: a `lab up` that
+    // followed at once could not make its own.
+    let start = Instant::now();
+    while (orphans.iter().any(|p| is_alive(*p)) || veths.iter().any(|v| Path::new(v).exists()))
+        && start.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(100));
     }
     for pid in nspawn_pids_on_bridge() {
         power_off(&Node {
