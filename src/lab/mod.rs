@@ -656,42 +656,47 @@ fn down_quiet(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Lab containers whose systemd-nspawn is gone: their init, adopted by PID 1, runs on a root
-/// made from pgdeploy's lab image (the lab is one at a time: its bridge and addresses are fixed).
-fn orphaned_inits_on_bridge() -> Vec<u32> {
+/// Every process id, for the scans below.
+fn processes() -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return vec![];
     };
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            let field = |k: &str| {
-                status
-                    .lines()
-                    .find_map(|l| l.strip_prefix(k))
-                    .map(|v| v.split_whitespace().collect::<Vec<_>>())
-                    .unwrap_or_default()
-            };
-            let orphan_init = field("PPid:") == ["1"] && field("NSpid:").last() == Some(&"1");
-            let lab_root =
-                std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).is_ok_and(|m| {
-                    m.lines().any(|l| {
-                        l.split(' ').nth(4) == Some("/")
-                            && l.contains(&format!("lowerdir={},", rootfs::CACHE))
-                    })
-                });
-            orphan_init && lab_root
+        .collect()
+}
+
+/// Lab containers whose systemd-nspawn is gone: their init, adopted by PID 1, runs on a root
+/// made from pgdeploy's lab image (the lab is one at a time: its bridge and addresses are fixed).
+fn orphaned_inits_on_bridge() -> Vec<u32> {
+    let orphan_init = |pid: u32| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |k: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.split_whitespace().collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        field("PPid:") == ["1"] && field("NSpid:").last() == Some(&"1")
+    };
+    let lab_root = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).is_ok_and(|m| {
+            m.lines().any(|l| {
+                l.split(' ').nth(4) == Some("/")
+                    && l.contains(&format!("lowerdir={},", rootfs::CACHE))
+            })
         })
+    };
+    processes()
+        .into_iter()
+        .filter(|&pid| orphan_init(pid) && lab_root(pid))
         .collect()
 }
 
 fn nspawn_pids_on_bridge() -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return vec![];
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+    processes()
+        .into_iter()
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
                 let c = String::from_utf8_lossy(&c);

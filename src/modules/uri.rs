@@ -95,10 +95,12 @@ fn probe(p: &Params<'_>, _: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
     if let Some(guard) = guard_script(&a) {
         return Ok(ProbeCmd::script(guard));
     }
-    Ok(tls_files(&a)?.map(|(_, script)| ProbeCmd {
-        untraced: true,
-        ..ProbeCmd::script(script).expect("a probe")
-    }))
+    Ok(tls_files(&a)?
+        .and_then(|(_, script)| ProbeCmd::script(script))
+        .map(|c| ProbeCmd {
+            untraced: true,
+            ..c
+        }))
 }
 
 pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
