@@ -1100,10 +1100,11 @@ fn check_mode_plans_past_what_the_run_has_not_made() {
     assert!(r.stdout.contains(&at), "{at}\n{}", r.stdout);
 }
 
-/// The engine reads the probes of consecutive tasks ahead in one batch: a no-op run costs the
-/// same few commands per host (facts, then one batch) whether the play has 10 tasks or 40,
-/// with `--diff` too. Every module that declares a probe is among the tasks, so a probe that
-/// is not the command its module really runs first would cost a command here.
+/// The engine reads the probes of the tasks ahead in one batch: a no-op run costs the same few
+/// commands per host (facts, then one batch) whether the playbook has 10 tasks in one play or
+/// 40 in four (one in a block, each with an include whose `when` is false), with `--diff` too.
+/// Every module that declares a probe is among the tasks, so a probe that is not the command
+/// its module really runs first would cost a command here.
 #[test]
 fn a_no_op_run_costs_the_same_commands_whatever_its_task_count() {
     let lab = Lab::start(2);
@@ -1111,11 +1112,13 @@ fn a_no_op_run_costs_the_same_commands_whatever_its_task_count() {
     let b = format!("base={}", base(&lab));
     lab.write("templates/t.j2", "host {{ inventory_hostname }}\n");
     let mut no_op = Vec::new();
+    lab.write("nothing.yml", "- fail: { msg: included }\n");
     for n in [10, 40] {
-        let mut pb = String::from("- hosts: web\n  tasks:\n");
+        let mut pb = String::new();
+        let mut play = String::new();
         for i in 0..n {
             let dir = format!("{{{{ base }}}}/{{{{ inventory_hostname }}}}/n{n}");
-            pb.push_str(&match i % 10 {
+            play.push_str(&match i % 10 {
                 5 => {
                     format!("    - template: {{ src: t.j2, dest: \"{dir}/t{i}\", mode: '0640' }}\n")
                 }
@@ -1127,7 +1130,7 @@ fn a_no_op_run_costs_the_same_commands_whatever_its_task_count() {
                 ),
                 _ => String::new(),
             });
-            pb.push_str(&match i % 5 {
+            play.push_str(&match i % 5 {
                 0 => format!("    - file: {{ path: \"{dir}/d{i}\", state: directory }}\n"),
                 1 => format!("    - copy: {{ dest: \"{dir}/c{i}\", content: \"{i}\\n\" }}\n"),
                 2 => format!(
@@ -1138,6 +1141,16 @@ fn a_no_op_run_costs_the_same_commands_whatever_its_task_count() {
                     "    - command: touch {dir}/t{i}\n      args: {{ creates: \"{dir}/t{i}\" }}\n"
                 ),
             });
+            if i % 10 == 9 {
+                // Ten tasks a play; the second play's inside a block.
+                if i / 10 == 1 {
+                    play = format!("    - block:\n{}", play.replace("\n    ", "\n        "))
+                        .replacen("    - block:\n    ", "    - block:\n        ", 1);
+                }
+                play.push_str("    - include_tasks: nothing.yml\n      when: false\n");
+                pb.push_str(&format!("- hosts: web\n  tasks:\n{play}"));
+                play.clear();
+            }
         }
         let path = lab.write(&format!("many{n}.yml"), &pb);
         std::fs::create_dir_all(Path::new(&base(&lab)).join("h1").join(format!("n{n}"))).unwrap();
@@ -1158,6 +1171,40 @@ fn a_no_op_run_costs_the_same_commands_whatever_its_task_count() {
         no_op.iter().all(|n| *n <= 2),
         "no-op commands per host for 10 and 40 tasks, without and with --diff: {no_op:?} \
          (facts and one batch expected)"
+    );
+}
+
+/// Read ahead across plays, a change still drops the answers: the second play's `stat` of a
+/// file the first play creates sees it, though its probe was read before the file was there.
+#[test]
+fn a_change_drops_what_was_read_ahead_for_later_plays() {
+    let lab = Lab::start(1);
+    let inv = lab.inventory("root", "");
+    let b = format!("base={}", base(&lab));
+    let pb = lab.write(
+        "plays.yml",
+        r#"- hosts: web
+  tasks:
+    - file: { path: "{{ base }}", state: directory }
+    - copy: { dest: "{{ base }}/made", content: "made\n" }
+- hosts: web
+  tasks:
+    - stat: { path: "{{ base }}/made" }
+      register: made
+    - assert: { that: made.stat.exists }
+"#,
+    );
+    std::fs::create_dir_all(base(&lab)).unwrap();
+    let first = lab.run(&pb, &inv, &["-e", &b]);
+    first.assert_code(0);
+    assert_eq!(first.recap("h1").1, 1, "{}", first.stdout);
+    let again = lab.run(&pb, &inv, &["-e", &b]);
+    again.assert_code(0);
+    assert_eq!(
+        common::recap_commands(&again.stdout, "h1"),
+        2,
+        "facts and one batch for both plays: {}",
+        again.stdout
     );
 }
 

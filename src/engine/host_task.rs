@@ -463,6 +463,7 @@ impl Engine {
             .get(host)
             .and_then(|s| s.facts.clone())
             .unwrap_or_default();
+        let facts = &*facts;
         let check =
             (self.opts.check || here.check_mode == Some(true)) && here.check_mode != Some(false);
         // A check run with changes pending here: a failure may only mean "not made yet".
@@ -497,12 +498,13 @@ impl Engine {
                 check,
                 diff: here.diff.unwrap_or(self.opts.diff),
                 force_run: here.check_mode == Some(false),
+                vouched_read_only: vouched_read_only(task, here),
                 templates: &self.templates,
                 vars: &vars,
                 dir: &snap_dir(task),
                 role_path: here.role_path.as_deref(),
                 trace: &trace,
-                facts: &facts,
+                facts,
                 readahead: ahead,
                 no_wait: pending,
                 live: Default::default(),
@@ -813,6 +815,16 @@ pub(super) fn item_vars(task: &Task, items: &[Value], i: usize) -> Map<String, V
     extra
 }
 
+/// A command of pgdeploy's own playbooks that says it only reads (`check_mode: false`, so it
+/// runs in check mode too, and `changed_when: false`): pgdeploy vouches for these, so their
+/// commands may run ahead of their turn. A user's playbook gets no such trust: nothing can
+/// tell a command that reads from one that writes.
+fn vouched_read_only(task: &Task, here: &Inherited) -> bool {
+    here.check_mode == Some(false)
+        && task.origin.file.starts_with(crate::builtin::BUILTIN_ROOT)
+        && matches!(task.changed_when.as_deref(), Some([c]) if c.eq_ignore_ascii_case("false"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -834,6 +846,38 @@ mod tests {
                 json!(i64::MAX.to_string())
             ]
         );
+    }
+
+    /// Only pgdeploy's own read-only checks run ahead: not a user's, not one that may change.
+    #[test]
+    fn only_pgdeploy_s_own_read_only_checks_are_vouched_for() {
+        let task = |file: &str, changed_when: Option<&str>| Task {
+            changed_when: changed_when.map(|c| vec![c.to_string()]),
+            ..Task::block(
+                "t".into(),
+                crate::playbook::Origin {
+                    file: file.into(),
+                    line: 1,
+                },
+                Action::Meta("noop".into()),
+            )
+        };
+        let read_only = Inherited {
+            check_mode: Some(false),
+            ..Default::default()
+        };
+        let ours = "pgdeploy:playbooks/roles/etcd/main.yml";
+        assert!(vouched_read_only(&task(ours, Some("False")), &read_only));
+        assert!(!vouched_read_only(
+            &task("/home/dba/playbooks/site.yml", Some("False")),
+            &read_only
+        ));
+        assert!(!vouched_read_only(&task(ours, Some("rc == 2")), &read_only));
+        assert!(!vouched_read_only(&task(ours, None), &read_only));
+        assert!(!vouched_read_only(
+            &task(ours, Some("False")),
+            &Inherited::default()
+        ));
     }
 
     #[test]

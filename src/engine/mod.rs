@@ -60,9 +60,10 @@ enum HostStatus {
 
 #[derive(Default)]
 struct HostState {
-    facts: Option<Map<String, Value>>,
+    /// Shared with the snapshots that read them (a task's variables copy no map).
+    facts: Option<Arc<Map<String, Value>>>,
     /// set_fact and register results (they outlive the play, as in Ansible).
-    set_facts: Map<String, Value>,
+    set_facts: Arc<Map<String, Value>>,
     notified: IndexSet<String>,
     /// In a check run: what this host would change first, and what cannot be known.
     check: check_mode::CheckState,
@@ -125,6 +126,11 @@ pub struct Engine {
     started: bool,
     /// Probes read ahead per host, across tasks (see `prefetch`).
     batches: std::sync::Mutex<prefetch::Batches>,
+    /// `opts`' defaults and extra vars, shared with every snapshot.
+    defaults: Arc<Map<String, Value>>,
+    extra_vars: Arc<Map<String, Value>>,
+    /// Each host's inventory variables, worked out once per inventory.
+    inv_layers: vars::HostLayers,
 }
 
 impl Engine {
@@ -143,7 +149,6 @@ impl Engine {
         }
         Engine {
             inv: Arc::new(inv),
-            opts,
             templates,
             report,
             conns: AsyncMutex::new(HashMap::new()),
@@ -152,6 +157,10 @@ impl Engine {
             groups,
             started: true,
             batches: Default::default(),
+            defaults: Arc::new(opts.defaults.clone()),
+            extra_vars: Arc::new(opts.extra_vars.clone()),
+            inv_layers: Default::default(),
+            opts,
         }
     }
 
@@ -163,6 +172,7 @@ impl Engine {
         }
         self.groups = minijinja::Value::from_serialize(inv.groups_value());
         self.inv = Arc::new(inv);
+        self.inv_layers = Default::default();
     }
 
     pub fn report(&self) -> &Arc<Reporter> {
@@ -284,8 +294,10 @@ impl Engine {
             }
             self.started = false;
         }
-        for play in &pb.plays {
-            let proceed = self.run_play(play).await?;
+        // Answers read ahead for another playbook are not this one's.
+        self.drop_batches();
+        for (i, play) in pb.plays.iter().enumerate() {
+            let proceed = self.run_play(play, &pb.plays[i + 1..]).await?;
             if !proceed {
                 break;
             }
@@ -371,11 +383,11 @@ impl Engine {
     }
 
     /// Runs one play, timed; false when the run must stop (any_errors_fatal).
-    async fn run_play(&mut self, play: &Play) -> Result<bool> {
+    async fn run_play(&mut self, play: &Play, later: &[Play]) -> Result<bool> {
         let started = std::time::Instant::now();
         let hosts = self.play_hosts(play).unwrap_or_default();
         let before = self.commands_so_far().await;
-        let go_on = self.run_play_untimed(play).await;
+        let go_on = self.run_play_untimed(play, later).await;
         let after = self.commands_so_far().await;
         // Commands per host in this play: what its hosts' connections ran meanwhile.
         let count = |m: &HashMap<String, u64>, h: &String| m.get(h).copied().unwrap_or(0);
@@ -403,10 +415,9 @@ impl Engine {
             .collect()
     }
 
-    async fn run_play_untimed(&mut self, play: &Play) -> Result<bool> {
+    async fn run_play_untimed(&mut self, play: &Play, later: &[Play]) -> Result<bool> {
         let hosts = self.play_hosts(play)?;
         self.report.play(&play.name, &hosts);
-        self.drop_batches();
         if hosts.is_empty() {
             self.report.note("skipping: no hosts matched");
             return Ok(true);
@@ -433,7 +444,59 @@ impl Engine {
         }
         let play_vars = Arc::new(play_vars);
         let batches = serial_batches(play.serial.as_ref(), &hosts)?;
-        let base = Inherited {
+        let base = Self::play_base(play);
+        for (n, batch) in batches.iter().enumerate() {
+            if batches.len() > 1 {
+                self.report.note(&format!(
+                    "serial batch {} of {}: {}",
+                    n + 1,
+                    batches.len(),
+                    batch.join(", ")
+                ));
+            }
+            let ctx = PlayCtx {
+                play,
+                vars: play_vars.clone(),
+                hosts: hosts.clone(),
+                batch: batch.clone(),
+                after: None,
+                // The next batch of a serial play runs before them.
+                later: if n + 1 < batches.len() { &[] } else { later },
+            };
+            if play.gather_facts {
+                self.gather_facts(batch).await;
+            }
+            self.register_templated_secrets(&ctx, batch);
+            let lists = [&play.pre_tasks, &play.tasks, &play.post_tasks];
+            for (k, list) in lists.iter().enumerate() {
+                // Read ahead into the lists after this one, then the later plays.
+                let tail = prefetch::After {
+                    lists: lists[k + 1..].iter().map(|l| l.as_slice()).collect(),
+                    inh: &base,
+                    up: None,
+                };
+                let ctx = PlayCtx {
+                    after: Some(&tail),
+                    ..ctx.clone()
+                };
+                if !self.run_list(&ctx, list, &base, batch).await? {
+                    return Ok(false);
+                }
+                self.flush_handlers(&ctx, &base, batch).await?;
+            }
+            // As in Ansible: when every host of a batch failed, the play (and the run) ends.
+            if self.active(batch).is_empty() {
+                self.report
+                    .note("every host of the batch failed: no more hosts left");
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// What every task of a play inherits from it.
+    fn play_base(play: &Play) -> Inherited {
+        Inherited {
             become_: play.become_,
             become_user: play.become_user.clone(),
             environment: play.environment.clone(),
@@ -449,40 +512,7 @@ impl Engine {
             module_defaults: play.module_defaults.clone(),
             run_once: play.run_once,
             ..Default::default()
-        };
-        for (n, batch) in batches.iter().enumerate() {
-            if batches.len() > 1 {
-                self.report.note(&format!(
-                    "serial batch {} of {}: {}",
-                    n + 1,
-                    batches.len(),
-                    batch.join(", ")
-                ));
-            }
-            let ctx = PlayCtx {
-                play,
-                vars: play_vars.clone(),
-                hosts: hosts.clone(),
-                batch: batch.clone(),
-            };
-            if play.gather_facts {
-                self.gather_facts(batch).await;
-            }
-            self.register_templated_secrets(&ctx, batch);
-            for list in [&play.pre_tasks, &play.tasks, &play.post_tasks] {
-                if !self.run_list(&ctx, list, &base, batch).await? {
-                    return Ok(false);
-                }
-                self.flush_handlers(&ctx, &base, batch).await?;
-            }
-            // As in Ansible: when every host of a batch failed, the play (and the run) ends.
-            if self.active(batch).is_empty() {
-                self.report
-                    .note("every host of the batch failed: no more hosts left");
-                return Ok(false);
-            }
         }
-        Ok(true)
     }
 
     /// max_fail_percentage: more of the batch's hosts failed than the play allows.
@@ -516,7 +546,17 @@ impl Engine {
                 return Ok(true);
             }
             self.prefetch(ctx, &tasks[i..], inh, &active).await?;
-            if !Box::pin(self.run_task(ctx, task, inh, &active)).await? {
+            // Inside this task (a block, an include), the rest of this list runs next.
+            let rest = prefetch::After {
+                lists: vec![&tasks[i + 1..]],
+                inh,
+                up: ctx.after,
+            };
+            let inner = PlayCtx {
+                after: Some(&rest),
+                ..ctx.clone()
+            };
+            if !Box::pin(self.run_task(&inner, task, inh, &active)).await? {
                 return Ok(false);
             }
             if self.too_many_failed(ctx) {
@@ -857,7 +897,7 @@ impl Engine {
                 Ok(f) => {
                     self.report
                         .result(Line::new(&h, "Gathering Facts", Status::Ok));
-                    self.hosts.entry(h).or_default().facts = Some(f);
+                    self.hosts.entry(h).or_default().facts = Some(Arc::new(f));
                 }
                 Err(e) => self.mark_unreachable(&h, &e),
             }
@@ -946,11 +986,11 @@ impl Engine {
                 } else {
                     r.clone()
                 };
-                state.set_facts.insert(reg.clone(), v);
+                Arc::make_mut(&mut state.set_facts).insert(reg.clone(), v);
             }
         }
         for (k, v) in &res.facts {
-            state.set_facts.insert(k.clone(), v.clone());
+            Arc::make_mut(&mut state.set_facts).insert(k.clone(), v.clone());
         }
         if res.changed && !res.failed {
             for n in task.notify.iter().chain(&inh.notify) {
@@ -964,13 +1004,12 @@ impl Engine {
                 .insert(host.to_string(), HostStatus::Unreachable);
         } else if res.failed && !res.ignored {
             // What a rescue section reads, as in Ansible.
-            state.set_facts.insert(
+            Arc::make_mut(&mut state.set_facts).insert(
                 "ansible_failed_task".into(),
                 serde_json::json!({ "name": task.display_name() }),
             );
             if let Some(r) = &res.registered {
-                state
-                    .set_facts
+                Arc::make_mut(&mut state.set_facts)
                     .insert("ansible_failed_result".into(), r.clone());
             }
             self.status.insert(host.to_string(), HostStatus::Failed);
@@ -979,6 +1018,7 @@ impl Engine {
 }
 
 /// What every task of a play needs.
+#[derive(Clone)]
 struct PlayCtx<'a> {
     play: &'a Play,
     vars: Arc<Map<String, Value>>,
@@ -986,6 +1026,10 @@ struct PlayCtx<'a> {
     hosts: Vec<String>,
     /// The hosts of the current `serial` batch (all of them without `serial`).
     batch: Vec<String>,
+    /// What runs once the current task list ends (for the read-ahead).
+    after: Option<&'a prefetch::After<'a>>,
+    /// The plays after this one in its playbook (for the read-ahead).
+    later: &'a [Play],
 }
 
 /// Splits the play's hosts into `serial` batches: a number, a percentage of the play's hosts

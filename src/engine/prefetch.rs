@@ -2,9 +2,11 @@
 //! tasks it has.
 //!
 //! Before a task whose module declares a probe (`Spec::probe`), the engine records, for each
-//! host, the probes of that task and of the module tasks after it in the same list (each
-//! module's declared probe for the task's parameters, nothing run), runs them in one command per
-//! (user, environment), and the tasks then take their answers from that batch. A probe the
+//! host, the probes of that task and of the module tasks that run after it — the rest of its
+//! list, of the lists around it, of the play, then of the later plays of the playbook, up to
+//! an include that runs on the host (each module's declared probe for the task's parameters,
+//! nothing run) — runs them in one command per (user, environment), and the tasks then take
+//! their answers from that batch. A probe the
 //! batch does not hold (its parameters came out different when the task really ran, or it
 //! was already answered) runs live. As soon as any host may have changed (a change, a
 //! failure, a command of `command`/`shell`/`raw` not declared read-only with
@@ -15,15 +17,16 @@ use super::host_task::item_vars;
 use super::vars::Snapshot;
 use super::{Engine, Inherited, PlayCtx};
 use crate::modules::readahead::{Probe, ReadAhead};
-use crate::playbook::{Action, Task};
+use crate::playbook::{Action, Play, Task};
 use crate::transport::{ExecOptions, Stdin};
 use anyhow::Result;
 use futures::stream::{self, StreamExt};
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-/// The most tasks one batch reads ahead for.
-const WINDOW: usize = 64;
+/// The most steps one batch reads ahead for.
+const WINDOW: usize = 512;
 
 /// One host's probes read ahead, and the tasks they were recorded for.
 pub(super) struct HostBatch {
@@ -51,8 +54,9 @@ impl Engine {
             .clear();
     }
 
-    /// Reads ahead the probes of `tasks` (this task and the module tasks after it) on the
-    /// hosts that hold no batch for this task.
+    /// Reads ahead the probes of `tasks` (this task and the module tasks after it, then what
+    /// runs after them: the enclosing lists' rest, the play's later lists, the later plays) on
+    /// the hosts that hold no batch for this task.
     pub(super) async fn prefetch(
         &self,
         ctx: &PlayCtx<'_>,
@@ -74,25 +78,53 @@ impl Engine {
         if need.is_empty() {
             return Ok(());
         }
-        let mut window = Vec::new();
-        self.window(tasks, inh, &mut window);
-        window.retain(|(t, here)| {
-            batchable(t)
-                && here.delegate_to.is_none()
-                && (here.ignore_tags || self.tags_select(&here.tags))
+        // Where each step runs: this play (its running hosts), then each later play read into.
+        let mut scopes = vec![Scope {
+            ctx: ctx.clone(),
+            hosts: hosts.iter().cloned().collect(),
+            // A run_once task runs on the first host (as `run_module_task` picks it).
+            once_host: hosts[0].clone(),
+        }];
+        let mut steps = Vec::new();
+        let mut open = self.window(tasks, inh, 0, &mut steps);
+        let mut after = ctx.after;
+        while let (true, Some(a)) = (open, after) {
+            for list in &a.lists {
+                open = open && self.window(list, a.inh, 0, &mut steps);
+            }
+            after = a.up;
+        }
+        let bases: Vec<Inherited> = ctx.later.iter().map(Engine::play_base).collect();
+        for (play, base) in ctx.later.iter().zip(&bases) {
+            if !open {
+                break;
+            }
+            // A play that loads files or runs in batches is left to read ahead when it runs.
+            let Some(scope) = self.later_scope(play, ctx.later) else {
+                break;
+            };
+            scopes.push(scope);
+            let k = scopes.len() - 1;
+            for list in [&play.pre_tasks, &play.tasks, &play.post_tasks] {
+                open = open && self.window(list, base, k, &mut steps);
+            }
+        }
+        steps.retain(|s| match s {
+            Step::Task { task, here, .. } => {
+                batchable(task)
+                    && here.delegate_to.is_none()
+                    && (here.ignore_tags || self.tags_select(&here.tags))
+            }
+            Step::Include { here, .. } => here.ignore_tags || self.tags_select(&here.tags),
         });
-        // A run_once task runs on the first host (as `run_module_task` picks it): read ahead
-        // there; the other hosts never run it.
-        let once_host = hosts[0].clone();
-        let snap = self.snapshot_with(ctx, &inh.role_defaults);
         let forks = self.opts.forks.max(1);
         let built: Vec<(String, ReadAhead, HashSet<String>)> = stream::iter(need)
             .map(|h| {
-                let (snap, window, once_host) = (snap.clone(), &window, &once_host);
+                let (steps, scopes) = (&steps, &scopes);
                 async move {
                     // A batch that cannot be made leaves every probe to run live.
                     let (answers, covers) = self
-                        .read_host_ahead(&snap, window, &h, h == *once_host)
+                        .read_host_ahead(steps, scopes, &h)
                         .await
                         .unwrap_or_else(|_| (ReadAhead::empty(), HashSet::new()));
                     (h, answers, covers)
@@ -123,15 +155,38 @@ impl Engine {
         Ok(())
     }
 
+    /// A later play as the read-ahead sees it, or None when it cannot be known before it runs
+    /// (its vars_files, its serial batches, a hosts pattern that does not resolve).
+    fn later_scope<'a>(&self, play: &'a Play, later: &'a [Play]) -> Option<Scope<'a>> {
+        if !play.vars_files.is_empty() || play.serial.is_some() {
+            return None;
+        }
+        let hosts = self.active(&self.play_hosts(play).ok()?);
+        let once_host = hosts.first()?.clone();
+        Some(Scope {
+            ctx: PlayCtx {
+                play,
+                vars: Arc::new(play.vars.clone()),
+                hosts: hosts.clone(),
+                batch: hosts.clone(),
+                after: None,
+                later,
+            },
+            hosts: hosts.into_iter().collect(),
+            once_host,
+        })
+    }
+
     /// The module tasks from the start of `tasks` on, with what each inherits: the tasks of a
     /// block are in it (its rescue and always are not: they run only after a failure, and a
-    /// failure drops the batch), up to the first include or meta (what an include brings is
-    /// read when it runs), at most `WINDOW`. False once the window is closed.
+    /// failure drops the batch), includes as steps that end a host's read-ahead where they
+    /// run, at most `WINDOW`. False once the window is closed.
     fn window<'t>(
         &self,
         tasks: &'t [Task],
         inh: &Inherited,
-        into: &mut Vec<(&'t Task, Inherited)>,
+        scope: usize,
+        into: &mut Vec<Step<'t>>,
     ) -> bool {
         for t in tasks {
             if into.len() >= WINDOW {
@@ -139,13 +194,20 @@ impl Engine {
             }
             let here = self.inherit(inh, t);
             match &t.action {
-                Action::Module { .. } => into.push((t, here)),
+                Action::Module { .. } => into.push(Step::Task {
+                    task: t,
+                    here,
+                    scope,
+                }),
                 Action::Block { block, .. } => {
-                    if !self.window(block, &here, into) {
+                    if !self.window(block, &here, scope, into) {
                         return false;
                     }
                 }
-                Action::Include { .. } | Action::Meta(_) => return false,
+                // What an include brings is read when it runs.
+                Action::Include { .. } => into.push(Step::Include { here, scope }),
+                // Handlers run only after a change, which drops the batches anyway.
+                Action::Meta(_) => {}
             }
         }
         true
@@ -155,13 +217,13 @@ impl Engine {
     /// environment) the probes run as. Also which tasks the batch covers: those whose probes
     /// could all be worked out now. The others (their loop items, condition or parameters
     /// come from an earlier task's result) are not covered: reaching one reads ahead again,
-    /// from it on, once what it needs is known.
+    /// from it on, once what it needs is known. The read-ahead ends at an include that runs
+    /// on the host.
     async fn read_host_ahead(
         &self,
-        snap: &Arc<Snapshot>,
-        window: &[(&Task, Inherited)],
+        steps: &[Step<'_>],
+        scopes: &[Scope<'_>],
         host: &str,
-        runs_once_here: bool,
     ) -> Result<(ReadAhead, HashSet<String>)> {
         let recorder = ReadAhead::recorder();
         let mut covers = HashSet::new();
@@ -172,12 +234,32 @@ impl Engine {
             .get(host)
             .map(|b| b.covers.clone())
             .unwrap_or_default();
-        for (task, here) in window {
+        let mut snaps: HashMap<(usize, Option<PathBuf>), Arc<Snapshot>> = HashMap::new();
+        for step in steps {
+            let (Step::Task { here, scope, .. } | Step::Include { here, scope }) = step;
+            let sc = &scopes[*scope];
+            if !sc.hosts.contains(host) {
+                continue;
+            }
+            let snap = snaps
+                .entry((*scope, here.role_path.clone()))
+                .or_insert_with(|| self.snapshot_with(&sc.ctx, &here.role_defaults))
+                .clone();
+            let task = match step {
+                Step::Task { task, .. } => *task,
+                Step::Include { .. } => {
+                    let vars = snap.vars(host, &here.vars, None);
+                    match self.when_holds(&here.when, &vars, "include") {
+                        Ok(false) => continue,
+                        _ => break,
+                    }
+                }
+            };
             let origin = key(task);
             if covered.contains(&origin) {
                 continue;
             }
-            if here.run_once && !runs_once_here {
+            if here.run_once && sc.once_host != host {
                 covers.insert(origin);
                 continue;
             }
@@ -190,7 +272,7 @@ impl Engine {
                 },
             };
             if self
-                .record(snap, task, here, host, items.as_deref(), &recorder)
+                .record(&snap, task, here, host, items.as_deref(), &recorder)
                 .await
             {
                 covers.insert(origin);
@@ -291,6 +373,36 @@ impl Engine {
 fn batchable(task: &Task) -> bool {
     task.module_name()
         .is_some_and(crate::modules::declares_probe)
+}
+
+/// One step of the read-ahead's window: a module task, or an include (which ends a host's
+/// read-ahead where it runs), with what it inherits and the scope it runs in.
+enum Step<'t> {
+    Task {
+        task: &'t Task,
+        here: Inherited,
+        scope: usize,
+    },
+    Include {
+        here: Inherited,
+        scope: usize,
+    },
+}
+
+/// A play the read-ahead reads into: its context, its hosts, and the host its run_once tasks
+/// run on.
+struct Scope<'a> {
+    ctx: PlayCtx<'a>,
+    hosts: HashSet<String>,
+    once_host: String,
+}
+
+/// Task lists that run after the current one ends, with what their tasks inherit; `up` is
+/// what runs after those.
+pub(super) struct After<'a> {
+    pub lists: Vec<&'a [Task]>,
+    pub inh: &'a Inherited,
+    pub up: Option<&'a After<'a>>,
 }
 
 /// Whom a probe runs as: the user it becomes and its environment.

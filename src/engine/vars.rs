@@ -8,55 +8,76 @@ use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Everything needed to build any host's variables at one point of the run (taken once per
 /// task, before its hosts start, so that all hosts see the same state).
 /// A host's gathered facts and its set_fact/register values.
 type HostFacts = (Option<Arc<Map<String, Value>>>, Arc<Map<String, Value>>);
 
+/// Variables shared by snapshots until the inventory changes: each host's inventory variables
+/// and names (`inventory_hostname`, `group_names`), worked out once.
+pub(super) type HostLayers = Arc<Mutex<HashMap<String, [Arc<Map<String, Value>>; 2]>>>;
+
 pub(super) struct Snapshot {
     inv: Arc<Inventory>,
+    inv_layers: HostLayers,
     templates: Templates,
     defaults: Arc<Map<String, Value>>,
+    role_defaults: Option<Arc<Map<String, Value>>>,
     extra: Arc<Map<String, Value>>,
     play_vars: Arc<Map<String, Value>>,
     facts: HashMap<String, HostFacts>,
-    magic: Map<String, Value>,
+    magic: Arc<Map<String, Value>>,
     groups: minijinja::Value,
 }
 
 impl Snapshot {
-    /// A host's variables without task-level ones (what `hostvars[host]` shows).
-    fn base(&self, host: &str, task_vars: Option<&Map<String, Value>>) -> Map<String, Value> {
-        let mut m = (*self.defaults).clone();
-        m.extend(self.inv.host_vars(host));
+    /// A host's variables without task-level ones (what `hostvars[host]` shows), as layers
+    /// each overriding those before it: Ansible's order of precedence, nothing copied.
+    fn base(
+        &self,
+        host: &str,
+        task_vars: Option<&Map<String, Value>>,
+    ) -> Vec<Arc<Map<String, Value>>> {
+        let [inv_vars, names] = self.inv_layers(host);
+        let mut layers = vec![self.defaults.clone()];
+        layers.extend(self.role_defaults.clone());
+        layers.push(inv_vars);
         let (facts, set_facts) = self.facts.get(host).cloned().unwrap_or_default();
-        if let Some(f) = facts {
-            m.extend(f.iter().map(|(k, v)| (k.clone(), v.clone())));
+        layers.extend(facts);
+        layers.push(self.play_vars.clone());
+        if let Some(t) = task_vars.filter(|t| !t.is_empty()) {
+            layers.push(Arc::new(t.clone()));
         }
-        m.extend(self.play_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
-        if let Some(t) = task_vars {
-            m.extend(t.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
-        m.extend(set_facts.iter().map(|(k, v)| (k.clone(), v.clone())));
-        m.extend(self.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-        m.extend(self.magic.iter().map(|(k, v)| (k.clone(), v.clone())));
-        m.insert("inventory_hostname".into(), Value::String(host.to_string()));
-        m.insert(
-            "inventory_hostname_short".into(),
-            Value::String(host.split('.').next().unwrap_or(host).to_string()),
-        );
-        m.insert(
-            "group_names".into(),
-            json!(self
-                .inv
-                .host_groups(host)
-                .into_iter()
-                .filter(|g| g != "ungrouped")
-                .collect::<Vec<_>>()),
-        );
-        m
+        layers.extend([set_facts, self.extra.clone(), self.magic.clone(), names]);
+        layers
+    }
+
+    /// The host's inventory variables, and its names.
+    fn inv_layers(&self, host: &str) -> [Arc<Map<String, Value>>; 2] {
+        let mut cache = self.inv_layers.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .entry(host.to_string())
+            .or_insert_with(|| {
+                let mut names = Map::new();
+                names.insert("inventory_hostname".into(), Value::String(host.to_string()));
+                names.insert(
+                    "inventory_hostname_short".into(),
+                    Value::String(host.split('.').next().unwrap_or(host).to_string()),
+                );
+                names.insert(
+                    "group_names".into(),
+                    json!(self
+                        .inv
+                        .host_groups(host)
+                        .into_iter()
+                        .filter(|g| g != "ungrouped")
+                        .collect::<Vec<_>>()),
+                );
+                [Arc::new(self.inv.host_vars(host)), Arc::new(names)]
+            })
+            .clone()
     }
 
     /// The template context of a task on a host (`extra` holds loop variables).
@@ -66,9 +87,9 @@ impl Snapshot {
         task_vars: &Map<String, Value>,
         extra: Option<&Map<String, Value>>,
     ) -> minijinja::Value {
-        let mut m = self.base(host, Some(task_vars));
+        let mut layers = self.base(host, Some(task_vars));
         if let Some(e) = extra {
-            m.extend(e.iter().map(|(k, v)| (k.clone(), v.clone())));
+            layers.push(Arc::new(e.clone()));
         }
         let me = self.clone();
         let hostvars = LazyMap {
@@ -78,13 +99,13 @@ impl Snapshot {
                     return None;
                 }
                 Some(
-                    Vars::new(me.base(h, None), &me.templates)
+                    Vars::layered(me.base(h, None), &me.templates)
                         .with("groups", me.groups.clone())
                         .into_value(),
                 )
             }),
         };
-        Vars::new(m, &self.templates)
+        Vars::layered(layers, &self.templates)
             .with("groups", self.groups.clone())
             .with("hostvars", minijinja::Value::from_object(hostvars))
             .into_value()
@@ -106,12 +127,7 @@ impl Engine {
         let facts = self
             .hosts
             .iter()
-            .map(|(h, s)| {
-                (
-                    h.clone(),
-                    (s.facts.clone().map(Arc::new), Arc::new(s.set_facts.clone())),
-                )
-            })
+            .map(|(h, s)| (h.clone(), (s.facts.clone(), s.set_facts.clone())))
             .collect();
         let play_hosts: Vec<Value> = self
             .active(&ctx.hosts)
@@ -147,18 +163,14 @@ impl Engine {
         });
         Arc::new(Snapshot {
             inv: self.inv.clone(),
+            inv_layers: self.inv_layers.clone(),
             templates: self.templates.clone(),
-            defaults: Arc::new(if role_defaults.is_empty() {
-                self.opts.defaults.clone()
-            } else {
-                let mut d = self.opts.defaults.clone();
-                d.extend(role_defaults.clone());
-                d
-            }),
-            extra: Arc::new(self.opts.extra_vars.clone()),
+            defaults: self.defaults.clone(),
+            role_defaults: (!role_defaults.is_empty()).then(|| Arc::new(role_defaults.clone())),
+            extra: self.extra_vars.clone(),
             play_vars: ctx.vars.clone(),
             facts,
-            magic: magic.as_object().cloned().unwrap_or_default(),
+            magic: Arc::new(magic.as_object().cloned().unwrap_or_default()),
             groups: self.groups.clone(),
         })
     }

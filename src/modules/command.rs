@@ -55,9 +55,15 @@ fn guard(a: &Args) -> String {
     guard
 }
 
-/// The `creates`/`removes` guards alone (they only read); none without them.
-fn probe(p: &Params<'_>, _: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
-    let guard = guard(&p.parse()?);
+/// The `creates`/`removes` guards alone (they only read); none without them. A read-only
+/// check pgdeploy vouches for (`ModuleCtx::vouched_read_only`) is its own probe: the whole
+/// command, read ahead.
+fn probe(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
+    let a: Args = p.parse()?;
+    let guard = guard(&a);
+    if ctx.vouched_read_only && a.stdin.is_none() {
+        return Ok(ProbeCmd::script(format!("{guard}{}", script(p, &a)?)));
+    }
     Ok(if guard.contains(SKIP_MARK) {
         ProbeCmd::script(format!("{guard}echo run"))
     } else {
@@ -65,14 +71,14 @@ fn probe(p: &Params<'_>, _: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
     })
 }
 
-pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+/// What runs: the program and its arguments (command), or the script (shell, raw).
+fn script(p: &Params<'_>, a: &Args) -> Result<String> {
     let name = p.module;
-    let a: Args = p.parse()?;
     let argv = match name {
         "command" => p.parse::<Argv>()?.argv,
         _ => None,
     };
-    let script = match (name, a.raw.clone().or(a.cmd.clone()), argv) {
+    Ok(match (name, a.raw.clone().or(a.cmd.clone()), argv) {
         ("command", None, Some(words)) => format!("exec {}", quote_join(&words)),
         ("command", Some(cmd), _) => {
             let words = split_words(&cmd, false).map_err(|e| anyhow::anyhow!("command: {e}"))?;
@@ -86,7 +92,12 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
             None => cmd,
         },
         _ => bail!("{name}: give the command (free form, `cmd:` or `argv:`)"),
-    };
+    })
+}
+
+pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+    let a: Args = p.parse()?;
+    let script = script(p, &a)?;
     let guard = guard(&a);
     // The guards' answer, when they were read ahead (never the command itself).
     let guard_probe = format!("{guard}echo run");

@@ -363,6 +363,9 @@ pub struct ModuleCtx<'a> {
     pub diff: bool,
     /// `check_mode: false` on the task: a command may run even in check mode.
     pub force_run: bool,
+    /// A read-only check of pgdeploy's own playbooks (`check_mode: false` and
+    /// `changed_when: false`): its command may run ahead, with the other tasks' probes.
+    pub vouched_read_only: bool,
     pub templates: &'a Templates,
     pub vars: &'a minijinja::Value,
     /// The directory of the playbook (relative `src` paths start here).

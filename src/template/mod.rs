@@ -302,7 +302,9 @@ pub fn to_json(v: &Value) -> Result<Json> {
 /// use, against the same variables.
 #[derive(Debug)]
 pub struct Vars {
-    map: Map<String, Json>,
+    /// Where names are looked up, the last first (a later layer overrides an earlier one, as
+    /// merging them in this order would): shared, so a task's variables cost no copy.
+    layers: Vec<Arc<Map<String, Json>>>,
     /// Rendered values of templated variables; `None` while one is being rendered (a cycle).
     rendered: std::sync::Mutex<std::collections::HashMap<String, Option<Value>>>,
     templates: TemplatesRef,
@@ -322,8 +324,13 @@ impl std::fmt::Debug for TemplatesRef {
 
 impl Vars {
     pub fn new(map: Map<String, Json>, templates: &Templates) -> Vars {
+        Vars::layered(vec![Arc::new(map)], templates)
+    }
+
+    /// Variables from several maps, each overriding those before it.
+    pub fn layered(layers: Vec<Arc<Map<String, Json>>>, templates: &Templates) -> Vars {
         Vars {
-            map,
+            layers,
             rendered: Default::default(),
             templates: TemplatesRef(templates.clone()),
             extra: Vec::new(),
@@ -350,8 +357,8 @@ impl Object for Vars {
         if let Some((_, v)) = self.extra.iter().find(|(n, _)| n == name) {
             return Some(v.clone());
         }
-        let raw = self.map.get(name)?;
-        if !contains_template(raw) || PROBING.with(|p| p.get()) {
+        let raw = self.layers.iter().rev().find_map(|l| l.get(name))?;
+        if PROBING.with(|p| p.get()) {
             return Some(Value::from_serialize(raw));
         }
         let cached = self.rendered.lock().ok()?.get(name).cloned();
@@ -364,6 +371,15 @@ impl Object for Vars {
                 )))
             }
             None => {}
+        }
+        if !contains_template(raw) {
+            // Kept: a large value (facts, say) is converted once, not on every lookup.
+            let value = Value::from_serialize(raw);
+            self.rendered
+                .lock()
+                .ok()?
+                .insert(name.to_string(), Some(value.clone()));
+            return Some(value);
         }
         let depth = LAZY_DEPTH.with(|d| d.get());
         if depth >= MAX_LAZY_DEPTH {
@@ -397,8 +413,12 @@ impl Object for Vars {
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
-        let mut keys: Vec<Value> = self.map.keys().map(|k| Value::from(k.as_str())).collect();
-        keys.extend(self.extra.iter().map(|(k, _)| Value::from(k.as_str())));
+        let mut names: indexmap::IndexSet<&str> = indexmap::IndexSet::new();
+        for l in &self.layers {
+            names.extend(l.keys().map(String::as_str));
+        }
+        names.extend(self.extra.iter().map(|(k, _)| k.as_str()));
+        let keys: Vec<Value> = names.into_iter().map(Value::from).collect();
         Enumerator::Values(keys)
     }
 }
