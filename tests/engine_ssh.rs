@@ -768,7 +768,7 @@ fn stat_wait_for_uri_user_and_group_against_a_real_host() {
     let created = passwd
         .lines()
         .any(|l| l.starts_with(&format!("{user}:")) && l.ends_with(":/bin/sh"));
-    let second = lab.run(&pb, &inv, &["-e", &b]);
+    let second = lab.run(&pb, &inv, &["-e", &b, "-v"]);
     let _ = std::process::Command::new("userdel").arg(&user).status();
     let _ = std::process::Command::new("groupdel")
         .arg(&user)
@@ -791,6 +791,23 @@ fn stat_wait_for_uri_user_and_group_against_a_real_host() {
         "user and group converge:\n{}",
         second.stdout
     );
+    // Both GETs went out ahead, side by side, with the probes' batch; the tasks took their
+    // responses (the 404 too: it is the status its task expects).
+    for path in ["status.json", "missing"] {
+        let made = format!("$ GET http://127.0.1.1:{port}/{path} (made ahead; request ");
+        let at = second
+            .stdout
+            .find(&made)
+            .unwrap_or_else(|| panic!("{made}... in:\n{}", second.stdout));
+        assert!(
+            second.stdout[at..]
+                .lines()
+                .nth(1)
+                .is_some_and(|l| l.contains("(answered by the read-ahead)")),
+            "{}",
+            second.stdout
+        );
+    }
 }
 
 #[test]
@@ -1174,14 +1191,28 @@ fn a_no_op_run_costs_the_same_commands_whatever_its_task_count() {
     );
 }
 
+/// Runs a playbook twice on one host, the second time changing nothing: the first run, and
+/// the commands the second ran on the host.
+fn run_twice(name: &str, playbook: &str) -> (common::Run, u64) {
+    let lab = Lab::start(1);
+    let inv = lab.inventory("root", "");
+    let b = format!("base={}", base(&lab));
+    let pb = lab.write(name, playbook);
+    std::fs::create_dir_all(base(&lab)).unwrap();
+    let first = lab.run(&pb, &inv, &["-e", &b]);
+    first.assert_code(0);
+    let again = lab.run(&pb, &inv, &["-e", &b]);
+    again.assert_code(0);
+    assert_eq!(again.recap("h1").1, 0, "{}", again.stdout);
+    let commands = common::recap_commands(&again.stdout, "h1");
+    (first, commands)
+}
+
 /// Read ahead across plays, a change still drops the answers: the second play's `stat` of a
 /// file the first play creates sees it, though its probe was read before the file was there.
 #[test]
 fn a_change_drops_what_was_read_ahead_for_later_plays() {
-    let lab = Lab::start(1);
-    let inv = lab.inventory("root", "");
-    let b = format!("base={}", base(&lab));
-    let pb = lab.write(
+    let (first, commands) = run_twice(
         "plays.yml",
         r#"- hosts: web
   tasks:
@@ -1194,28 +1225,15 @@ fn a_change_drops_what_was_read_ahead_for_later_plays() {
     - assert: { that: made.stat.exists }
 "#,
     );
-    std::fs::create_dir_all(base(&lab)).unwrap();
-    let first = lab.run(&pb, &inv, &["-e", &b]);
-    first.assert_code(0);
     assert_eq!(first.recap("h1").1, 1, "{}", first.stdout);
-    let again = lab.run(&pb, &inv, &["-e", &b]);
-    again.assert_code(0);
-    assert_eq!(
-        common::recap_commands(&again.stdout, "h1"),
-        2,
-        "facts and one batch for both plays: {}",
-        again.stdout
-    );
+    assert_eq!(commands, 2, "facts and one batch for both plays");
 }
 
 /// A command its task declares read-only (`check_mode: false`, `changed_when: false`) keeps
 /// the probes read ahead: the tasks after it take their answers from the same batch.
 #[test]
 fn a_read_only_command_keeps_the_batch() {
-    let lab = Lab::start(1);
-    let inv = lab.inventory("root", "");
-    let b = format!("base={}", base(&lab));
-    let pb = lab.write(
+    let (_, commands) = run_twice(
         "ro.yml",
         r#"- hosts: web
   tasks:
@@ -1228,17 +1246,7 @@ fn a_read_only_command_keeps_the_batch() {
     - copy: { dest: "{{ base }}/c", content: "c\n" }
 "#,
     );
-    std::fs::create_dir_all(base(&lab)).unwrap();
-    lab.run(&pb, &inv, &["-e", &b]).assert_code(0);
-    let again = lab.run(&pb, &inv, &["-e", &b]);
-    again.assert_code(0);
-    assert_eq!(again.recap("h1").1, 0, "{}", again.stdout);
-    assert_eq!(
-        common::recap_commands(&again.stdout, "h1"),
-        3,
-        "facts, one batch and the command: {}",
-        again.stdout
-    );
+    assert_eq!(commands, 3, "facts, one batch and the command");
 }
 
 /// Where the time goes: `--json` gives each result its duration, `--profile` prints the time

@@ -324,7 +324,7 @@ impl Engine {
     }
 
     /// Runs the probes a recorder noted on `host`: one command per (user, environment) they
-    /// run as. None when there are fewer than two (not worth a batch: they run live).
+    /// run as, side by side. None when there are fewer than two (not worth a batch: they run live).
     pub(super) async fn run_recorded(
         &self,
         host: &str,
@@ -332,7 +332,8 @@ impl Engine {
     ) -> Result<Option<ReadAhead>> {
         let files = recorder.file_probes();
         let distinct = ReadAhead::distinct(recorder.recorded());
-        if distinct.len() < 2 && distinct.iter().all(|(_, n)| *n < 2) {
+        let exchanges = recorder.take_exchanges();
+        if distinct.len() + exchanges.len() < 2 && distinct.iter().all(|(_, n)| *n < 2) {
             return Ok(None);
         }
         let mut groups: Vec<(RunsAs, Vec<(Probe, usize)>)> = Vec::new();
@@ -345,24 +346,53 @@ impl Engine {
         }
         let conn = self.connection(host).await?;
         let answers = ReadAhead::empty();
-        for ((user, env), probes) in groups {
-            let opts = ExecOptions {
-                become_user: user,
-                env,
-                timeout: self.opts.task_timeout,
-            };
-            let token = ReadAhead::token();
-            let batch: Vec<Probe> = probes.iter().map(|(p, _)| p.clone()).collect();
-            let out = conn
-                .exec(
-                    &ReadAhead::batch_script(&batch, &files, &token),
-                    Stdin::None,
-                    &opts,
+        // Each group its own command, all at once (channels of the one connection).
+        let runs = groups.into_iter().map(|((user, env), probes)| {
+            let (conn, files) = (&conn, &files);
+            async move {
+                let opts = ExecOptions {
+                    become_user: user,
+                    env,
+                    timeout: self.opts.task_timeout,
+                };
+                let token = ReadAhead::token();
+                let batch: Vec<Probe> = probes.iter().map(|(p, _)| p.clone()).collect();
+                let out = conn
+                    .exec(
+                        &ReadAhead::batch_script(&batch, files, &token),
+                        Stdin::None,
+                        &opts,
+                    )
+                    .await?;
+                // A batch that failed as a whole answers nothing: its probes run live.
+                Ok::<_, anyhow::Error>(
+                    out.ok()
+                        .then(|| ReadAhead::serve(probes, &out.stdout, &token)),
                 )
-                .await?;
-            // A batch that failed as a whole answers nothing: its probes run live.
-            if out.ok() {
-                answers.extend(ReadAhead::serve(probes, &out.stdout, &token));
+            }
+        });
+        for served in futures::future::join_all(runs).await {
+            if let Some(served) = served? {
+                answers.extend(served);
+            }
+        }
+        // Then the requests, side by side, each from the answer it needs.
+        let requests = exchanges.into_iter().map(|x| {
+            let needs = x.needs.as_ref().map(|n| answers.peek(n));
+            let conn = conn.clone();
+            async move {
+                let response = match needs {
+                    // What it needs was not read: the module makes the request in its turn.
+                    Some(None) => None,
+                    Some(files) => (x.run)(conn, files).await.ok(),
+                    None => (x.run)(conn, None).await.ok(),
+                };
+                (x.key, response)
+            }
+        });
+        for (key, response) in futures::future::join_all(requests).await {
+            if let Some(r) = response {
+                answers.keep(key, r);
             }
         }
         Ok(Some(answers))

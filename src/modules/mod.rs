@@ -43,6 +43,16 @@ pub type RunFn = for<'a> fn(&'a Params<'a>, &'a ModuleCtx<'a>) -> BoxFuture<'a, 
 /// would not only read (apt's cache update, systemd's daemon-reload) or there is nothing to read.
 pub type ProbeFn = for<'a> fn(&'a Params<'a>, &'a ModuleCtx<'a>) -> Result<Option<ProbeCmd>>;
 
+/// A request a module may make ahead (see `readahead::Exchange`): the name its answer is kept
+/// under, the probe whose answer it needs, and the request.
+pub struct RequestAhead {
+    pub key: String,
+    pub needs: Option<ProbeCmd>,
+    pub run: readahead::ExchangeRun,
+}
+
+pub type AheadFn = fn(&Params<'_>, &ModuleCtx<'_>) -> Result<Option<RequestAhead>>;
+
 /// A read-only command whose answer describes the host's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeCmd {
@@ -60,14 +70,19 @@ pub struct ProbeCmd {
 }
 
 impl ProbeCmd {
+    /// A probe that is a script, as a module's probe declares it.
     pub fn script(script: String) -> Option<ProbeCmd> {
-        Some(ProbeCmd {
+        Some(ProbeCmd::plain(script))
+    }
+
+    pub fn plain(script: String) -> ProbeCmd {
+        ProbeCmd {
             script,
             stdin: None,
             file: None,
             user: None,
             untraced: false,
-        })
+        }
     }
 }
 
@@ -193,6 +208,8 @@ pub struct Spec {
     /// stdin). The engine runs the probes of consecutive tasks ahead, in one command per host,
     /// and the module's first command takes its answer from that batch.
     pub probe: Option<ProbeFn>,
+    /// A request it may make ahead, after the batch (uri's GET): see `readahead::Exchange`.
+    pub ahead: Option<AheadFn>,
     /// Its plan, for a module that probes then plans then applies (`Spec::planned`); the
     /// others (commands, HTTP calls, waits, the control machine's) only `run`.
     pub plan: Option<PlanFn>,
@@ -212,6 +229,7 @@ impl Spec {
             refused: &[],
             free_form: false,
             probe: None,
+            ahead: None,
             plan: None,
             local: false,
             run,
@@ -464,12 +482,23 @@ impl ModuleCtx<'_> {
 
     /// A probe's answer from the read-ahead, if it holds one (nothing runs).
     pub fn answer_ahead(&self, cmd: ProbeCmd) -> Option<Output> {
-        self.answered(&readahead::Probe {
+        self.answered(&self.probe_of(cmd))
+    }
+
+    /// The response to a request made ahead under `key` (`Spec::ahead`), if there is one.
+    pub fn response_ahead(&self, key: &str) -> Option<Vec<u8>> {
+        Some(self.answer_ahead(ProbeCmd::plain(key.to_string()))?.stdout)
+    }
+
+    /// A probe as this task runs it: as its user (unless the probe says whom), with its
+    /// environment.
+    pub fn probe_of(&self, cmd: ProbeCmd) -> readahead::Probe {
+        readahead::Probe {
             script: cmd.script,
             user: cmd.user.or_else(|| self.become_user.clone()),
             env: self.env.clone(),
             stdin: cmd.stdin,
-        })
+        }
     }
 
     /// The read-ahead's answer to `probe`, noted in the -v trace.
@@ -645,15 +674,16 @@ pub fn record_probe(
         map: params,
     };
     if let Ok(Some(cmd)) = probe(&p, ctx) {
-        recorder.note(
-            readahead::Probe {
-                script: cmd.script,
-                user: cmd.user.or_else(|| ctx.become_user.clone()),
-                env: ctx.env.clone(),
-                stdin: cmd.stdin,
-            },
-            cmd.file,
-        );
+        let file = cmd.file.clone();
+        recorder.note(ctx.probe_of(cmd), file);
+    }
+    let ahead = spec(name).and_then(|s| s.ahead);
+    if let Some(Ok(Some(r))) = ahead.map(|a| a(&p, ctx)) {
+        recorder.note_exchange(readahead::Exchange {
+            key: ctx.probe_of(ProbeCmd::plain(r.key)),
+            needs: r.needs.map(|n| ctx.probe_of(n)),
+            run: r.run,
+        });
     }
 }
 

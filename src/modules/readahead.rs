@@ -7,9 +7,11 @@
 //! everything after it runs live. After something changes the engine drops the batch, so
 //! later tasks probe again and never act on a stale answer (see `engine::prefetch`).
 
-use crate::transport::{quote, Output};
+use crate::transport::{quote, Connection, Output};
+use anyhow::Result;
+use futures::future::BoxFuture;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// How a probe runs: the script, as which user, with which environment, reading what.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -21,10 +23,30 @@ pub struct Probe {
     pub stdin: Option<Vec<u8>>,
 }
 
+/// A request a module may make ahead of its turn (uri's GET): made once the batch has
+/// answered the probe it needs (the TLS files), side by side with the others, each through its
+/// own channel of the host's connection. Its answer (the response) goes in the batch under
+/// `key` (as its task's user and environment); a request that fails is not kept: the module
+/// makes it in its turn.
+pub struct Exchange {
+    pub key: Probe,
+    pub needs: Option<Probe>,
+    pub run: ExchangeRun,
+}
+
+/// An `Exchange`'s request, from the connection and the answer to the probe it needs.
+pub type ExchangeRun =
+    Box<dyn FnOnce(Arc<Connection>, Option<Output>) -> BoxFuture<'static, Result<Vec<u8>>> + Send>;
+
 pub enum ReadAhead {
-    /// The probes noted, and which of them are plain file probes (script -> path): those are
-    /// answered together, with one `stat` and one `sha256sum` for all their files.
-    Record(Mutex<Vec<Probe>>, Mutex<HashMap<String, String>>),
+    /// The probes noted, which of them are plain file probes (script -> path): those are
+    /// answered together, with one `stat` and one `sha256sum` for all their files; and the
+    /// requests made after them.
+    Record(
+        Mutex<Vec<Probe>>,
+        Mutex<HashMap<String, String>>,
+        Mutex<Vec<Exchange>>,
+    ),
     /// Each answer with how many items may still take it (items with the same probe, such
     /// as lineinfile edits of one file, share one run of it).
     Serve(Mutex<HashMap<Probe, (Output, usize)>>),
@@ -32,13 +54,63 @@ pub enum ReadAhead {
 
 impl ReadAhead {
     pub fn recorder() -> ReadAhead {
-        ReadAhead::Record(Mutex::new(Vec::new()), Mutex::new(HashMap::new()))
+        ReadAhead::Record(
+            Mutex::new(Vec::new()),
+            Mutex::new(HashMap::new()),
+            Mutex::new(Vec::new()),
+        )
+    }
+
+    /// Notes a request to make once the batch has answered.
+    pub fn note_exchange(&self, exchange: Exchange) {
+        if let ReadAhead::Record(_, _, x) = self {
+            if let Ok(mut x) = x.lock() {
+                x.push(exchange);
+            }
+        }
+    }
+
+    /// The requests noted (taken: each is made once).
+    pub fn take_exchanges(&self) -> Vec<Exchange> {
+        match self {
+            ReadAhead::Record(_, _, x) => x
+                .lock()
+                .map(|mut x| x.drain(..).collect())
+                .unwrap_or_default(),
+            ReadAhead::Serve(_) => vec![],
+        }
+    }
+
+    /// The answer to a probe, left for its task (an exchange reads the TLS files it needs).
+    pub fn peek(&self, probe: &Probe) -> Option<Output> {
+        let ReadAhead::Serve(answers) = self else {
+            return None;
+        };
+        let answers = answers.lock().ok()?;
+        answers
+            .get(probe)
+            .map(|(out, _)| out.clone())
+            .filter(Output::ok)
+    }
+
+    /// Keeps a response as the answer to `key`, for one use.
+    pub fn keep(&self, key: Probe, response: Vec<u8>) {
+        if let ReadAhead::Serve(answers) = self {
+            if let Ok(mut a) = answers.lock() {
+                let out = Output {
+                    code: 0,
+                    stdout: response,
+                    stderr: vec![],
+                };
+                a.insert(key, (out, 1));
+            }
+        }
     }
 
     /// Notes a probe to run ahead; `file` marks `files::probe_script`'s probe of that path
     /// without content, answered with the other files' (see `Record`).
     pub fn note(&self, probe: Probe, file: Option<String>) {
-        if let ReadAhead::Record(v, files) = self {
+        if let ReadAhead::Record(v, files, _) = self {
             if let (Some(path), Ok(mut f)) = (file, files.lock()) {
                 f.insert(probe.script.clone(), path);
             }
@@ -80,7 +152,7 @@ impl ReadAhead {
     /// The file probes noted (script -> path).
     pub fn file_probes(&self) -> HashMap<String, String> {
         match self {
-            ReadAhead::Record(_, f) => f.lock().map(|f| f.clone()).unwrap_or_default(),
+            ReadAhead::Record(_, f, _) => f.lock().map(|f| f.clone()).unwrap_or_default(),
             ReadAhead::Serve(_) => HashMap::new(),
         }
     }
@@ -88,7 +160,7 @@ impl ReadAhead {
     /// The probes recorded so far (each item's first).
     pub fn recorded(&self) -> Vec<Probe> {
         match self {
-            ReadAhead::Record(v, _) => v.lock().map(|v| v.clone()).unwrap_or_default(),
+            ReadAhead::Record(v, _, _) => v.lock().map(|v| v.clone()).unwrap_or_default(),
             ReadAhead::Serve(_) => vec![],
         }
     }

@@ -22,18 +22,33 @@ struct Args {
 
 const DEFAULT_FILE: &str = "/etc/sysctl.d/99-pgdeploy.conf";
 
-/// One command: the value in the sysctl file, then the live one.
+/// One command, shell builtins only (a host reads many of these at once): the sysctl file's
+/// lines, then the live value.
 fn probe(p: &Params<'_>, _: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
-    let a: Args = p.parse()?;
+    Ok(ProbeCmd::script(probe_script(&p.parse()?)?))
+}
+
+fn probe_script(a: &Args) -> Result<String> {
     check_name(&a.name)?;
     let file = a.sysctl_file.as_deref().unwrap_or(DEFAULT_FILE);
     let path = format!("/proc/sys/{}", a.name.replace('.', "/"));
-    Ok(ProbeCmd::script(format!(
-        "grep -E '^[[:space:]]*{}[[:space:]]*=' {} 2>/dev/null | tail -n1 | cut -d= -f2-; echo '--'; cat {} 2>/dev/null",
-        regex::escape(&a.name),
-        quote(file),
-        quote(&path)
-    )))
+    Ok(format!(
+        "if [ -r {f} ]; then while IFS= read -r l || [ -n \"$l\" ]; do printf '%s\\n' \"$l\"; done < {f}; fi; echo '--'; {{ IFS= read -r v < {p} && printf '%s\\n' \"$v\"; }} 2>/dev/null",
+        f = quote(file),
+        p = quote(&path)
+    ))
+}
+
+/// The value the file gives `name`: its last line setting it (what `sysctl --system` keeps).
+fn value_in_file(text: &str, name: &str) -> String {
+    let Ok(line) = regex::Regex::new(&format!(r"^\s*{}\s*=", regex::escape(name))) else {
+        return String::new();
+    };
+    text.lines()
+        .rfind(|l| line.is_match(l))
+        .and_then(|l| l.split_once('='))
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_default()
 }
 
 /// The file's line rewritten and the live value set, where they differ.
@@ -54,9 +69,10 @@ async fn plan(p: &Params<'_>, answer: Option<Output>) -> Result<Plan> {
     let qf = quote(&file);
     let out = probed(answer)?;
     let text = out.stdout_str();
-    let (in_file, live) = text.split_once("--\n").unwrap_or((&text, ""));
+    // The separator printed last: the file's own lines come before it.
+    let (file_text, live) = text.rsplit_once("--\n").unwrap_or((&text, ""));
     let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
-    let (in_file, live) = (norm(in_file), norm(live));
+    let (in_file, live) = (norm(&value_in_file(file_text, &name)), norm(live));
     let mut script = Vec::new();
     match &value {
         Some(v) => {
@@ -119,7 +135,46 @@ pub const SYSCTL: Spec = Spec {
 
 #[cfg(test)]
 mod tests {
-    use super::check_name;
+    use super::{check_name, probe_script, value_in_file, Args};
+    use crate::modules::Params;
+
+    /// The probe's own output, read as the plan reads it: the last line setting the key
+    /// (spaces, tabs, a last line without a newline), none for a key the file does not set.
+    #[test]
+    fn the_probe_reads_the_file_and_the_live_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("90-x.conf");
+        std::fs::write(
+            &file,
+            "# net.core.somaxconn = 1\nnet.core.somaxconn = 2\n  net.core.somaxconn\t=\t4096\n--\nvm.swappiness=1",
+        )
+        .unwrap();
+        let args = serde_json::json!({
+            "name": "kernel.hostname",
+            "value": "x",
+            "sysctl_file": file.display().to_string(),
+        });
+        let p = Params {
+            module: "sysctl",
+            map: args.as_object().unwrap(),
+        };
+        let script = probe_script(&p.parse::<Args>().unwrap()).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (file_text, live) = text.rsplit_once("--\n").unwrap();
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(live, hostname);
+        assert_eq!(
+            value_in_file(file_text, "net.core.somaxconn").trim(),
+            "4096"
+        );
+        assert_eq!(value_in_file(file_text, "vm.swappiness"), "1");
+        assert_eq!(value_in_file(file_text, "net.core.rmem_max"), "");
+    }
 
     #[test]
     fn kernel_parameter_names() {

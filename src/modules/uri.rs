@@ -4,8 +4,8 @@
 //! (read in one round trip, kept out of traces), and the server's certificate is verified
 //! unless `validate_certs: false`.
 
-use super::{args, ModuleCtx, Outcome, Params, ProbeCmd, Spec};
-use crate::transport::quote;
+use super::{args, ModuleCtx, Outcome, Params, ProbeCmd, RequestAhead, Spec};
+use crate::transport::{quote, Connection, Output};
 use anyhow::{anyhow, bail, Result};
 use base64::Engine as _;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct Args {
     url: String,
     method: Option<String>,
@@ -103,8 +103,54 @@ fn probe(p: &Params<'_>, _: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
         }))
 }
 
-pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
-    let a: Args = p.parse()?;
+/// An HTTP request as it goes out.
+struct Request {
+    method: String,
+    url: String,
+    tls: bool,
+    host: String,
+    port: u16,
+    bytes: Vec<u8>,
+    timeout: Duration,
+}
+
+impl Request {
+    /// GET and the like only read: they run in check mode, and may be made ahead.
+    fn read_only(&self) -> bool {
+        matches!(self.method.as_str(), "GET" | "HEAD" | "OPTIONS")
+    }
+
+    /// What names the response when the request is made ahead: method, URL and a hash of
+    /// the request (its headers may hold credentials: only their hash is shown).
+    fn key(&self, a: &Args) -> Result<String> {
+        let files = tls_files(a)?.map(|(_, script)| script).unwrap_or_default();
+        let mut seen = self.bytes.clone();
+        seen.extend_from_slice(files.as_bytes());
+        seen.push(a.validate_certs.unwrap_or(true) as u8);
+        let hash = super::files::hash_hex(&seen);
+        Ok(format!(
+            "{} {} (made ahead; request {})",
+            self.method,
+            self.url,
+            &hash[..16]
+        ))
+    }
+
+    /// Makes the request through `conn` (TLS with `config` for https).
+    async fn send(&self, conn: &Connection, config: Option<Arc<ClientConfig>>) -> Result<Vec<u8>> {
+        match config {
+            Some(c) => {
+                tls_exchange(conn, c, &self.host, self.port, &self.bytes, self.timeout).await
+            }
+            None => {
+                conn.tcp_exchange(&self.host, self.port, &self.bytes, self.timeout)
+                    .await
+            }
+        }
+    }
+}
+
+fn request(a: &Args) -> Result<Request> {
     let url = a.url.clone();
     let method = a
         .method
@@ -133,16 +179,6 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         .and_then(|h| h.strip_suffix(']'))
         .map(str::to_string)
         .unwrap_or(host);
-    let read_only = matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS");
-    // creates/removes: a path on the host says whether the call is needed (one probe).
-    if let Some(guard) = guard_script(&a) {
-        if ctx.sh(&guard).await?.stdout_str().contains("skip") {
-            return Ok(Outcome::ok().with_msg("skipped: creates/removes says it already ran"));
-        }
-    }
-    if ctx.check && !read_only && !ctx.force_run {
-        return Ok(Outcome::not_run(format!("would send {method} {url}")));
-    }
     let mut headers: Vec<(String, String)> = Vec::new();
     if let Some(h) = &a.headers {
         for (k, v) in h {
@@ -176,21 +212,88 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         ));
         headers.push(("Authorization".into(), format!("Basic {token}")));
     }
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: pgdeploy\r\nAccept: */*\r\n");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: pgdeploy\r\nAccept: */*\r\n");
     for (k, v) in &headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
+        head.push_str(&format!("{k}: {v}\r\n"));
     }
-    request.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    let mut bytes = request.into_bytes();
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut bytes = head.into_bytes();
     bytes.extend_from_slice(&body);
-    let timeout = Duration::from_secs(a.timeout.unwrap_or(30).max(1) as u64);
-    let exchange = async {
-        if tls {
-            let config = tls_config(&a, ctx).await?;
-            tls_exchange(ctx, config, &host, port, &bytes, timeout).await
-        } else {
-            ctx.conn()?.tcp_exchange(&host, port, &bytes, timeout).await
+    Ok(Request {
+        method,
+        url,
+        tls,
+        host,
+        port,
+        bytes,
+        timeout: Duration::from_secs(a.timeout.unwrap_or(30).max(1) as u64),
+    })
+}
+
+/// A request that only reads (GET, no `creates`/`removes`) is made ahead, once the batch has
+/// read the TLS files it needs: requests of several tasks then go out side by side.
+fn ahead(p: &Params<'_>, _: &ModuleCtx<'_>) -> Result<Option<RequestAhead>> {
+    let a: Args = p.parse()?;
+    let req = request(&a)?;
+    if guard_script(&a).is_some() || !req.read_only() {
+        return Ok(None);
+    }
+    let key = req.key(&a)?;
+    let needs = tls_files(&a)?.map(|(_, script)| ProbeCmd {
+        untraced: true,
+        ..ProbeCmd::plain(script)
+    });
+    Ok(Some(RequestAhead {
+        key,
+        needs,
+        run: Box::new(move |conn, files| {
+            Box::pin(async move {
+                let config = match req.tls {
+                    true => Some(tls_config_from(&a, files.unwrap_or_default())?),
+                    false => None,
+                };
+                req.send(&conn, config).await
+            })
+        }),
+    }))
+}
+
+pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
+    let a: Args = p.parse()?;
+    let req = request(&a)?;
+    let (method, url) = (req.method.clone(), req.url.clone());
+    let read_only = req.read_only();
+    // creates/removes: a path on the host says whether the call is needed (one probe).
+    if let Some(guard) = guard_script(&a) {
+        if ctx.sh(&guard).await?.stdout_str().contains("skip") {
+            return Ok(Outcome::ok().with_msg("skipped: creates/removes says it already ran"));
         }
+    }
+    if ctx.check && !read_only && !ctx.force_run {
+        return Ok(Outcome::not_run(format!("would send {method} {url}")));
+    }
+    let expected: Vec<i64> = if a.status_code.is_empty() {
+        vec![200]
+    } else {
+        a.status_code.clone()
+    };
+    // The response read ahead, when it is one the task takes (else the request goes again,
+    // as the task reaches it: a server may answer otherwise by then).
+    let early = match read_only {
+        true => ctx.response_ahead(&req.key(&a)?).filter(|r| {
+            parse_response(r).is_ok_and(|(status, _, _)| expected.contains(&(status as i64)))
+        }),
+        false => None,
+    };
+    let exchange = async {
+        if let Some(r) = early {
+            return Ok(r);
+        }
+        let config = match req.tls {
+            true => Some(tls_config(&a, ctx).await?),
+            false => None,
+        };
+        req.send(ctx.conn()?, config).await
     };
     let response = match exchange.await {
         Ok(r) => r,
@@ -199,11 +302,6 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
         }
     };
     let (status, resp_headers, content) = parse_response(&response)?;
-    let expected: Vec<i64> = if a.status_code.is_empty() {
-        vec![200]
-    } else {
-        a.status_code.clone()
-    };
     let text = String::from_utf8_lossy(&content).into_owned();
     let mut outcome = if expected.contains(&(status as i64)) {
         Outcome::ok()
@@ -236,20 +334,24 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
 /// The TLS settings of a request: the CA to trust (`ca_path`, else the host's bundle), the
 /// client certificate and key if given, no verification with `validate_certs: false`.
 async fn tls_config(a: &Args, ctx: &ModuleCtx<'_>) -> Result<Arc<ClientConfig>> {
-    let validate = a.validate_certs.unwrap_or(true);
-    let (paths, out) = match tls_files(a)? {
-        Some((paths, script)) => {
-            let out = ctx
-                .sh_as_untraced(
-                    &script,
-                    crate::transport::Stdin::None,
-                    ctx.become_user.clone(),
-                )
-                .await?;
-            (paths, out)
+    let out = match tls_files(a)? {
+        Some((_, script)) => {
+            ctx.sh_as_untraced(
+                &script,
+                crate::transport::Stdin::None,
+                ctx.become_user.clone(),
+            )
+            .await?
         }
-        None => (Default::default(), Default::default()),
+        None => Output::default(),
     };
+    tls_config_from(a, out)
+}
+
+/// The TLS settings from the files `tls_files` printed.
+fn tls_config_from(a: &Args, out: Output) -> Result<Arc<ClientConfig>> {
+    let validate = a.validate_certs.unwrap_or(true);
+    let paths = tls_files(a)?.map(|(paths, _)| paths).unwrap_or_default();
     let [ca, cert, _] = &paths;
     if out.code != 0 {
         bail!(
@@ -295,7 +397,7 @@ async fn tls_config(a: &Args, ctx: &ModuleCtx<'_>) -> Result<Arc<ClientConfig>> 
 }
 
 async fn tls_exchange(
-    ctx: &ModuleCtx<'_>,
+    conn: &Connection,
     config: Arc<ClientConfig>,
     host: &str,
     port: u16,
@@ -306,7 +408,7 @@ async fn tls_exchange(
     let name = ServerName::try_from(host.to_string())
         .map_err(|_| anyhow!("{host} is not a name a certificate can be checked against"))?;
     let fut = async {
-        let tcp = ctx.conn()?.tcp_stream(host, port).await?;
+        let tcp = conn.tcp_stream(host, port).await?;
         let mut stream = tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
             .await
@@ -434,6 +536,7 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {
 /// The `uri` module.
 pub const URI: Spec = Spec {
     params: args::fields::<Args>,
+    ahead: Some(ahead),
     refused: &[
         (
             "follow_redirects",
