@@ -126,6 +126,8 @@ pub struct Engine {
     started: bool,
     /// Probes read ahead per host, across tasks (see `prefetch`).
     batches: std::sync::Mutex<prefetch::Batches>,
+    /// How many steps the next read-ahead may cover (see `prefetch`).
+    window: std::sync::atomic::AtomicUsize,
     /// `opts`' defaults and extra vars, shared with every snapshot.
     defaults: Arc<Map<String, Value>>,
     extra_vars: Arc<Map<String, Value>>,
@@ -157,6 +159,7 @@ impl Engine {
             groups,
             started: true,
             batches: Default::default(),
+            window: prefetch::WINDOW.into(),
             defaults: Arc::new(opts.defaults.clone()),
             extra_vars: Arc::new(opts.extra_vars.clone()),
             inv_layers: Default::default(),
@@ -295,7 +298,7 @@ impl Engine {
             self.started = false;
         }
         // Answers read ahead for another playbook are not this one's.
-        self.drop_batches();
+        self.reset_read_ahead();
         for (i, play) in pb.plays.iter().enumerate() {
             let proceed = self.run_play(play, &pb.plays[i + 1..]).await?;
             if !proceed {

@@ -23,10 +23,16 @@ use anyhow::Result;
 use futures::stream::{self, StreamExt};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// The most steps one batch reads ahead for.
-const WINDOW: usize = 512;
+pub(super) const WINDOW: usize = 512;
+
+/// After a change the read-ahead starts again from this many steps, doubling with each batch
+/// read without a change in between: a run that changes most tasks (a first deploy) does not
+/// probe the whole rest of the playbook after each one.
+const AFTER_CHANGE: usize = 8;
 
 /// One host's probes read ahead, and the tasks they were recorded for.
 pub(super) struct HostBatch {
@@ -46,12 +52,19 @@ impl Engine {
         b.covers.contains(&key(task)).then(|| b.answers.clone())
     }
 
-    /// Forgets every batch (a host changed).
+    /// Forgets every batch (a host changed); the next read-ahead starts small again.
     pub(super) fn drop_batches(&self) {
         self.batches
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+        self.window.store(AFTER_CHANGE, Ordering::Relaxed);
+    }
+
+    /// Forgets every batch, the next read-ahead reading as far as it may (a new playbook).
+    pub(super) fn reset_read_ahead(&self) {
+        self.drop_batches();
+        self.window.store(WINDOW, Ordering::Relaxed);
     }
 
     /// Reads ahead the probes of `tasks` (this task and the module tasks after it, then what
@@ -85,12 +98,15 @@ impl Engine {
             // A run_once task runs on the first host (as `run_module_task` picks it).
             once_host: hosts[0].clone(),
         }];
+        let limit = self.window.load(Ordering::Relaxed);
+        self.window
+            .store((limit * 2).min(WINDOW), Ordering::Relaxed);
         let mut steps = Vec::new();
-        let mut open = self.window(tasks, inh, 0, &mut steps);
+        let mut open = self.window(tasks, inh, 0, limit, &mut steps);
         let mut after = ctx.after;
         while let (true, Some(a)) = (open, after) {
             for list in &a.lists {
-                open = open && self.window(list, a.inh, 0, &mut steps);
+                open = open && self.window(list, a.inh, 0, limit, &mut steps);
             }
             after = a.up;
         }
@@ -99,14 +115,17 @@ impl Engine {
             if !open {
                 break;
             }
-            // A play that loads files or runs in batches is left to read ahead when it runs.
-            let Some(scope) = self.later_scope(play, ctx.later) else {
-                break;
+            // A play that loads files or runs in batches is left to read ahead when it runs;
+            // one with no host here is passed over.
+            let scope = match self.later_scope(play, ctx.later) {
+                Later::Runs(scope) => scope,
+                Later::NoHost => continue,
+                Later::Unknown => break,
             };
             scopes.push(scope);
             let k = scopes.len() - 1;
             for list in [&play.pre_tasks, &play.tasks, &play.post_tasks] {
-                open = open && self.window(list, base, k, &mut steps);
+                open = open && self.window(list, base, k, limit, &mut steps);
             }
         }
         steps.retain(|s| match s {
@@ -155,15 +174,19 @@ impl Engine {
         Ok(())
     }
 
-    /// A later play as the read-ahead sees it, or None when it cannot be known before it runs
-    /// (its vars_files, its serial batches, a hosts pattern that does not resolve).
-    fn later_scope<'a>(&self, play: &'a Play, later: &'a [Play]) -> Option<Scope<'a>> {
+    /// A later play as the read-ahead sees it.
+    fn later_scope<'a>(&self, play: &'a Play, later: &'a [Play]) -> Later<'a> {
         if !play.vars_files.is_empty() || play.serial.is_some() {
-            return None;
+            return Later::Unknown;
         }
-        let hosts = self.active(&self.play_hosts(play).ok()?);
-        let once_host = hosts.first()?.clone();
-        Some(Scope {
+        let Ok(hosts) = self.play_hosts(play) else {
+            return Later::Unknown;
+        };
+        let hosts = self.active(&hosts);
+        let Some(once_host) = hosts.first().cloned() else {
+            return Later::NoHost;
+        };
+        Later::Runs(Scope {
             ctx: PlayCtx {
                 play,
                 vars: Arc::new(play.vars.clone()),
@@ -180,16 +203,17 @@ impl Engine {
     /// The module tasks from the start of `tasks` on, with what each inherits: the tasks of a
     /// block are in it (its rescue and always are not: they run only after a failure, and a
     /// failure drops the batch), includes as steps that end a host's read-ahead where they
-    /// run, at most `WINDOW`. False once the window is closed.
+    /// run, at most `limit`. False once the window is closed.
     fn window<'t>(
         &self,
         tasks: &'t [Task],
         inh: &Inherited,
         scope: usize,
+        limit: usize,
         into: &mut Vec<Step<'t>>,
     ) -> bool {
         for t in tasks {
-            if into.len() >= WINDOW {
+            if into.len() >= limit {
                 return false;
             }
             let here = self.inherit(inh, t);
@@ -200,7 +224,7 @@ impl Engine {
                     scope,
                 }),
                 Action::Block { block, .. } => {
-                    if !self.window(block, &here, scope, into) {
+                    if !self.window(block, &here, scope, limit, into) {
                         return false;
                     }
                 }
@@ -417,6 +441,16 @@ enum Step<'t> {
         here: Inherited,
         scope: usize,
     },
+}
+
+/// What the read-ahead makes of a later play.
+enum Later<'a> {
+    Runs(Scope<'a>),
+    /// It runs on no host: nothing to read, the plays after it may still be read.
+    NoHost,
+    /// What it runs cannot be known before it starts (its vars_files, its serial batches, a
+    /// hosts pattern that does not resolve): the read-ahead stops before it.
+    Unknown,
 }
 
 /// A play the read-ahead reads into: its context, its hosts, and the host its run_once tasks
