@@ -178,11 +178,8 @@ pub fn probe_script(path: &str, with_content: bool) -> String {
 /// other files' probes.
 pub fn file_probe(path: &str, with_content: bool) -> Option<ProbeCmd> {
     Some(ProbeCmd {
-        script: probe_script(path, with_content),
-        stdin: None,
         file: (!with_content).then(|| path.to_string()),
-        user: None,
-        untraced: false,
+        ..ProbeCmd::plain(probe_script(path, with_content))
     })
 }
 

@@ -67,6 +67,9 @@ pub struct ProbeCmd {
     pub user: Option<String>,
     /// Its output stays out of -v traces (password verifiers).
     pub untraced: bool,
+    /// An answer that says it failed is taken too: a check whose failure is its result
+    /// (else a failed answer is not taken, and the probe runs again in its turn).
+    pub keeps_failure: bool,
 }
 
 impl ProbeCmd {
@@ -82,6 +85,7 @@ impl ProbeCmd {
             file: None,
             user: None,
             untraced: false,
+            keeps_failure: false,
         }
     }
 }
@@ -450,6 +454,7 @@ impl ModuleCtx<'_> {
                 user: user.clone(),
                 env: self.env.clone(),
                 stdin: probe_stdin,
+                keeps_failure: false,
             };
             if let Some(out) = self.answered(&probe) {
                 return Ok(out);
@@ -498,6 +503,7 @@ impl ModuleCtx<'_> {
             user: cmd.user.or_else(|| self.become_user.clone()),
             env: self.env.clone(),
             stdin: cmd.stdin,
+            keeps_failure: cmd.keeps_failure,
         }
     }
 
@@ -522,6 +528,7 @@ impl ModuleCtx<'_> {
                 user: self.become_user.clone(),
                 env: self.env.clone(),
                 stdin: None,
+                keeps_failure: false,
             })
         })
     }

@@ -224,11 +224,9 @@ pub fn sql_probe(psql: &Psql, sql: &str, ctx: &ModuleCtx<'_>) -> Option<ProbeCmd
         return None;
     }
     Some(ProbeCmd {
-        script: psql.cmd.clone(),
         stdin: Some(psql.stdin(sql)),
-        file: None,
         user: psql_user(ctx),
-        untraced: false,
+        ..ProbeCmd::plain(psql.cmd.clone())
     })
 }
 

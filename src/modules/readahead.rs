@@ -21,6 +21,8 @@ pub struct Probe {
     pub env: Vec<(String, String)>,
     /// What it reads on stdin (psql's SQL); never a secret (see `ProbeCmd::stdin`).
     pub stdin: Option<Vec<u8>>,
+    /// An answer that says it failed is taken too (see `ProbeCmd::keeps_failure`).
+    pub keeps_failure: bool,
 }
 
 /// A request a module may make ahead of its turn (uri's GET): made once the batch has
@@ -137,7 +139,7 @@ impl ReadAhead {
         };
         let mut answers = answers.lock().ok()?;
         let (out, left) = answers.get_mut(probe)?;
-        if !out.ok() {
+        if !out.ok() && !probe.keeps_failure {
             answers.remove(probe);
             return None;
         }
@@ -364,6 +366,7 @@ mod tests {
             user: None,
             env: vec![],
             stdin: None,
+            keeps_failure: false,
         };
         let probes = vec![
             probe("printf 'a\\nb\\n\\n'"),
@@ -375,9 +378,13 @@ mod tests {
                 ..probe("tr a-z A-Z")
             },
             probe("echo failed >&2; exit 3"),
+            Probe {
+                keeps_failure: true,
+                ..probe("echo checked; exit 2")
+            },
         ];
         let distinct = ReadAhead::distinct(probes.clone());
-        assert_eq!(distinct.len(), 5);
+        assert_eq!(distinct.len(), 6);
         let batch: Vec<Probe> = distinct.iter().map(|(p, _)| p.clone()).collect();
         let out = std::process::Command::new("sh")
             .arg("-c")
@@ -400,6 +407,9 @@ mod tests {
         // A failed probe's answer is not taken: it runs live when its task reaches it.
         assert!(ra.has(&probes[5]));
         assert!(ra.answer(&probes[5]).is_none());
+        // Unless it keeps its failure (a check whose failure is its answer).
+        let kept = ra.answer(&probes[6]).unwrap();
+        assert_eq!((kept.code, kept.stdout.as_slice()), (2, &b"checked\n"[..]));
         // Asked twice, answered twice, then no more.
         assert!(ra.answer(&probes[3]).is_some());
         assert!(ra.answer(&probes[3]).is_none());
@@ -425,6 +435,7 @@ mod tests {
             user: None,
             env: vec![],
             stdin: None,
+            keeps_failure: false,
         }];
         for p in &paths {
             files.insert(script(p), p.clone());
@@ -433,6 +444,7 @@ mod tests {
                 user: None,
                 env: vec![],
                 stdin: None,
+                keeps_failure: false,
             });
         }
         let out = std::process::Command::new("sh")
