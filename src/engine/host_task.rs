@@ -499,6 +499,7 @@ impl Engine {
                 diff: here.diff.unwrap_or(self.opts.diff),
                 force_run: here.check_mode == Some(false),
                 vouched_read_only: vouched_read_only(task, here),
+                settled: self.settled.load(std::sync::atomic::Ordering::Relaxed),
                 templates: &self.templates,
                 vars: &vars,
                 dir: &snap_dir(task),

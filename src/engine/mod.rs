@@ -128,6 +128,8 @@ pub struct Engine {
     batches: std::sync::Mutex<prefetch::Batches>,
     /// How many steps the next read-ahead may cover (see `prefetch`).
     window: std::sync::atomic::AtomicUsize,
+    /// Nothing has changed in this playbook's run yet (see `ModuleCtx::settled`).
+    settled: std::sync::atomic::AtomicBool,
     /// `opts`' defaults and extra vars, shared with every snapshot.
     defaults: Arc<Map<String, Value>>,
     extra_vars: Arc<Map<String, Value>>,
@@ -160,6 +162,7 @@ impl Engine {
             started: true,
             batches: Default::default(),
             window: prefetch::WINDOW.into(),
+            settled: true.into(),
             defaults: Arc::new(opts.defaults.clone()),
             extra_vars: Arc::new(opts.extra_vars.clone()),
             inv_layers: Default::default(),

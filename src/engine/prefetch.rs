@@ -59,12 +59,14 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner())
             .clear();
         self.window.store(AFTER_CHANGE, Ordering::Relaxed);
+        self.settled.store(false, Ordering::Relaxed);
     }
 
     /// Forgets every batch, the next read-ahead reading as far as it may (a new playbook).
     pub(super) fn reset_read_ahead(&self) {
         self.drop_batches();
         self.window.store(WINDOW, Ordering::Relaxed);
+        self.settled.store(true, Ordering::Relaxed);
     }
 
     /// Reads ahead the probes of `tasks` (this task and the module tasks after it, then what

@@ -388,6 +388,11 @@ pub struct ModuleCtx<'a> {
     /// A read-only check of pgdeploy's own playbooks (`check_mode: false` and
     /// `changed_when: false`): its command may run ahead, with the other tasks' probes.
     pub vouched_read_only: bool,
+    /// Nothing has changed on any host in this run yet. Reads that may wait — a check, an
+    /// HTTP request — are made ahead only then: after a change, a check is mostly there to
+    /// wait for it to take effect (etcd's health right after its install), and made ahead it
+    /// would wait for nothing, in every batch until its turn.
+    pub settled: bool,
     pub templates: &'a Templates,
     pub vars: &'a minijinja::Value,
     /// The directory of the playbook (relative `src` paths start here).
@@ -684,7 +689,7 @@ pub fn record_probe(
         let file = cmd.file.clone();
         recorder.note(ctx.probe_of(cmd), file);
     }
-    let ahead = spec(name).and_then(|s| s.ahead);
+    let ahead = spec(name).and_then(|s| s.ahead).filter(|_| ctx.settled);
     if let Some(Ok(Some(r))) = ahead.map(|a| a(&p, ctx)) {
         recorder.note_exchange(readahead::Exchange {
             key: ctx.probe_of(ProbeCmd::plain(r.key)),

@@ -22,8 +22,9 @@ struct Args {
 
 const DEFAULT_FILE: &str = "/etc/sysctl.d/99-pgdeploy.conf";
 
-/// One command, shell builtins only (a host reads many of these at once): the sysctl file's
-/// lines, then the live value.
+/// One command: the sysctl file's lines (shell builtins: a host reads many of these at once),
+/// then the live value (`cat`: /proc/sys/net files answer a read at an offset with nothing, so
+/// the shell's byte-at-a-time `read` sees one character).
 fn probe(p: &Params<'_>, _: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
     Ok(ProbeCmd::script(probe_script(&p.parse()?)?))
 }
@@ -33,7 +34,7 @@ fn probe_script(a: &Args) -> Result<String> {
     let file = a.sysctl_file.as_deref().unwrap_or(DEFAULT_FILE);
     let path = format!("/proc/sys/{}", a.name.replace('.', "/"));
     Ok(format!(
-        "if [ -r {f} ]; then while IFS= read -r l || [ -n \"$l\" ]; do printf '%s\\n' \"$l\"; done < {f}; fi; echo '--'; {{ IFS= read -r v < {p} && printf '%s\\n' \"$v\"; }} 2>/dev/null",
+        "if [ -r {f} ]; then while IFS= read -r l || [ -n \"$l\" ]; do printf '%s\\n' \"$l\"; done < {f}; fi; echo '--'; cat {p} 2>/dev/null",
         f = quote(file),
         p = quote(&path)
     ))
@@ -150,7 +151,7 @@ mod tests {
         )
         .unwrap();
         let args = serde_json::json!({
-            "name": "kernel.hostname",
+            "name": "net.core.somaxconn",
             "value": "x",
             "sysctl_file": file.display().to_string(),
         });
@@ -166,8 +167,8 @@ mod tests {
             .unwrap();
         let text = String::from_utf8(out.stdout).unwrap();
         let (file_text, live) = text.rsplit_once("--\n").unwrap();
-        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-        assert_eq!(live, hostname);
+        let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap();
+        assert_eq!(live, somaxconn);
         assert_eq!(
             value_in_file(file_text, "net.core.somaxconn").trim(),
             "4096"
