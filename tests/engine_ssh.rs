@@ -720,6 +720,12 @@ fn stat_wait_for_uri_user_and_group_against_a_real_host() {
         .local_addr()
         .unwrap()
         .port();
+    // A port nothing listens on (bound, then let go).
+    let closed = std::net::TcpListener::bind("127.0.1.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut server = std::process::Command::new("python3")
         .args([
             "-m",
@@ -759,6 +765,8 @@ fn stat_wait_for_uri_user_and_group_against_a_real_host() {
           - api.status == 200
           - st.stat.exists and st.stat.isreg and not st.stat.isdir
           - not nope.stat.exists
+    - uri: {{ url: "http://127.0.1.1:{closed}/x", timeout: 3 }}
+      ignore_errors: true
 "#
         ),
     );
@@ -793,8 +801,13 @@ fn stat_wait_for_uri_user_and_group_against_a_real_host() {
     );
     // Both GETs went out ahead, side by side, with the probes' batch; the tasks took their
     // responses (the 404 too: it is the status its task expects).
-    for path in ["status.json", "missing"] {
-        let made = format!("$ GET http://127.0.1.1:{port}/{path} (made ahead; request ");
+    // A request that got no answer ahead is answered with that, not made twice.
+    for url in [
+        format!("{port}/status.json"),
+        format!("{port}/missing"),
+        format!("{closed}/x"),
+    ] {
+        let made = format!("$ GET http://127.0.1.1:{url} (made ahead; request ");
         let at = second
             .stdout
             .find(&made)

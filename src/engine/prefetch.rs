@@ -410,10 +410,10 @@ impl Engine {
                 let response = match needs {
                     // What it needs was not read: the module makes the request in its turn.
                     Some(None) => None,
-                    Some(files) => (x.run)(conn, files).await.ok(),
-                    None => (x.run)(conn, None).await.ok(),
+                    Some(files) => Some((x.run)(conn, files).await),
+                    None => Some((x.run)(conn, None).await),
                 };
-                (x.key, response)
+                (x.key, response.map(|r| r.map_err(|e| format!("{e:#}"))))
             }
         });
         for (key, response) in futures::future::join_all(requests).await {

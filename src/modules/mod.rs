@@ -495,9 +495,17 @@ impl ModuleCtx<'_> {
         self.answered(&self.probe_of(cmd))
     }
 
-    /// The response to a request made ahead under `key` (`Spec::ahead`), if there is one.
-    pub fn response_ahead(&self, key: &str) -> Option<Vec<u8>> {
-        Some(self.answer_ahead(ProbeCmd::plain(key.to_string()))?.stdout)
+    /// The response to a request made ahead under `key` (`Spec::ahead`), or why there was
+    /// none, if it was made.
+    pub fn response_ahead(&self, key: &str) -> Option<Result<Vec<u8>, String>> {
+        let out = self.answer_ahead(ProbeCmd {
+            keeps_failure: true,
+            ..ProbeCmd::plain(key.to_string())
+        })?;
+        Some(match out.ok() {
+            true => Ok(out.stdout),
+            false => Err(out.stderr_str()),
+        })
     }
 
     /// A probe as this task runs it: as its user (unless the probe says whom), with its
@@ -692,7 +700,10 @@ pub fn record_probe(
     let ahead = spec(name).and_then(|s| s.ahead).filter(|_| ctx.settled);
     if let Some(Ok(Some(r))) = ahead.map(|a| a(&p, ctx)) {
         recorder.note_exchange(readahead::Exchange {
-            key: ctx.probe_of(ProbeCmd::plain(r.key)),
+            key: ctx.probe_of(ProbeCmd {
+                keeps_failure: true,
+                ..ProbeCmd::plain(r.key)
+            }),
             needs: r.needs.map(|n| ctx.probe_of(n)),
             run: r.run,
         });

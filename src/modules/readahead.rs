@@ -27,9 +27,9 @@ pub struct Probe {
 
 /// A request a module may make ahead of its turn (uri's GET): made once the batch has
 /// answered the probe it needs (the TLS files), side by side with the others, each through its
-/// own channel of the host's connection. Its answer (the response) goes in the batch under
-/// `key` (as its task's user and environment); a request that fails is not kept: the module
-/// makes it in its turn.
+/// own channel of the host's connection. Its answer goes in the batch under `key` (as its
+/// task's user and environment): the response, or why there was none (a server that does not
+/// answer is not waited for twice).
 pub struct Exchange {
     pub key: Probe,
     pub needs: Option<Probe>,
@@ -95,14 +95,21 @@ impl ReadAhead {
             .filter(Output::ok)
     }
 
-    /// Keeps a response as the answer to `key`, for one use.
-    pub fn keep(&self, key: Probe, response: Vec<u8>) {
+    /// Keeps a response (or why there was none) as the answer to `key`, for one use.
+    pub fn keep(&self, key: Probe, response: Result<Vec<u8>, String>) {
         if let ReadAhead::Serve(answers) = self {
             if let Ok(mut a) = answers.lock() {
-                let out = Output {
-                    code: 0,
-                    stdout: response,
-                    stderr: vec![],
+                let out = match response {
+                    Ok(stdout) => Output {
+                        code: 0,
+                        stdout,
+                        stderr: vec![],
+                    },
+                    Err(why) => Output {
+                        code: 1,
+                        stdout: vec![],
+                        stderr: why.into_bytes(),
+                    },
                 };
                 a.insert(key, (out, 1));
             }

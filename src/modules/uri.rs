@@ -277,17 +277,22 @@ pub async fn run(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Outcome> {
     } else {
         a.status_code.clone()
     };
-    // The response read ahead, when it is one the task takes (else the request goes again,
-    // as the task reaches it: a server may answer otherwise by then).
+    // The response read ahead, when it has the status the task expects (else the request
+    // goes again, as the task reaches it: a server may answer otherwise by then); a request
+    // that got no answer ahead is not made twice (a server that does not answer is waited
+    // for once).
     let early = match read_only {
-        true => ctx.response_ahead(&req.key(&a)?).filter(|r| {
-            parse_response(r).is_ok_and(|(status, _, _)| expected.contains(&(status as i64)))
+        true => ctx.response_ahead(&req.key(&a)?).filter(|r| match r {
+            Ok(r) => {
+                parse_response(r).is_ok_and(|(status, _, _)| expected.contains(&(status as i64)))
+            }
+            Err(_) => true,
         }),
         false => None,
     };
     let exchange = async {
         if let Some(r) = early {
-            return Ok(r);
+            return r.map_err(|e| anyhow!(e));
         }
         let config = match req.tls {
             true => Some(tls_config(&a, ctx).await?),
