@@ -1262,6 +1262,55 @@ fn a_read_only_command_keeps_the_batch() {
     assert_eq!(commands, 3, "facts, one batch and the command");
 }
 
+/// The read-ahead goes past an include that runs, works out what a set_fact will set, and
+/// reads quick probes whose condition or content comes from an earlier task's result: the
+/// no-op run is facts, one batch and the one command, and every probe is answered by the
+/// batch (with what the tasks really had: the file holds the command's output).
+#[test]
+fn the_read_ahead_sees_past_includes_set_facts_and_results() {
+    let lab = Lab::start(1);
+    let inv = lab.inventory("root", "");
+    let b = format!("base={}", base(&lab));
+    lab.write("inc.yml", "- debug: { msg: included }\n");
+    let pb = lab.write(
+        "past.yml",
+        r#"- hosts: web
+  tasks:
+    - file: { path: "{{ base }}", state: directory }
+    - set_fact: { dir: "{{ base }}/{{ inventory_hostname }}.d" }
+    - command: echo yes
+      register: answer
+      check_mode: false
+      changed_when: false
+    - include_tasks: inc.yml
+    - file: { path: "{{ dir }}", state: directory }
+    - copy: { dest: "{{ dir }}/said", content: "{{ answer.stdout }}\n" }
+    - stat: { path: "{{ dir }}/said" }
+      register: said
+      when: answer.stdout == 'yes'
+    - assert: { that: said.stat.exists and said.stat.size == 4 }
+"#,
+    );
+    lab.run(&pb, &inv, &["-e", &b]).assert_code(0);
+    let again = lab.run(&pb, &inv, &["-e", &b, "-v"]);
+    again.assert_code(0);
+    assert_eq!(again.recap("h1").1, 0, "{}", again.stdout);
+    assert_eq!(
+        common::recap_commands(&again.stdout, "h1"),
+        3,
+        "facts, one batch and the command:\n{}",
+        again.stdout
+    );
+    assert_eq!(
+        again.stdout.matches("(answered by the read-ahead)").count(),
+        4,
+        "{}",
+        again.stdout
+    );
+    let said = std::path::Path::new(&base(&lab)).join("h1.d/said");
+    assert_eq!(std::fs::read_to_string(said).unwrap(), "yes\n");
+}
+
 /// Where the time goes: `--json` gives each result its duration, `--profile` prints the time
 /// per play and the slowest tasks with where they are written.
 #[test]

@@ -314,7 +314,7 @@ impl Engine {
             return Ok(None);
         }
         let recorder = ReadAhead::recorder();
-        self.record(snap, task, here, host, Some(items), &recorder)
+        self.record(snap, task, here, host, Some(items), &Map::new(), &recorder)
             .await;
         self.run_recorded(host, &recorder).await
     }
@@ -403,14 +403,29 @@ impl Engine {
             _ => Map::new(),
         };
         given.extend(params.clone());
-        let mut rendered =
+        let given_count = given.len();
+        let mut rendered = if matches!(ahead, Some(ReadAhead::Record(..))) {
+            // Read ahead, a parameter that cannot be worked out yet (from an earlier task's
+            // result) is left out: a probe that does not use it is the task's own; one that
+            // does comes out different from the task's, which then probes live.
+            given
+                .into_iter()
+                .filter_map(|(k, v)| {
+                    let v = self.templates.render_value(&v, &vars, &origin).ok()?;
+                    Some((k, v))
+                })
+                .collect()
+        } else {
             match self
                 .templates
                 .render_value(&Value::Object(given), &vars, &origin)?
             {
                 Value::Object(m) => m,
                 _ => Map::new(),
-            };
+            }
+        };
+        // Every parameter worked out (read ahead, one may be left out: see above).
+        let whole = rendered.len() == given_count;
         rendered.retain(|_, v| v.as_str() != Some(OMIT));
         if here.no_log {
             self.report
@@ -512,7 +527,11 @@ impl Engine {
             };
             if let Some(recorder @ ReadAhead::Record(..)) = ahead {
                 // Recording: the module's declared probe is noted; nothing runs.
-                modules::record_probe(name, &rendered, &mctx, recorder);
+                let noted = modules::record_probe(name, &rendered, whole, &mctx, recorder)?;
+                // No probe for what is left of the parameters: the task's own may need one.
+                if !noted && !whole {
+                    bail!("{origin}: a parameter cannot be worked out yet");
+                }
                 return Ok(HostResult::default());
             }
             let outcome = modules::run(name, &rendered, &mctx).await;

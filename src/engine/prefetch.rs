@@ -3,12 +3,12 @@
 //!
 //! Before a task whose module declares a probe (`Spec::probe`), the engine records, for each
 //! host, the probes of that task and of the module tasks that run after it — the rest of its
-//! list, of the lists around it, of the play, then of the later plays of the playbook, up to
-//! an include that runs on the host (each module's declared probe for the task's parameters,
-//! nothing run) — runs them in one command per (user, environment), and the tasks then take
-//! their answers from that batch. A probe the
-//! batch does not hold (its parameters came out different when the task really ran, or it
-//! was already answered) runs live. As soon as any host may have changed (a change, a
+//! list, of the lists around it, of the play, then of the later plays of the playbook, past
+//! includes (each module's declared probe for the task's parameters, nothing run; the facts
+//! the set_fact tasks on the way set are worked out) — runs them in one command per (user,
+//! environment), and the tasks then take their answers from that batch. A probe the batch
+//! does not hold (its parameters came out different when the task really ran, or it was
+//! already answered) runs live. As soon as any host may have changed (a change, a
 //! failure, a command of `command`/`shell`/`raw` not declared read-only with
 //! `check_mode: false`), every batch is dropped: later tasks probe again, so a task never
 //! acts on a stale answer.
@@ -16,11 +16,12 @@
 use super::host_task::item_vars;
 use super::vars::Snapshot;
 use super::{Engine, Inherited, PlayCtx};
-use crate::modules::readahead::{Probe, ReadAhead};
+use crate::modules::readahead::{Fold, Probe, ReadAhead};
 use crate::playbook::{Action, Play, Task};
-use crate::transport::{ExecOptions, Stdin};
+use crate::transport::{Connection, ExecOptions, Stdin};
 use anyhow::Result;
 use futures::stream::{self, StreamExt};
+use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -130,13 +131,10 @@ impl Engine {
                 open = open && self.window(list, base, k, limit, &mut steps);
             }
         }
-        steps.retain(|s| match s {
-            Step::Task { task, here, .. } => {
-                batchable(task)
-                    && here.delegate_to.is_none()
-                    && (here.ignore_tags || self.tags_select(&here.tags))
-            }
-            Step::Include { here, .. } => here.ignore_tags || self.tags_select(&here.tags),
+        steps.retain(|Step { task, here, .. }| {
+            (batchable(task) || sets_facts(task))
+                && here.delegate_to.is_none()
+                && (here.ignore_tags || self.tags_select(&here.tags))
         });
         let forks = self.opts.forks.max(1);
         let built: Vec<(String, ReadAhead, HashSet<String>)> = stream::iter(need)
@@ -204,8 +202,8 @@ impl Engine {
 
     /// The module tasks from the start of `tasks` on, with what each inherits: the tasks of a
     /// block are in it (its rescue and always are not: they run only after a failure, and a
-    /// failure drops the batch), includes as steps that end a host's read-ahead where they
-    /// run, at most `limit`. False once the window is closed.
+    /// failure drops the batch), includes passed over, at most `limit`. False once the
+    /// window is closed.
     fn window<'t>(
         &self,
         tasks: &'t [Task],
@@ -220,7 +218,7 @@ impl Engine {
             }
             let here = self.inherit(inh, t);
             match &t.action {
-                Action::Module { .. } => into.push(Step::Task {
+                Action::Module { .. } => into.push(Step {
                     task: t,
                     here,
                     scope,
@@ -230,8 +228,11 @@ impl Engine {
                         return false;
                     }
                 }
-                // What an include brings is read when it runs.
-                Action::Include { .. } => into.push(Step::Include { here, scope }),
+                // What an include brings is read when it runs. The tasks after it are read
+                // now: what it runs either changes nothing (their answers stay good) or
+                // changes something (every batch is dropped); a variable it sets that a
+                // later probe uses makes that probe differ from the one read, so it runs live.
+                Action::Include { .. } => {}
                 // Handlers run only after a change, which drops the batches anyway.
                 Action::Meta(_) => {}
             }
@@ -243,8 +244,8 @@ impl Engine {
     /// environment) the probes run as. Also which tasks the batch covers: those whose probes
     /// could all be worked out now. The others (their loop items, condition or parameters
     /// come from an earlier task's result) are not covered: reaching one reads ahead again,
-    /// from it on, once what it needs is known. The read-ahead ends at an include that runs
-    /// on the host.
+    /// from it on, once what it needs is known. A parameter or condition from an earlier
+    /// task's result does not stop a quick probe (`Spec::quick_probe`) that does not need it.
     async fn read_host_ahead(
         &self,
         steps: &[Step<'_>],
@@ -261,8 +262,11 @@ impl Engine {
             .map(|b| b.covers.clone())
             .unwrap_or_default();
         let mut snaps: HashMap<(usize, Option<PathBuf>), Arc<Snapshot>> = HashMap::new();
+        // The facts the set_fact tasks on the way will set, for the probes of the tasks after
+        // them (a set_fact this cannot work out leaves those probes to differ and run live).
+        let mut facts = Map::new();
         for step in steps {
-            let (Step::Task { here, scope, .. } | Step::Include { here, scope }) = step;
+            let Step { task, here, scope } = step;
             let sc = &scopes[*scope];
             if !sc.hosts.contains(host) {
                 continue;
@@ -271,17 +275,13 @@ impl Engine {
                 .entry((*scope, here.role_path.clone()))
                 .or_insert_with(|| self.snapshot_with(&sc.ctx, &here.role_defaults))
                 .clone();
-            let task = match step {
-                Step::Task { task, .. } => *task,
-                Step::Include { .. } => {
-                    let vars = snap.vars(host, &here.vars, None);
-                    match self.when_holds(&here.when, &vars, "include") {
-                        Ok(false) => continue,
-                        _ => break,
-                    }
-                }
-            };
             let origin = key(task);
+            if sets_facts(task) {
+                if !here.run_once && task.loop_items.is_none() {
+                    self.foresee_facts(&snap, task, here, host, &mut facts);
+                }
+                continue;
+            }
             if covered.contains(&origin) {
                 continue;
             }
@@ -289,7 +289,7 @@ impl Engine {
                 covers.insert(origin);
                 continue;
             }
-            let vars = snap.vars(host, &here.vars, None);
+            let vars = snap.vars(host, &here.vars, Some(&facts));
             let items = match &task.loop_items {
                 None => None,
                 Some(spec) => match self.loop_items(spec, &vars, &origin) {
@@ -298,7 +298,7 @@ impl Engine {
                 },
             };
             if self
-                .record(&snap, task, here, host, items.as_deref(), &recorder)
+                .record(&snap, task, here, host, items.as_deref(), &facts, &recorder)
                 .await
             {
                 covers.insert(origin);
@@ -312,30 +312,41 @@ impl Engine {
     }
 
     /// Notes the probes `task` would make on `host` (each item's, for a loop) whose `when`
-    /// holds now. False when one could not be worked out (a variable an earlier task sets):
-    /// errors show when the task really runs.
+    /// holds now, with `facts` the set_facts before it will set. False when one could not be
+    /// worked out (a variable an earlier task sets): errors show when the task really runs.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn record(
         &self,
         snap: &Arc<Snapshot>,
         task: &Task,
         here: &Inherited,
         host: &str,
-        items: Option<&[serde_json::Value]>,
+        items: Option<&[Value]>,
+        facts: &Map<String, Value>,
         recorder: &ReadAhead,
     ) -> bool {
         let mut complete = true;
         let origin = key(task);
-        let extras: Vec<Option<serde_json::Map<String, serde_json::Value>>> = match items {
-            None => vec![None],
+        let with_facts = |vars: Map<String, Value>| {
+            let mut all = facts.clone();
+            all.extend(vars);
+            (!all.is_empty()).then_some(all)
+        };
+        let extras: Vec<Option<Map<String, Value>>> = match items {
+            None => vec![with_facts(Map::new())],
             Some(items) => (0..items.len())
-                .map(|i| Some(item_vars(task, items, i)))
+                .map(|i| with_facts(item_vars(task, items, i)))
                 .collect(),
         };
+        let quick = task.module_name().is_some_and(crate::modules::quick_probe);
         for extra in extras {
             let vars = snap.vars(host, &here.vars, extra.as_ref());
             match self.when_holds(&here.when, &vars, &origin) {
                 Ok(true) => {}
                 Ok(false) => continue,
+                // A condition on an earlier task's result: a quick probe is read anyway (the
+                // task takes its answer if it runs), any other is left to the task.
+                Err(_) if quick => {}
                 Err(_) => {
                     complete = false;
                     continue;
@@ -356,72 +367,142 @@ impl Engine {
         host: &str,
         recorder: &ReadAhead,
     ) -> Result<Option<ReadAhead>> {
-        let files = recorder.file_probes();
+        let files = recorder.folds();
         let distinct = ReadAhead::distinct(recorder.recorded());
         let exchanges = recorder.take_exchanges();
         if distinct.len() + exchanges.len() < 2 && distinct.iter().all(|(_, n)| *n < 2) {
             return Ok(None);
         }
-        let mut groups: Vec<(RunsAs, Vec<(Probe, usize)>)> = Vec::new();
+        // The files the requests need are read by a command of their own, so the requests
+        // go out as soon as it answers, beside the rest of the batch.
+        let needed: HashSet<&Probe> = exchanges
+            .iter()
+            .filter_map(|(x, _)| x.needs.as_ref())
+            .collect();
+        let mut groups: Vec<Group> = Vec::new();
         for (p, n) in distinct {
             let k = (p.user.clone(), p.env.clone());
-            match groups.iter_mut().find(|(g, _)| *g == k) {
-                Some((_, list)) => list.push((p, n)),
-                None => groups.push((k, vec![(p, n)])),
+            let first = needed.contains(&p);
+            match groups.iter_mut().find(|(g, f, _)| *g == k && *f == first) {
+                Some((_, _, list)) => list.push((p, n)),
+                None => groups.push((k, first, vec![(p, n)])),
             }
         }
         let conn = self.connection(host).await?;
-        let answers = ReadAhead::empty();
+        let (first, rest): (Vec<_>, Vec<_>) = groups.into_iter().partition(|(_, f, _)| *f);
         // Each group its own command, all at once (channels of the one connection).
-        let runs = groups.into_iter().map(|((user, env), probes)| {
+        let run_groups = |groups: Vec<Group>| {
             let (conn, files) = (&conn, &files);
-            async move {
-                let opts = ExecOptions {
-                    become_user: user,
-                    env,
-                    timeout: self.opts.task_timeout,
-                };
-                let token = ReadAhead::token();
-                let batch: Vec<Probe> = probes.iter().map(|(p, _)| p.clone()).collect();
-                let out = conn
-                    .exec(
-                        &ReadAhead::batch_script(&batch, files, &token),
-                        Stdin::None,
-                        &opts,
-                    )
-                    .await?;
-                // A batch that failed as a whole answers nothing: its probes run live.
-                Ok::<_, anyhow::Error>(
-                    out.ok()
-                        .then(|| ReadAhead::serve(probes, &out.stdout, &token)),
-                )
+            futures::future::join_all(
+                groups
+                    .into_iter()
+                    .map(move |(runs_as, _, probes)| self.run_group(conn, files, runs_as, probes)),
+            )
+        };
+        let requests = async {
+            let needed = ReadAhead::empty();
+            for served in run_groups(first).await {
+                if let Some(served) = served? {
+                    needed.extend(served);
+                }
             }
-        });
-        for served in futures::future::join_all(runs).await {
+            // Then the requests, side by side, each from the answer it needs.
+            let requests = exchanges.into_iter().map(|(x, uses)| {
+                let needs = x.needs.as_ref().map(|n| needed.peek(n));
+                let conn = conn.clone();
+                async move {
+                    let response = match needs {
+                        // What it needs was not read: the module makes the request in its turn.
+                        Some(None) => None,
+                        Some(files) => Some((x.run)(conn, files).await),
+                        None => Some((x.run)(conn, None).await),
+                    };
+                    (
+                        x.key,
+                        uses,
+                        response.map(|r| r.map_err(|e| format!("{e:#}"))),
+                    )
+                }
+            });
+            for (key, uses, response) in futures::future::join_all(requests).await {
+                if let Some(r) = response {
+                    needed.keep(key, r, uses);
+                }
+            }
+            Ok::<_, anyhow::Error>(needed)
+        };
+        let (requested, probed) = tokio::join!(requests, run_groups(rest));
+        let answers = requested?;
+        for served in probed {
             if let Some(served) = served? {
                 answers.extend(served);
             }
         }
-        // Then the requests, side by side, each from the answer it needs.
-        let requests = exchanges.into_iter().map(|x| {
-            let needs = x.needs.as_ref().map(|n| answers.peek(n));
-            let conn = conn.clone();
-            async move {
-                let response = match needs {
-                    // What it needs was not read: the module makes the request in its turn.
-                    Some(None) => None,
-                    Some(files) => Some((x.run)(conn, files).await),
-                    None => Some((x.run)(conn, None).await),
-                };
-                (x.key, response.map(|r| r.map_err(|e| format!("{e:#}"))))
-            }
-        });
-        for (key, response) in futures::future::join_all(requests).await {
-            if let Some(r) = response {
-                answers.keep(key, r);
-            }
-        }
         Ok(Some(answers))
+    }
+}
+
+impl Engine {
+    /// Runs one group of probes (one user and environment) as one command.
+    async fn run_group(
+        &self,
+        conn: &Connection,
+        folds: &HashMap<String, Fold>,
+        (user, env): RunsAs,
+        probes: Vec<(Probe, usize)>,
+    ) -> Result<Option<ReadAhead>> {
+        let opts = ExecOptions {
+            become_user: user,
+            env,
+            timeout: self.opts.task_timeout,
+        };
+        let token = ReadAhead::token();
+        let batch: Vec<Probe> = probes.iter().map(|(p, _)| p.clone()).collect();
+        let out = conn
+            .exec(
+                &ReadAhead::batch_script(&batch, folds, &token),
+                Stdin::None,
+                &opts,
+            )
+            .await?;
+        // A batch that failed as a whole answers nothing: its probes run live.
+        Ok(out.ok().then(|| ReadAhead::serve(probes, &out, &token)))
+    }
+}
+
+/// A set_fact task: the read-ahead works out what it sets (`Engine::foresee_facts`).
+fn sets_facts(task: &Task) -> bool {
+    task.module_name()
+        .is_some_and(|m| crate::modules::canonical_name(m) == Some("set_fact"))
+}
+
+impl Engine {
+    /// What a set_fact task will set on `host`, from the variables as the read-ahead sees
+    /// them (a set_fact only renders its parameters). One whose condition or values cannot be
+    /// worked out now sets nothing here: the probes that use it come out different when their
+    /// tasks run, and run live.
+    fn foresee_facts(
+        &self,
+        snap: &Arc<Snapshot>,
+        task: &Task,
+        here: &Inherited,
+        host: &str,
+        facts: &mut Map<String, Value>,
+    ) {
+        let Action::Module { params, .. } = &task.action else {
+            return;
+        };
+        let origin = key(task);
+        let vars = snap.vars(host, &here.vars, Some(facts));
+        if !matches!(self.when_holds(&here.when, &vars, &origin), Ok(true)) {
+            return;
+        }
+        if let Ok(Value::Object(set)) =
+            self.templates
+                .render_value(&Value::Object(params.clone()), &vars, &origin)
+        {
+            facts.extend(set.into_iter().filter(|(k, _)| k != "cacheable"));
+        }
     }
 }
 
@@ -431,18 +512,11 @@ fn batchable(task: &Task) -> bool {
         .is_some_and(crate::modules::declares_probe)
 }
 
-/// One step of the read-ahead's window: a module task, or an include (which ends a host's
-/// read-ahead where it runs), with what it inherits and the scope it runs in.
-enum Step<'t> {
-    Task {
-        task: &'t Task,
-        here: Inherited,
-        scope: usize,
-    },
-    Include {
-        here: Inherited,
-        scope: usize,
-    },
+/// One module task of the read-ahead's window, with what it inherits and the scope it runs in.
+struct Step<'t> {
+    task: &'t Task,
+    here: Inherited,
+    scope: usize,
 }
 
 /// What the read-ahead makes of a later play.
@@ -473,6 +547,10 @@ pub(super) struct After<'a> {
 
 /// Whom a probe runs as: the user it becomes and its environment.
 type RunsAs = (Option<String>, Vec<(String, String)>);
+
+/// Probes run as one command: whom they run as, whether requests wait for them (the TLS
+/// files of `uri`'s requests made ahead), and each with how many tasks take its answer.
+type Group = (RunsAs, bool, Vec<(Probe, usize)>);
 
 /// Keeps `HashMap` in the signature of `Engine::batches` readable.
 pub(super) type Batches = HashMap<String, HostBatch>;

@@ -274,7 +274,7 @@ pub const APT: Spec = Spec {
             "packages must come from a signed repository or the offline bundle",
         ),
     ],
-    ..Spec::planned("apt", probe, |p, ctx, answer| {
+    ..Spec::host_state("apt", probe, |p, ctx, answer| {
         Box::pin(plan(p, ctx, answer))
     })
 };
@@ -286,7 +286,7 @@ pub const PACKAGE: Spec = Spec {
         "use",
         "the package manager follows the host's ansible_os_family",
     )],
-    ..Spec::planned("package", probe, |p, ctx, answer| {
+    ..Spec::host_state("package", probe, |p, ctx, answer| {
         Box::pin(plan(p, ctx, answer))
     })
 };
@@ -314,7 +314,7 @@ pub const DNF: Spec = Spec {
         ),
         ("install_weak_deps", "not supported by pgdeploy's dnf"),
     ],
-    ..Spec::planned("dnf", probe, |p, ctx, answer| {
+    ..Spec::host_state("dnf", probe, |p, ctx, answer| {
         Box::pin(plan(p, ctx, answer))
     })
 };

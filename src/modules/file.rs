@@ -1,6 +1,7 @@
 //! file: directories, links, empty files, absence, owner and mode.
 
 use super::files::{Attrs, Wanted};
+use super::readahead::Fold;
 use super::{args, probed, Apply, ModuleCtx, Outcome, Params, Plan, ProbeCmd, Spec};
 use crate::transport::quote;
 use crate::transport::Output;
@@ -21,11 +22,20 @@ struct Args {
 
 /// One command: the path's kind, link target, owner, group and mode.
 fn probe(p: &Params<'_>, _: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
-    let q = quote(&p.parse::<Args>()?.path);
-    Ok(ProbeCmd::script(format!(
+    let path = p.parse::<Args>()?.path;
+    Ok(Some(ProbeCmd {
+        fold: Some(Fold::Path(path.clone())),
+        ..ProbeCmd::plain(probe_script(&path))
+    }))
+}
+
+/// The probe's script (a batch answers it with one `stat` for every path: `Fold::Path`).
+pub fn probe_script(path: &str) -> String {
+    let q = quote(path);
+    format!(
         "if [ -L {q} ]; then echo link; readlink {q}; elif [ -d {q} ]; then echo directory; elif [ -e {q} ]; then echo file; else echo absent; fi; \
          [ -e {q} ] && stat -c '%U %G %a' {q} || echo"
-    )))
+    )
 }
 
 /// What makes the path the kind, owner, group and mode wanted.
@@ -139,5 +149,5 @@ pub const FILE: Spec = Spec {
         ("access_time", "not supported; use `command: touch -a -d ...`"),
         ("modification_time", "not supported; use `command: touch -m -d ...`"),
     ],
-    ..Spec::planned("file", probe, |p, _, answer| Box::pin(plan(p, answer)))
+    ..Spec::host_state("file", probe, |p, _, answer| Box::pin(plan(p, answer)))
 };

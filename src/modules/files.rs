@@ -178,7 +178,7 @@ pub fn probe_script(path: &str, with_content: bool) -> String {
 /// other files' probes.
 pub fn file_probe(path: &str, with_content: bool) -> Option<ProbeCmd> {
     Some(ProbeCmd {
-        file: (!with_content).then(|| path.to_string()),
+        fold: (!with_content).then(|| super::readahead::Fold::File(path.to_string())),
         ..ProbeCmd::plain(probe_script(path, with_content))
     })
 }
@@ -516,6 +516,9 @@ fn copy_probe(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
                 ctx.diff && small && !looks_binary(&std::fs::read(&path)?),
             )
         }
+        // Read ahead of the task that makes the content (see `Engine::run_once_on_host`):
+        // without --diff the probe does not show it, so it is the same.
+        (None, None) if !ctx.diff => return Ok(file_probe(&a.dest, false)),
         (None, None) => return Ok(None),
     };
     Ok(file_probe(&dest, ctx.diff && shown))
@@ -647,7 +650,7 @@ pub const COPY: Spec = Spec {
             "a Vault-encrypted `src` file is not decrypted (vars files and !vault values are)",
         ),
     ],
-    ..Spec::planned("copy", copy_probe, |p, ctx, answer| {
+    ..Spec::host_state("copy", copy_probe, |p, ctx, answer| {
         Box::pin(copy_plan(p, ctx, answer))
     })
 };
@@ -667,7 +670,7 @@ pub const TEMPLATE: Spec = Spec {
         ("variable_start_string", "templates use Jinja's default delimiters"),
         ("variable_end_string", "templates use Jinja's default delimiters"),
     ],
-    ..Spec::planned("template", template_probe, |p, ctx, answer| {
+    ..Spec::host_state("template", template_probe, |p, ctx, answer| {
         Box::pin(template_plan(p, ctx, answer))
     })
 };

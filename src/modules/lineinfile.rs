@@ -174,7 +174,7 @@ pub const LINEINFILE: Spec = Spec {
         "unsafe_writes",
         "pgdeploy always writes atomically (a temporary file renamed over the old one)",
     )],
-    ..Spec::planned("lineinfile", probe, |p, ctx, answer| {
+    ..Spec::host_state("lineinfile", probe, |p, ctx, answer| {
         Box::pin(plan(p, ctx, answer))
     })
 };

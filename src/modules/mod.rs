@@ -60,9 +60,8 @@ pub struct ProbeCmd {
     /// What it reads: SQL for psql, never a secret (a probe that would send a password on
     /// stdin is not declared; it runs live).
     pub stdin: Option<Vec<u8>>,
-    /// `files::probe_script`'s probe of this path without content: answered with the other
-    /// files' probes of a batch in one `stat` and one `sha256sum`.
-    pub file: Option<String>,
+    /// A probe a batch answers together with the others of its kind (see `Fold`).
+    pub fold: Option<readahead::Fold>,
     /// The user it runs as, when not the task's (psql runs as postgres by default).
     pub user: Option<String>,
     /// Its output stays out of -v traces (password verifiers).
@@ -82,7 +81,7 @@ impl ProbeCmd {
         ProbeCmd {
             script,
             stdin: None,
-            file: None,
+            fold: None,
             user: None,
             untraced: false,
             keeps_failure: false,
@@ -212,6 +211,10 @@ pub struct Spec {
     /// stdin). The engine runs the probes of consecutive tasks ahead, in one command per host,
     /// and the module's first command takes its answer from that batch.
     pub probe: Option<ProbeFn>,
+    /// Its probe reads the host's own state (files, systemd, the package database) and never
+    /// waits: the read-ahead runs it even for a task whose `when` it cannot work out yet (an
+    /// answer the task does not take costs nothing but its share of the batch).
+    pub quick_probe: bool,
     /// A request it may make ahead, after the batch (uri's GET): see `readahead::Exchange`.
     pub ahead: Option<AheadFn>,
     /// Its plan, for a module that probes then plans then applies (`Spec::planned`); the
@@ -233,10 +236,20 @@ impl Spec {
             refused: &[],
             free_form: false,
             probe: None,
+            quick_probe: false,
             ahead: None,
             plan: None,
             local: false,
             run,
+        }
+    }
+
+    /// A `planned` module whose probe reads the host's own state and never waits
+    /// (`quick_probe`): files, units, packages, users.
+    pub const fn host_state(name: &'static str, probe: ProbeFn, plan: PlanFn) -> Spec {
+        Spec {
+            quick_probe: true,
+            ..Spec::planned(name, probe, plan)
         }
     }
 
@@ -673,31 +686,43 @@ pub async fn run(name: &str, params: &Map<String, Value>, ctx: &ModuleCtx<'_>) -
     (spec.run)(&p, ctx).await
 }
 
+/// Whether a module's probe is quick (see `Spec::quick_probe`).
+pub fn quick_probe(name: &str) -> bool {
+    spec(name).is_some_and(|s| s.quick_probe)
+}
+
 /// Whether a module declares a probe the engine may run ahead (see `Spec::probe`).
 pub fn declares_probe(name: &str) -> bool {
     spec(name).is_some_and(|s| s.probe.is_some())
 }
 
-/// Notes a task's probe in a recorder (as the task's user, with its environment). A probe
-/// that cannot be worked out now (an error) is left to the task, which runs it live.
+/// Notes a task's probe in a recorder (as the task's user, with its environment); false when
+/// it declares none for these parameters. A probe that cannot be worked out now is an error:
+/// the task is left to probe in its turn. A request is made ahead only with every parameter
+/// worked out (`whole`).
 pub fn record_probe(
     name: &str,
     params: &Map<String, Value>,
+    whole: bool,
     ctx: &ModuleCtx<'_>,
     recorder: &readahead::ReadAhead,
-) {
+) -> Result<bool> {
     let Some(probe) = spec(name).and_then(|s| s.probe) else {
-        return;
+        return Ok(false);
     };
     let p = Params {
         module: spec(name).map_or(name, |s| s.name),
         map: params,
     };
-    if let Ok(Some(cmd)) = probe(&p, ctx) {
-        let file = cmd.file.clone();
-        recorder.note(ctx.probe_of(cmd), file);
+    let cmd = probe(&p, ctx)?;
+    let noted = cmd.is_some();
+    if let Some(cmd) = cmd {
+        let fold = cmd.fold.clone();
+        recorder.note(ctx.probe_of(cmd), fold);
     }
-    let ahead = spec(name).and_then(|s| s.ahead).filter(|_| ctx.settled);
+    let ahead = spec(name)
+        .and_then(|s| s.ahead)
+        .filter(|_| ctx.settled && whole);
     if let Some(Ok(Some(r))) = ahead.map(|a| a(&p, ctx)) {
         recorder.note_exchange(readahead::Exchange {
             key: ctx.probe_of(ProbeCmd {
@@ -708,6 +733,7 @@ pub fn record_probe(
             run: r.run,
         });
     }
+    Ok(noted)
 }
 
 /// The modules that run on the control machine and need no connection.

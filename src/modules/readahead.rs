@@ -40,14 +40,25 @@ pub struct Exchange {
 pub type ExchangeRun =
     Box<dyn FnOnce(Arc<Connection>, Option<Output>) -> BoxFuture<'static, Result<Vec<u8>>> + Send>;
 
+/// A probe a batch answers together with the others of its kind, in one command for all of
+/// them, exactly as each would have answered alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fold {
+    /// `files::probe_script` of this path without content: one `stat` and one `sha256sum`.
+    File(String),
+    /// `file::probe_script` of this path: one `stat` (a link runs live: its target is read).
+    Path(String),
+    /// `service::show` of this unit: one `systemctl show` for every unit.
+    Unit(String),
+}
+
 pub enum ReadAhead {
-    /// The probes noted, which of them are plain file probes (script -> path): those are
-    /// answered together, with one `stat` and one `sha256sum` for all their files; and the
-    /// requests made after them.
+    /// The probes noted, which of them are folded (script -> how: answered together with the
+    /// others of their kind, see `Fold`), and the requests made after them.
     Record(
         Mutex<Vec<Probe>>,
-        Mutex<HashMap<String, String>>,
-        Mutex<Vec<Exchange>>,
+        Mutex<HashMap<String, Fold>>,
+        Mutex<Vec<(Exchange, usize)>>,
     ),
     /// Each answer with how many items may still take it (items with the same probe, such
     /// as lineinfile edits of one file, share one run of it).
@@ -63,17 +74,21 @@ impl ReadAhead {
         )
     }
 
-    /// Notes a request to make once the batch has answered.
+    /// Notes a request to make once the batch has answered; tasks that make the same request
+    /// share one (as many uses of its answer as there were tasks).
     pub fn note_exchange(&self, exchange: Exchange) {
         if let ReadAhead::Record(_, _, x) = self {
             if let Ok(mut x) = x.lock() {
-                x.push(exchange);
+                match x.iter_mut().find(|(e, _)| e.key == exchange.key) {
+                    Some((_, uses)) => *uses += 1,
+                    None => x.push((exchange, 1)),
+                }
             }
         }
     }
 
-    /// The requests noted (taken: each is made once).
-    pub fn take_exchanges(&self) -> Vec<Exchange> {
+    /// The requests noted, with how many tasks make each (taken: each is made once).
+    pub fn take_exchanges(&self) -> Vec<(Exchange, usize)> {
         match self {
             ReadAhead::Record(_, _, x) => x
                 .lock()
@@ -95,8 +110,8 @@ impl ReadAhead {
             .filter(Output::ok)
     }
 
-    /// Keeps a response (or why there was none) as the answer to `key`, for one use.
-    pub fn keep(&self, key: Probe, response: Result<Vec<u8>, String>) {
+    /// Keeps a response (or why there was none) as the answer to `key`, for `uses` tasks.
+    pub fn keep(&self, key: Probe, response: Result<Vec<u8>, String>, uses: usize) {
         if let ReadAhead::Serve(answers) = self {
             if let Ok(mut a) = answers.lock() {
                 let out = match response {
@@ -111,17 +126,21 @@ impl ReadAhead {
                         stderr: why.into_bytes(),
                     },
                 };
-                a.insert(key, (out, 1));
+                a.entry(key)
+                    .and_modify(|(o, n)| {
+                        *o = out.clone();
+                        *n += uses;
+                    })
+                    .or_insert((out, uses));
             }
         }
     }
 
-    /// Notes a probe to run ahead; `file` marks `files::probe_script`'s probe of that path
-    /// without content, answered with the other files' (see `Record`).
-    pub fn note(&self, probe: Probe, file: Option<String>) {
-        if let ReadAhead::Record(v, files, _) = self {
-            if let (Some(path), Ok(mut f)) = (file, files.lock()) {
-                f.insert(probe.script.clone(), path);
+    /// Notes a probe to run ahead, answered with the others of its kind when it folds.
+    pub fn note(&self, probe: Probe, fold: Option<Fold>) {
+        if let ReadAhead::Record(v, folds, _) = self {
+            if let (Some(fold), Ok(mut f)) = (fold, folds.lock()) {
+                f.insert(probe.script.clone(), fold);
             }
             if let Ok(mut v) = v.lock() {
                 v.push(probe);
@@ -158,8 +177,8 @@ impl ReadAhead {
         Some(out)
     }
 
-    /// The file probes noted (script -> path).
-    pub fn file_probes(&self) -> HashMap<String, String> {
+    /// The folded probes noted (script -> how).
+    pub fn folds(&self) -> HashMap<String, Fold> {
         match self {
             ReadAhead::Record(_, f, _) => f.lock().map(|f| f.clone()).unwrap_or_default(),
             ReadAhead::Serve(_) => HashMap::new(),
@@ -175,47 +194,78 @@ impl ReadAhead {
     }
 
     /// One script that runs every probe (each in its own subshell). Each probe's stdout is
-    /// printed as it is, then a line with `token`, its index and exit status, then its stderr
-    /// (when there is any) and a second token line: few processes per probe, no re-encoding.
-    /// `token` is random, so a probe's output cannot forge it. A probe's stdin is a here
-    /// document ended by the token (its text is never a secret: `ProbeCmd::stdin`).
-    pub fn batch_script(probes: &[Probe], files: &HashMap<String, String>, token: &str) -> String {
-        let mut s = String::from("__pgde=$(mktemp) || exit 1\n");
-        let mut file_part = String::from("set --\n");
+    /// printed as it is, then a line with `token`, its index and exit status; its stderr goes
+    /// to the command's stderr, followed by a line with `token` and its index: few processes
+    /// per probe, no re-encoding. Folded probes are answered after them, each kind by one
+    /// command (`Fold`). `token` is random, so a probe's output cannot forge it. A probe's
+    /// stdin is a here document ended by the token (its text is never a secret:
+    /// `ProbeCmd::stdin`).
+    pub fn batch_script(probes: &[Probe], folds: &HashMap<String, Fold>, token: &str) -> String {
+        let mut s = String::new();
+        let (mut paths, mut files, mut units) = (String::new(), String::new(), Vec::new());
         for (i, p) in probes.iter().enumerate() {
-            if let Some(stdin) = &p.stdin {
-                let mut text = String::from_utf8_lossy(stdin).into_owned();
-                if !text.ends_with('\n') {
-                    text.push('\n');
+            match folds.get(&p.script) {
+                Some(Fold::Path(path)) => {
+                    // The path's kind here (shell builtins); links are left to run live.
+                    let q = quote(path);
+                    paths.push_str(&format!(
+                        "if [ -L {q} ]; then echo '{i} L'; elif [ -d {q} ]; then echo '{i} D'; set -- \"$@\" {q}; elif [ -e {q} ]; then echo '{i} F'; set -- \"$@\" {q}; else echo '{i} A'; fi\n"
+                    ));
+                    continue;
                 }
-                s.push_str(&format!(
-                    "( {}\n) 2>\"$__pgde\" <<'{token}-IN'\n{text}{token}-IN\nprintf '\\n{token} {i} %s\\n' $?; [ -s \"$__pgde\" ] && cat \"$__pgde\"; printf '\\n{token}\\n'\n",
-                    p.script
-                ));
-                continue;
+                Some(Fold::File(path)) => {
+                    let q = quote(path);
+                    files.push_str(&format!(
+                        "if [ -d {q} ]; then echo '{i} D'; elif [ -e {q} ]; then echo '{i} F'; set -- \"$@\" {q}; else echo '{i} A'; fi\n"
+                    ));
+                    continue;
+                }
+                Some(Fold::Unit(name)) => {
+                    units.push((i, quote(name)));
+                    continue;
+                }
+                None => {}
             }
-            if let Some(path) = files.get(&p.script) {
-                // What the probe would print, for all files at once: the kind of each path
-                // here (shell builtins), then one stat and one sha256sum over the files.
-                let q = quote(path);
-                file_part.push_str(&format!(
-                    "if [ -d {q} ]; then echo '{i} D'; elif [ -e {q} ]; then echo '{i} F'; set -- \"$@\" {q}; else echo '{i} A'; fi\n"
-                ));
-                continue;
-            }
+            let input = match &p.stdin {
+                None => "</dev/null".to_string(),
+                Some(stdin) => {
+                    let mut text = String::from_utf8_lossy(stdin).into_owned();
+                    if !text.ends_with('\n') {
+                        text.push('\n');
+                    }
+                    format!("<<'{token}-IN'\n{text}{token}-IN")
+                }
+            };
             s.push_str(&format!(
-                "( {}\n) 2>\"$__pgde\" </dev/null; printf '\\n{token} {i} %s\\n' $?; [ -s \"$__pgde\" ] && cat \"$__pgde\"; printf '\\n{token}\\n'\n",
+                "( {}\n) {input}\nprintf '\\n{token} {i} %s\\n' $?; printf '\\n{token} {i}\\n' >&2\n",
                 p.script
             ));
         }
-        s.push_str("rm -f \"$__pgde\"\n");
-        if file_part.len() > "set --\n".len() {
-            s.push_str(&format!("printf '\\n{token} FILES\\n'\n"));
-            s.push_str(&file_part);
+        if paths.is_empty() && files.is_empty() && units.is_empty() {
+            return s;
+        }
+        s.push_str(&format!("printf '\\n{token} FOLD\\n'\n"));
+        if !paths.is_empty() {
             s.push_str(&format!(
-                "if [ $# -gt 0 ]; then printf '{token} STAT\\n'; stat -c '%U %G %a' -- \"$@\"; printf '{token} SHA\\n'; sha256sum -- \"$@\"; fi\nprintf '{token} END\\n'\n"
+                "printf '{token} PATHS\\n'\nset --\n{paths}if [ $# -gt 0 ]; then printf '{token} PSTAT\\n'; stat -c '%U %G %a' -- \"$@\"; fi\n"
             ));
         }
+        if !files.is_empty() {
+            s.push_str(&format!(
+                "printf '{token} FILES\\n'\nset --\n{files}if [ $# -gt 0 ]; then printf '{token} STAT\\n'; stat -c '%U %G %a' -- \"$@\"; printf '{token} SHA\\n'; sha256sum -- \"$@\"; fi\n"
+            ));
+        }
+        if !units.is_empty() {
+            let (order, names): (Vec<String>, Vec<String>) =
+                units.into_iter().map(|(i, n)| (i.to_string(), n)).unzip();
+            s.push_str(&format!(
+                "printf '{token} UNITS {}\\n'\n{} {}\nprintf '\\n{token} UEXIT %s\\n' $?\n",
+                order.join(" "),
+                super::service::SHOW,
+                names.join(" ")
+            ));
+        }
+        s.push_str(&format!("printf '{token} END\\n'\n"));
         s
     }
 
@@ -238,11 +288,19 @@ impl ReadAhead {
         out
     }
 
-    /// Adds another batch's answers (`Serve` only).
+    /// Adds another batch's answers (`Serve` only). A probe both hold keeps the newer answer
+    /// for the uses of both: nothing changed in between, or the batches would be gone.
     pub fn extend(&self, other: ReadAhead) {
         if let (ReadAhead::Serve(mine), ReadAhead::Serve(theirs)) = (self, other) {
             if let (Ok(mut m), Ok(t)) = (mine.lock(), theirs.into_inner()) {
-                m.extend(t);
+                for (probe, (out, uses)) in t {
+                    m.entry(probe)
+                        .and_modify(|(o, n)| {
+                            *o = out.clone();
+                            *n += uses;
+                        })
+                        .or_insert((out, uses));
+                }
             }
         }
     }
@@ -254,31 +312,26 @@ impl ReadAhead {
 
     /// Reads the batch's output into answers for `Serve` mode. Probes whose part is missing
     /// or malformed are left out (they run live).
-    pub fn serve(probes: Vec<(Probe, usize)>, batch_stdout: &[u8], token: &str) -> ReadAhead {
+    pub fn serve(probes: Vec<(Probe, usize)>, batch: &Output, token: &str) -> ReadAhead {
         let mut answers = HashMap::new();
-        let marker = format!("\n{token} ");
-        let end = format!("\n{token}\n");
-        let text = String::from_utf8_lossy(batch_stdout);
-        let (probe_part, file_part) = match text.split_once(&format!("\n{token} FILES\n")) {
-            Some((p, f)) => (p.to_string(), Some(f.to_string())),
-            None => (text.to_string(), None),
+        let text = String::from_utf8_lossy(&batch.stdout);
+        let (probe_part, fold_part) = match text.split_once(&format!("\n{token} FOLD\n")) {
+            Some((p, f)) => (p, Some(f)),
+            None => (&*text, None),
         };
-        if let Some(f) = file_part {
-            file_answers(&probes, &f, token, &mut answers);
+        if let Some(f) = fold_part {
+            fold_answers(&probes, f, token, &mut answers);
         }
-        let mut rest: &str = &probe_part;
+        let errors = stderr_parts(&String::from_utf8_lossy(&batch.stderr), token);
+        let marker = format!("\n{token} ");
+        let mut rest: &str = probe_part;
         while let Some(at) = rest.find(&marker) {
+            // Each token line follows a newline of the batch's own, so an empty stdout ends at 0.
             let stdout = &rest[..at];
-            let after = &rest[at + marker.len()..];
-            let Some((head, tail)) = after.split_once('\n') else {
+            let Some((head, tail)) = rest[at + marker.len()..].split_once('\n') else {
                 break;
             };
-            // Each token line follows a newline of the batch's own, so an empty stderr ends at 0.
-            let Some(stop) = tail.find(&end) else {
-                break;
-            };
-            let stderr = &tail[..stop];
-            rest = &tail[stop + end.len()..];
+            rest = tail;
             let mut w = head.split_whitespace();
             let (Some(Ok(i)), Some(Ok(code))) = (
                 w.next().map(str::parse::<usize>),
@@ -286,7 +339,7 @@ impl ReadAhead {
             ) else {
                 continue;
             };
-            if let Some((p, uses)) = probes.get(i) {
+            if let (Some((p, uses)), Some(stderr)) = (probes.get(i), errors.get(&i)) {
                 let out = Output {
                     code,
                     stdout: stdout.as_bytes().to_vec(),
@@ -299,67 +352,139 @@ impl ReadAhead {
     }
 }
 
-/// Answers for the file probes from the batch's files section: each path's kind, then the
-/// `stat` and `sha256sum` lines of the regular files in order. When the counts do not add up
-/// (a file could not be read, say), none is answered: those probes run live.
-fn file_answers(
+/// Each probe's stderr, by index: what precedes its token line on the batch's stderr.
+fn stderr_parts(text: &str, token: &str) -> HashMap<usize, String> {
+    let marker = format!("\n{token} ");
+    let mut parts = HashMap::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(&marker) {
+        let part = &rest[..at];
+        let Some((head, tail)) = rest[at + marker.len()..].split_once('\n') else {
+            break;
+        };
+        rest = tail;
+        if let Ok(i) = head.trim().parse::<usize>() {
+            parts.insert(i, part.to_string());
+        }
+    }
+    parts
+}
+
+/// The fold section's parts: each from a `token NAME ...` line to the next, its head (the
+/// rest of that line) and its lines. None when the section did not reach its end.
+fn fold_parts<'a>(section: &'a str, token: &str) -> Option<Vec<(&'a str, Vec<&'a str>)>> {
+    let mut parts: Vec<(&str, Vec<&str>)> = Vec::new();
+    let prefix = format!("{token} ");
+    for line in section.lines() {
+        match line.strip_prefix(&prefix) {
+            Some("END") => return Some(parts),
+            Some(head) => parts.push((head, Vec::new())),
+            None => parts.last_mut()?.1.push(line),
+        }
+    }
+    None
+}
+
+/// Answers for the folded probes, each as its own probe would have printed it. A kind whose
+/// counts do not add up (a path gone between the test and the `stat`, say) answers nothing:
+/// those probes run live.
+fn fold_answers(
     probes: &[(Probe, usize)],
     section: &str,
     token: &str,
     answers: &mut HashMap<Probe, (Output, usize)>,
 ) {
-    // kinds, then (when there are regular files) `STAT` lines and `SHA` lines, then `END`.
-    let Some((body, _)) = section.split_once(&format!("{token} END\n")) else {
+    let Some(parts) = fold_parts(section, token) else {
         return;
     };
-    let (kinds, stats, shas) = match body.split_once(&format!("{token} STAT\n")) {
-        None => (body, vec![], vec![]),
-        Some((kinds, rest)) => {
-            let Some((st, sh)) = rest.split_once(&format!("{token} SHA\n")) else {
-                return;
+    let part = |name: &str| {
+        parts
+            .iter()
+            .find(|(h, _)| *h == name)
+            .map(|(_, l)| l.clone())
+            .unwrap_or_default()
+    };
+    let mut give = |i: usize, stdout: String| {
+        if let Some((p, uses)) = probes.get(i) {
+            let out = Output {
+                code: 0,
+                stdout: stdout.into_bytes(),
+                stderr: vec![],
             };
-            (kinds, st.lines().collect(), sh.lines().collect::<Vec<_>>())
+            answers.insert(p.clone(), (out, *uses));
         }
     };
-    let mut regular = 0;
-    let mut found = Vec::new();
-    for line in kinds.lines() {
-        let Some((i, kind)) = line.split_once(' ') else {
-            continue;
-        };
-        let Ok(i) = i.parse::<usize>() else { continue };
-        found.push((i, kind.to_string(), regular));
-        if kind == "F" {
-            regular += 1;
+    // Paths (file's probe): kind, then the owner, group and mode of those that exist.
+    let kinds = indexed_kinds(&part("PATHS"));
+    let stats = part("PSTAT");
+    if kinds.iter().filter(|(_, k)| *k != "L" && *k != "A").count() == stats.len() {
+        let mut stats = stats.iter();
+        for (i, kind) in kinds {
+            match kind {
+                "D" | "F" => {
+                    let name = if kind == "D" { "directory" } else { "file" };
+                    give(i, format!("{name}\n{}\n", stats.next().unwrap_or(&"")));
+                }
+                "A" => give(i, "absent\n\n".into()),
+                _ => {}
+            }
         }
     }
-    if stats.len() != regular || shas.len() != regular {
-        return;
+    // Files (files::probe_script without content): kind, hash, owner, group, mode.
+    let kinds = indexed_kinds(&part("FILES"));
+    let (stats, shas) = (part("STAT"), part("SHA"));
+    let regular = kinds.iter().filter(|(_, k)| *k == "F").count();
+    if stats.len() == regular && shas.len() == regular {
+        let mut k = 0;
+        for (i, kind) in kinds {
+            let stdout = match kind {
+                "D" => "DIR\n".to_string(),
+                "A" => "ABSENT\n".to_string(),
+                _ => {
+                    // sha256sum escapes odd names with a leading backslash; the hash follows.
+                    let hash = shas[k]
+                        .trim_start_matches('\\')
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default();
+                    k += 1;
+                    format!("FILE\n{hash}  -\n{}\n\n", stats[k - 1])
+                }
+            };
+            give(i, stdout);
+        }
     }
-    for (i, kind, k) in found {
-        let Some((p, uses)) = probes.get(i) else {
-            continue;
-        };
-        let stdout = match kind.as_str() {
-            "D" => "DIR\n".to_string(),
-            "A" => "ABSENT\n".to_string(),
-            _ => {
-                // sha256sum escapes odd names with a leading backslash; the hash follows.
-                let hash = shas[k]
-                    .trim_start_matches('\\')
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default();
-                format!("FILE\n{hash}  -\n{}\n\n", stats[k])
+    // Units (service's probe): systemctl prints one block per unit, a blank line between.
+    if let Some((head, lines)) = parts.iter().find(|(h, _)| h.starts_with("UNITS ")) {
+        let order: Vec<usize> = head["UNITS ".len()..]
+            .split_whitespace()
+            .filter_map(|i| i.parse().ok())
+            .collect();
+        let blocks: Vec<String> = lines
+            .join("\n")
+            .trim_end_matches('\n')
+            .split("\n\n")
+            .map(|b| format!("{b}\n"))
+            .collect();
+        // Units systemd could not read (a name it refuses) fail the call: none is answered.
+        let read = parts.iter().any(|(h, _)| *h == "UEXIT 0");
+        if read && blocks.len() == order.len() {
+            for (i, block) in order.into_iter().zip(blocks) {
+                give(i, block);
             }
-        };
-        let out = Output {
-            code: 0,
-            stdout: stdout.into_bytes(),
-            stderr: vec![],
-        };
-        answers.insert(p.clone(), (out, *uses));
+        }
     }
+}
+
+/// `index kind` lines.
+fn indexed_kinds<'a>(lines: &[&'a str]) -> Vec<(usize, &'a str)> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let (i, kind) = l.split_once(' ')?;
+            Some((i.parse().ok()?, kind))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -398,7 +523,7 @@ mod tests {
             .arg(ReadAhead::batch_script(&batch, &HashMap::new(), "TOK"))
             .output()
             .unwrap();
-        let ra = ReadAhead::serve(distinct, &out.stdout, "TOK");
+        let ra = ReadAhead::serve(distinct, &output(out), "TOK");
         assert_eq!(ra.answer(&probes[0]).unwrap().stdout, b"a\nb\n\n");
         let e = ra.answer(&probes[1]).unwrap();
         assert_eq!(
@@ -422,56 +547,102 @@ mod tests {
         assert!(ra.answer(&probes[3]).is_none());
     }
 
-    /// The files section answers exactly what each file probe would have printed.
+    fn output(o: std::process::Output) -> Output {
+        Output {
+            code: o.status.code().unwrap_or(255) as u32,
+            stdout: o.stdout,
+            stderr: o.stderr,
+        }
+    }
+
+    fn plain(script: String) -> Probe {
+        Probe {
+            script,
+            user: None,
+            env: vec![],
+            stdin: None,
+            keeps_failure: false,
+        }
+    }
+
+    /// Folded probes (files, paths, units) are answered exactly as each would have been.
     #[test]
-    fn file_probes_are_answered_together_as_each_would_be() {
+    fn folded_probes_are_answered_together_as_each_would_be() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         std::fs::create_dir(d.join("sub")).unwrap();
         std::fs::write(d.join("a file"), "x\n").unwrap();
         std::fs::write(d.join("b"), "").unwrap();
-        let paths: Vec<String> = ["sub", "a file", "missing", "b"]
+        std::os::unix::fs::symlink(d.join("sub"), d.join("link")).unwrap();
+        let paths: Vec<String> = ["sub", "a file", "missing", "b", "link"]
             .iter()
             .map(|n| d.join(n).display().to_string())
             .collect();
-        // files::probe_file's own probe, without content.
-        let script = |p: &str| super::super::files::probe_script(p, false);
-        let mut files = HashMap::new();
-        let mut probes = vec![Probe {
-            script: "echo other".into(),
-            user: None,
-            env: vec![],
-            stdin: None,
-            keeps_failure: false,
-        }];
+        // systemd is not here: a stand-in prints what `systemctl show` prints, a block per
+        // unit and a blank line between them.
+        let systemctl = "systemctl() { shift 7; n=0; for u; do [ $n -gt 0 ] && echo; n=1; \
+            printf 'LoadState=loaded\\nActiveState=active\\nUnitFileState=%s\\n' \"$u\"; done; }\n";
+        let mut folds = HashMap::new();
+        let mut probes = vec![plain("echo other".into())];
         for p in &paths {
-            files.insert(script(p), p.clone());
-            probes.push(Probe {
-                script: script(p),
-                user: None,
-                env: vec![],
-                stdin: None,
-                keeps_failure: false,
-            });
+            for (script, fold) in [
+                (
+                    super::super::files::probe_script(p, false),
+                    Fold::File(p.clone()),
+                ),
+                (super::super::file::probe_script(p), Fold::Path(p.clone())),
+            ] {
+                folds.insert(script.clone(), fold);
+                probes.push(plain(script));
+            }
         }
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(ReadAhead::batch_script(&probes, &files, "TOK"))
-            .output()
-            .unwrap();
-        let ra = ReadAhead::serve(ReadAhead::distinct(probes.clone()), &out.stdout, "TOK");
+        for unit in ["etcd", "patroni"] {
+            let script = super::super::service::show(unit);
+            folds.insert(script.clone(), Fold::Unit(unit.into()));
+            probes.push(plain(script));
+        }
+        let run = |script: &str| {
+            output(
+                std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("{systemctl}{script}"))
+                    .output()
+                    .unwrap(),
+            )
+        };
+        let batch = run(&ReadAhead::batch_script(&probes, &folds, "TOK"));
+        let ra = ReadAhead::serve(ReadAhead::distinct(probes.clone()), &batch, "TOK");
         assert_eq!(ra.answer(&probes[0]).unwrap().stdout, b"other\n");
         for p in &probes[1..] {
-            let direct = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(&p.script)
-                .output()
-                .unwrap();
-            let got = ra.answer(p).expect("answered from the files section");
+            let direct = run(&p.script);
+            let Some(got) = ra.answer(p) else {
+                // Only a link's path probe runs live (its target is read then).
+                assert!(
+                    p.script.contains("readlink") && p.script.contains("/link"),
+                    "{}",
+                    p.script
+                );
+                continue;
+            };
             assert_eq!(
                 String::from_utf8_lossy(&got.stdout),
-                String::from_utf8_lossy(&direct.stdout)
+                String::from_utf8_lossy(&direct.stdout),
+                "{}",
+                p.script
             );
         }
+        // A unit systemd refuses fails the call: no unit is answered (each runs live).
+        let refusing = format!("{systemctl}systemctl() {{ echo 'LoadState=loaded'; return 1; }}\n");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "{refusing}{}",
+                ReadAhead::batch_script(&probes, &folds, "TOK")
+            ))
+            .output()
+            .unwrap();
+        let ra = ReadAhead::serve(ReadAhead::distinct(probes.clone()), &output(out), "TOK");
+        assert!(ra.answer(probes.last().unwrap()).is_none());
+        assert!(ra.answer(&probes[1]).is_some());
     }
 }

@@ -24,19 +24,23 @@ struct Args {
 }
 
 /// The unit's state, in one command.
-fn show(name: &str) -> String {
-    format!(
-        "systemctl show -p ActiveState -p UnitFileState -p LoadState {}",
-        quote(name)
-    )
+/// The unit's state (a batch asks for every unit's in one call: `Fold::Unit`).
+pub fn show(name: &str) -> String {
+    format!("{SHOW} {}", quote(name))
 }
+
+/// What the probe asks systemd.
+pub const SHOW: &str = "systemctl show -p ActiveState -p UnitFileState -p LoadState";
 
 /// The unit's state; none to run ahead when a daemon-reload (which writes) comes first.
 fn probe(p: &Params<'_>, ctx: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
     let a: Args = p.parse()?;
     let reloads = (a.daemon_reload || a.daemon_reexec) && !ctx.check;
     Ok(match a.name {
-        Some(name) if !reloads => ProbeCmd::script(show(&name)),
+        Some(name) if !reloads => Some(ProbeCmd {
+            fold: Some(super::readahead::Fold::Unit(name.clone())),
+            ..ProbeCmd::plain(show(&name))
+        }),
         _ => None,
     })
 }
@@ -172,7 +176,7 @@ pub const SYSTEMD: Spec = Spec {
         "force",
         "not supported; remove the stale unit link with `file: state=absent`",
     )],
-    ..Spec::planned("systemd", probe, |p, ctx, answer| {
+    ..Spec::host_state("systemd", probe, |p, ctx, answer| {
         Box::pin(plan(p, ctx, answer))
     })
 };
@@ -188,7 +192,7 @@ pub const SERVICE: Spec = Spec {
         ("args", "pgdeploy manages systemd units only"),
         ("use", "pgdeploy manages systemd units only"),
     ],
-    ..Spec::planned("service", probe, |p, ctx, answer| {
+    ..Spec::host_state("service", probe, |p, ctx, answer| {
         Box::pin(plan(p, ctx, answer))
     })
 };

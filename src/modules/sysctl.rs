@@ -131,7 +131,7 @@ fn check_name(name: &str) -> Result<()> {
 /// The `sysctl` module.
 pub const SYSCTL: Spec = Spec {
     params: args::fields::<Args>,
-    ..Spec::planned("sysctl", probe, |p, _, answer| Box::pin(plan(p, answer)))
+    ..Spec::host_state("sysctl", probe, |p, _, answer| Box::pin(plan(p, answer)))
 };
 
 #[cfg(test)]

@@ -219,7 +219,7 @@ pub const USER: Spec = Spec {
         ("expires", "not supported; use `command: chage -E ...`"),
         ("non_unique", "not supported: ids are unique"),
     ],
-    ..Spec::planned("user", user_probe, |p, _, answer| {
+    ..Spec::host_state("user", user_probe, |p, _, answer| {
         Box::pin(user_plan(p, answer))
     })
 };
@@ -228,7 +228,7 @@ pub const USER: Spec = Spec {
 pub const GROUP: Spec = Spec {
     params: args::fields::<GroupArgs>,
     refused: &[("non_unique", "not supported: ids are unique")],
-    ..Spec::planned("group", group_probe, |p, _, answer| {
+    ..Spec::host_state("group", group_probe, |p, _, answer| {
         Box::pin(group_plan(p, answer))
     })
 };
