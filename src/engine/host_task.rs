@@ -404,10 +404,12 @@ impl Engine {
         };
         given.extend(params.clone());
         let given_count = given.len();
-        let mut rendered = if matches!(ahead, Some(ReadAhead::Record(..))) {
-            // Read ahead, a parameter that cannot be worked out yet (from an earlier task's
-            // result) is left out: a probe that does not use it is the task's own; one that
-            // does comes out different from the task's, which then probes live.
+        let lenient = matches!(ahead, Some(ReadAhead::Record(..))) && modules::quick_probe(name);
+        let mut rendered = if lenient {
+            // Read ahead, a parameter of a quick probe's module that cannot be worked out yet
+            // (from an earlier task's result) is left out: a probe that does not use it is the
+            // task's own; one that does comes out different from the task's, which then
+            // probes live. (Another module's probe, psql's say, could connect elsewhere.)
             given
                 .into_iter()
                 .filter_map(|(k, v)| {

@@ -50,6 +50,8 @@ pub enum Fold {
     Path(String),
     /// `service::show` of this unit: one `systemctl show` for every unit.
     Unit(String),
+    /// `sysctl::probe_script`: the file read once, one `head` for every live value.
+    Sysctl { file: String, path: String },
 }
 
 pub enum ReadAhead {
@@ -203,6 +205,7 @@ impl ReadAhead {
     pub fn batch_script(probes: &[Probe], folds: &HashMap<String, Fold>, token: &str) -> String {
         let mut s = String::new();
         let (mut paths, mut files, mut units) = (String::new(), String::new(), Vec::new());
+        let mut sysctl: Vec<(&str, Vec<(usize, &str)>)> = Vec::new();
         for (i, p) in probes.iter().enumerate() {
             match folds.get(&p.script) {
                 Some(Fold::Path(path)) => {
@@ -224,6 +227,13 @@ impl ReadAhead {
                     units.push((i, quote(name)));
                     continue;
                 }
+                Some(Fold::Sysctl { file, path }) => {
+                    match sysctl.iter_mut().find(|(f, _)| f == file) {
+                        Some((_, keys)) => keys.push((i, path)),
+                        None => sysctl.push((file, vec![(i, path)])),
+                    }
+                    continue;
+                }
                 None => {}
             }
             let input = match &p.stdin {
@@ -241,7 +251,7 @@ impl ReadAhead {
                 p.script
             ));
         }
-        if paths.is_empty() && files.is_empty() && units.is_empty() {
+        if paths.is_empty() && files.is_empty() && units.is_empty() && sysctl.is_empty() {
             return s;
         }
         s.push_str(&format!("printf '\\n{token} FOLD\\n'\n"));
@@ -263,6 +273,22 @@ impl ReadAhead {
                 order.join(" "),
                 super::service::SHOW,
                 names.join(" ")
+            ));
+        }
+        for (file, keys) in sysctl {
+            // The file's lines as the probe prints them, then `head -v`'s block per value
+            // ("==> path <==" before each; a key this kernel lacks has none).
+            // Each probe's index and path in the head line (`sysctl::check_name` keeps spaces
+            // and quotes out of the path).
+            let (order, paths): (Vec<String>, Vec<String>) = keys
+                .into_iter()
+                .map(|(i, p)| (format!("{i}:{p}"), quote(p)))
+                .unzip();
+            let f = quote(file);
+            s.push_str(&format!(
+                "printf '{token} SYSCTL {}\\n'\nif [ -r {f} ]; then while IFS= read -r l || [ -n \"$l\" ]; do printf '%s\\n' \"$l\"; done < {f}; fi\nprintf '{token} LIVE\\n'\nhead -v -c 65536 -- {} 2>/dev/null\nprintf '\\n'\n",
+                order.join(" "),
+                paths.join(" ")
             ));
         }
         s.push_str(&format!("printf '{token} END\\n'\n"));
@@ -375,7 +401,8 @@ fn stderr_parts(text: &str, token: &str) -> HashMap<usize, String> {
 fn fold_parts<'a>(section: &'a str, token: &str) -> Option<Vec<(&'a str, Vec<&'a str>)>> {
     let mut parts: Vec<(&str, Vec<&str>)> = Vec::new();
     let prefix = format!("{token} ");
-    for line in section.lines() {
+    // Split on \n alone: a line's own \r (a file written on Windows) stays, as each probe prints it.
+    for line in section.split('\n') {
         match line.strip_prefix(&prefix) {
             Some("END") => return Some(parts),
             Some(head) => parts.push((head, Vec::new())),
@@ -473,6 +500,71 @@ fn fold_answers(
                 give(i, block);
             }
         }
+    }
+    // Sysctl (sysctl's probe): per file, its lines then the live values.
+    for (k, (head, lines)) in parts.iter().enumerate() {
+        let Some(order) = head.strip_prefix("SYSCTL ") else {
+            continue;
+        };
+        let order: Vec<(usize, &str)> = order
+            .split_whitespace()
+            .filter_map(|w| {
+                let (i, path) = w.split_once(':')?;
+                Some((i.parse().ok()?, path))
+            })
+            .collect();
+        let Some(("LIVE", live)) = parts.get(k + 1).map(|(h, l)| (*h, l)) else {
+            continue;
+        };
+        sysctl_answers(&order, probes, lines, live, &mut give);
+    }
+}
+
+/// Answers for the sysctl probes of one file: its lines, `--`, and each key's live value from
+/// `head -v`'s blocks (a key without a block has no value, as `cat 2>/dev/null` prints none).
+fn sysctl_answers(
+    order: &[(usize, &str)],
+    probes: &[(Probe, usize)],
+    file: &[&str],
+    live: &[&str],
+    give: &mut impl FnMut(usize, String),
+) {
+    let mut values: HashMap<&str, Vec<&str>> = HashMap::new();
+    let mut current: Option<&str> = None;
+    for line in live {
+        if let Some(path) = line
+            .strip_prefix("==> ")
+            .and_then(|l| l.strip_suffix(" <=="))
+        {
+            current = Some(path);
+            values.insert(path, Vec::new());
+        } else if let Some(v) = current.and_then(|c| values.get_mut(c)) {
+            v.push(line);
+        }
+    }
+    let mut text = String::new();
+    for l in file {
+        text.push_str(l);
+        text.push('\n');
+    }
+    text.push_str("--\n");
+    for &(i, path) in order {
+        if probes.get(i).is_none() {
+            continue;
+        }
+        let mut answer = text.clone();
+        if let Some(lines) = values.get(path) {
+            // head puts a blank line between blocks; a value ends with its own newline.
+            let lines = match lines.last() {
+                Some(&"") => &lines[..lines.len() - 1],
+                _ => &lines[..],
+            };
+            for l in lines {
+                answer.push_str(l);
+                answer.push('\n');
+            }
+        }
+        give(i, answer);
     }
 }
 
@@ -595,6 +687,20 @@ mod tests {
                 folds.insert(script.clone(), fold);
                 probes.push(plain(script));
             }
+        }
+        // Two files' kernel parameters, one that this kernel lacks (no value, as `cat` gives
+        // none); a net.* key (those files answer a read at an offset with nothing).
+        let conf = d.join("90-x.conf").display().to_string();
+        std::fs::write(&conf, "net.core.somaxconn = 4096\n--\nvm.swappiness=1").unwrap();
+        for (name, file) in [
+            ("net.core.somaxconn", conf.as_str()),
+            ("net.ipv4.ip_local_port_range", conf.as_str()),
+            ("kernel.no_such_key", conf.as_str()),
+            ("vm.swappiness", "/nonexistent/99.conf"),
+        ] {
+            let cmd = super::super::sysctl::probe_of(name, file).unwrap();
+            folds.insert(cmd.script.clone(), cmd.fold.unwrap());
+            probes.push(plain(cmd.script));
         }
         for unit in ["etcd", "patroni"] {
             let script = super::super::service::show(unit);

@@ -92,5 +92,5 @@ pub const STAT: Spec = Spec {
         ("get_mime", "not supported"),
         ("get_attributes", "not supported"),
     ],
-    ..Spec::host_state("stat", probe, |p, _, answer| Box::pin(plan(p, answer)))
+    ..Spec::planned("stat", probe, |p, _, answer| Box::pin(plan(p, answer)))
 };

@@ -1,5 +1,6 @@
 //! sysctl: a kernel parameter in a sysctl file and (by default) live.
 
+use super::readahead::Fold;
 use super::{args, probed, Apply, ModuleCtx, Outcome, Params, Plan, ProbeCmd, Spec};
 use crate::transport::quote;
 use crate::transport::Output;
@@ -26,13 +27,29 @@ const DEFAULT_FILE: &str = "/etc/sysctl.d/99-pgdeploy.conf";
 /// then the live value (`cat`: /proc/sys/net files answer a read at an offset with nothing, so
 /// the shell's byte-at-a-time `read` sees one character).
 fn probe(p: &Params<'_>, _: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
-    Ok(ProbeCmd::script(probe_script(&p.parse()?)?))
+    let a: Args = p.parse()?;
+    probe_of(&a.name, a.sysctl_file.as_deref().unwrap_or(DEFAULT_FILE)).map(Some)
 }
 
-fn probe_script(a: &Args) -> Result<String> {
-    check_name(&a.name)?;
-    let file = a.sysctl_file.as_deref().unwrap_or(DEFAULT_FILE);
-    let path = format!("/proc/sys/{}", a.name.replace('.', "/"));
+/// The probe of `name` in `file` (a batch reads the file once for all its keys: `Fold`).
+pub fn probe_of(name: &str, file: &str) -> Result<ProbeCmd> {
+    Ok(ProbeCmd {
+        fold: Some(Fold::Sysctl {
+            file: file.to_string(),
+            path: live_path(name),
+        }),
+        ..ProbeCmd::plain(probe_script(name, file)?)
+    })
+}
+
+/// Where the kernel shows the parameter's live value.
+fn live_path(name: &str) -> String {
+    format!("/proc/sys/{}", name.replace('.', "/"))
+}
+
+fn probe_script(name: &str, file: &str) -> Result<String> {
+    check_name(name)?;
+    let path = live_path(name);
     Ok(format!(
         "if [ -r {f} ]; then while IFS= read -r l || [ -n \"$l\" ]; do printf '%s\\n' \"$l\"; done < {f}; fi; echo '--'; cat {p} 2>/dev/null",
         f = quote(file),
@@ -159,7 +176,8 @@ mod tests {
             module: "sysctl",
             map: args.as_object().unwrap(),
         };
-        let script = probe_script(&p.parse::<Args>().unwrap()).unwrap();
+        let a = p.parse::<Args>().unwrap();
+        let script = probe_script(&a.name, a.sysctl_file.as_deref().unwrap()).unwrap();
         let out = std::process::Command::new("sh")
             .arg("-c")
             .arg(&script)
