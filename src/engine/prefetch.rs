@@ -367,7 +367,7 @@ impl Engine {
         host: &str,
         recorder: &ReadAhead,
     ) -> Result<Option<ReadAhead>> {
-        let files = recorder.folds();
+        let folds = recorder.folds();
         let distinct = ReadAhead::distinct(recorder.recorded());
         let exchanges = recorder.take_exchanges();
         if distinct.len() + exchanges.len() < 2 && distinct.iter().all(|(_, n)| *n < 2) {
@@ -392,11 +392,11 @@ impl Engine {
         let (first, rest): (Vec<_>, Vec<_>) = groups.into_iter().partition(|(_, f, _)| *f);
         // Each group its own command, all at once (channels of the one connection).
         let run_groups = |groups: Vec<Group>| {
-            let (conn, files) = (&conn, &files);
+            let (conn, folds) = (&conn, &folds);
             futures::future::join_all(
                 groups
                     .into_iter()
-                    .map(move |(runs_as, _, probes)| self.run_group(conn, files, runs_as, probes)),
+                    .map(move |(runs_as, _, probes)| self.run_group(conn, folds, runs_as, probes)),
             )
         };
         let requests = async {
