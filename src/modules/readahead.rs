@@ -128,12 +128,7 @@ impl ReadAhead {
                         stderr: why.into_bytes(),
                     },
                 };
-                a.entry(key)
-                    .and_modify(|(o, n)| {
-                        *o = out.clone();
-                        *n += uses;
-                    })
-                    .or_insert((out, uses));
+                add(&mut a, key, out, uses);
             }
         }
     }
@@ -320,12 +315,7 @@ impl ReadAhead {
         if let (ReadAhead::Serve(mine), ReadAhead::Serve(theirs)) = (self, other) {
             if let (Ok(mut m), Ok(t)) = (mine.lock(), theirs.into_inner()) {
                 for (probe, (out, uses)) in t {
-                    m.entry(probe)
-                        .and_modify(|(o, n)| {
-                            *o = out.clone();
-                            *n += uses;
-                        })
-                        .or_insert((out, uses));
+                    add(&mut m, probe, out, uses);
                 }
             }
         }
@@ -376,6 +366,14 @@ impl ReadAhead {
         }
         ReadAhead::Serve(Mutex::new(answers))
     }
+}
+
+/// Adds an answer for `uses` more tasks: one already there for the same probe is replaced
+/// by the newer (nothing changed in between, or the batches would be gone) and keeps its uses.
+fn add(answers: &mut HashMap<Probe, (Output, usize)>, probe: Probe, out: Output, uses: usize) {
+    let (o, n) = answers.entry(probe).or_insert((Output::default(), 0));
+    *o = out;
+    *n += uses;
 }
 
 /// Each probe's stderr, by index: what precedes its token line on the batch's stderr.
