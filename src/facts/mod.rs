@@ -11,21 +11,29 @@ h=; read -r h < /proc/sys/kernel/hostname 2>/dev/null || h=$(hostname)
 echo "hostname=$h"
 echo "fqdn=$(hostname -f 2>/dev/null || echo "$h")"
 while read -r k v _; do if [ "$k" = "MemTotal:" ]; then echo "mem_kb=$v"; break; fi; done < /proc/meminfo
-echo "cpus=$(nproc 2>/dev/null || echo 1)"
+# The CPUs this shell may run on (what nproc counts), from its own status.
+n=0; while read -r k v; do
+  [ "$k" = Cpus_allowed_list: ] || continue
+  IFS=,; for r in $v; do case "$r" in *-*) n=$((n + ${r#*-} - ${r%-*} + 1)) ;; *) n=$((n + 1)) ;; esac; done; unset IFS
+done < /proc/self/status
+[ "$n" -gt 0 ] || n=$(nproc 2>/dev/null || echo 1)
+echo "cpus=$n"
 dev=; gw=
 set -- $(ip -4 route show default 2>/dev/null)
 while [ $# -gt 1 ]; do case "$1" in dev) dev=$2 ;; via) gw=$2 ;; esac; shift; done
 addrs=; daddr=
-for line in $(ip -4 -o addr show scope global 2>/dev/null | tr ' ' '|'); do
-  IFS='|'; set -- $line; unset IFS
-  ifc=$2; shift 2
+out=$(ip -4 -o addr show scope global 2>/dev/null)
+while read -r _ ifc line; do
+  set -- $line
   while [ $# -gt 1 ] && [ "$1" != inet ]; do shift; done
   [ "$1" = inet ] || continue
   a=$2
   [ -n "$dev" ] || dev=$ifc
   if [ "$ifc" = "$dev" ] && [ -z "$daddr" ]; then daddr=$a; fi
   addrs="$addrs${a%%/*} "
-done
+done <<EOF
+$out
+EOF
 echo "default_dev=$dev"; echo "default_gw=$gw"; echo "default_addr=$daddr"
 mac=; [ -n "$dev" ] && read -r mac < /sys/class/net/"$dev"/address 2>/dev/null
 echo "default_mac=$mac"
@@ -35,7 +43,10 @@ if [ -d /run/systemd/system ]; then echo "systemd=yes"; else echo "systemd=no"; 
 virt=$(systemd-detect-virt -c 2>/dev/null); [ -n "$virt" ] || { [ -f /run/systemd/container ] && read -r virt < /run/systemd/container; }
 [ -n "$virt" ] || { [ -f /.dockerenv ] && virt=docker; }
 echo "container=$virt"
-ids=$(id); uid=${ids#uid=}; user=${uid#*(}; echo "user=${user%%)*}"; echo "uid=${uid%%(*}"
+uid=; while read -r k v _; do [ "$k" = Uid: ] && { uid=$v; break; }; done < /proc/self/status
+user=; while IFS=: read -r name _ u _; do [ "$u" = "$uid" ] && { user=$name; break; }; done < /etc/passwd
+if [ -z "$uid" ] || [ -z "$user" ]; then ids=$(id); uid=${ids#uid=}; user=${uid#*(}; user=${user%%)*}; uid=${uid%%(*}; fi
+echo "user=$user"; echo "uid=$uid"
 set -- $(uname -r -m); echo "arch=$2"; echo "kernel=$1"
 echo "pkg_mgr=$(command -v apt-get >/dev/null && echo apt || { command -v dnf >/dev/null && echo dnf; })"
 "#;

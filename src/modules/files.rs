@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
 /// Files larger than this are not shown as text diffs (Ansible's `max_diff_size`, 104448).
-const MAX_DIFF_BYTES: usize = 104_448;
+pub const MAX_DIFF_BYTES: usize = 104_448;
 
 /// A change to one file, for `--diff`: a unified diff of text, or one line for a file that is
 /// binary or too large to show.
@@ -174,11 +174,14 @@ pub fn probe_script(path: &str, with_content: bool) -> String {
     )
 }
 
-/// `probe_script` declared as a module's probe: without content, a batch answers it with the
-/// other files' probes.
+/// `probe_script` declared as a module's probe: a batch answers it with the other files'
+/// probes.
 pub fn file_probe(path: &str, with_content: bool) -> Option<ProbeCmd> {
     Some(ProbeCmd {
-        fold: (!with_content).then(|| super::readahead::Fold::File(path.to_string())),
+        fold: Some(super::readahead::Fold::File {
+            path: path.to_string(),
+            content: with_content,
+        }),
         ..ProbeCmd::plain(probe_script(path, with_content))
     })
 }

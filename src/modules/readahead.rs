@@ -7,8 +7,11 @@
 //! everything after it runs live. After something changes the engine drops the batch, so
 //! later tasks probe again and never act on a stale answer (see `engine::prefetch`).
 
+use super::files::{hash_hex, MAX_DIFF_BYTES};
 use crate::transport::{quote, Connection, Output};
 use anyhow::Result;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
 use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -44,8 +47,9 @@ pub type ExchangeRun =
 /// them, exactly as each would have answered alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fold {
-    /// `files::probe_script` of this path without content: one `stat` and one `sha256sum`.
-    File(String),
+    /// `files::probe_script` of this path: one `stat` and one `sha256sum` for every file, and
+    /// one `head` for the content of those that show it.
+    File { path: String, content: bool },
     /// `file::probe_script` of this path: one `stat` (a link runs live: its target is read).
     Path(String),
     /// `service::show` of this unit: one `systemctl show` for every unit.
@@ -201,6 +205,7 @@ impl ReadAhead {
         let mut s = String::new();
         let (mut paths, mut files, mut units) = (String::new(), String::new(), Vec::new());
         let mut sysctl: Vec<(&str, Vec<(usize, &str)>)> = Vec::new();
+        let mut any_content = false;
         for (i, p) in probes.iter().enumerate() {
             match folds.get(&p.script) {
                 Some(Fold::Path(path)) => {
@@ -211,10 +216,16 @@ impl ReadAhead {
                     ));
                     continue;
                 }
-                Some(Fold::File(path)) => {
+                Some(Fold::File { path, content }) => {
+                    // A file whose content is shown is `C`; `$c` keeps its place in "$@".
                     let q = quote(path);
+                    let (kind, keep) = match content {
+                        true => ("C", " c=\"$c $#\";"),
+                        false => ("F", ""),
+                    };
+                    any_content |= content;
                     files.push_str(&format!(
-                        "if [ -d {q} ]; then echo '{i} D'; elif [ -e {q} ]; then echo '{i} F'; set -- \"$@\" {q}; else echo '{i} A'; fi\n"
+                        "if [ -d {q} ]; then echo '{i} D'; elif [ -e {q} ]; then echo '{i} {kind}'; set -- \"$@\" {q};{keep} else echo '{i} A'; fi\n"
                     ));
                     continue;
                 }
@@ -257,7 +268,7 @@ impl ReadAhead {
         }
         if !files.is_empty() {
             s.push_str(&format!(
-                "printf '{token} FILES\\n'\nset --\n{files}if [ $# -gt 0 ]; then printf '{token} STAT\\n'; stat -c '%U %G %a' -- \"$@\"; printf '{token} SHA\\n'; sha256sum -- \"$@\"; fi\n"
+                "printf '{token} FILES\\n'\nset --; c=\n{files}if [ $# -gt 0 ]; then printf '{token} STAT\\n'; stat -c '%U %G %a %s' -- \"$@\"; printf '{token} SHA\\n'; sha256sum -- \"$@\"; fi\n"
             ));
         }
         if !units.is_empty() {
@@ -287,6 +298,14 @@ impl ReadAhead {
             ));
         }
         s.push_str(&format!("printf '{token} END\\n'\n"));
+        if any_content {
+            // The shown files' bytes, raw and back to back, after the lines: each file's size
+            // (from `stat`) says where it ends, its hash that it was read whole.
+            s.push_str(&format!(
+                "printf '{token} CONTENT\\n'\nif [ -n \"$c\" ]; then k=$#; for n in $c; do eval \"set -- \\\"\\$@\\\" \\\"\\${{$n}}\\\"\"; done; shift $k; head -q -c {} -- \"$@\"; fi\nprintf '\\n{token} CEND\\n'\n",
+                MAX_DIFF_BYTES + 1
+            ));
+        }
         s
     }
 
@@ -336,7 +355,8 @@ impl ReadAhead {
             None => (&*text, None),
         };
         if let Some(f) = fold_part {
-            fold_answers(&probes, f, token, &mut answers);
+            let content = content_part(&batch.stdout, token);
+            fold_answers(&probes, f, content, token, &mut answers);
         }
         let errors = stderr_parts(&String::from_utf8_lossy(&batch.stderr), token);
         let marker = format!("\n{token} ");
@@ -410,12 +430,25 @@ fn fold_parts<'a>(section: &'a str, token: &str) -> Option<Vec<(&'a str, Vec<&'a
     None
 }
 
+/// The shown files' raw bytes, after the fold's lines (None when they did not all come).
+fn content_part<'a>(stdout: &'a [u8], token: &str) -> Option<&'a [u8]> {
+    let head = format!("{token} END\n{token} CONTENT\n");
+    let tail = format!("\n{token} CEND\n");
+    let start = stdout
+        .windows(head.len())
+        .position(|w| w == head.as_bytes())?
+        + head.len();
+    let end = stdout.len().checked_sub(tail.len())?;
+    (end >= start && stdout.ends_with(tail.as_bytes())).then(|| &stdout[start..end])
+}
+
 /// Answers for the folded probes, each as its own probe would have printed it. A kind whose
 /// counts do not add up (a path gone between the test and the `stat`, say) answers nothing:
 /// those probes run live.
 fn fold_answers(
     probes: &[(Probe, usize)],
     section: &str,
+    content: Option<&[u8]>,
     token: &str,
     answers: &mut HashMap<Probe, (Output, usize)>,
 ) {
@@ -455,25 +488,30 @@ fn fold_answers(
             }
         }
     }
-    // Files (files::probe_script without content): kind, hash, owner, group, mode.
+    // Files (files::probe_script): kind, hash, owner, group, mode (and content: `C`).
     let kinds = indexed_kinds(&part("FILES"));
     let (stats, shas) = (part("STAT"), part("SHA"));
-    let regular = kinds.iter().filter(|(_, k)| *k == "F").count();
+    let regular = kinds.iter().filter(|(_, k)| *k != "D" && *k != "A").count();
     if stats.len() == regular && shas.len() == regular {
+        let shown = shown_contents(&kinds, &stats, &shas, content);
         let mut k = 0;
         for (i, kind) in kinds {
             let stdout = match kind {
                 "D" => "DIR\n".to_string(),
                 "A" => "ABSENT\n".to_string(),
                 _ => {
-                    // sha256sum escapes odd names with a leading backslash; the hash follows.
-                    let hash = shas[k]
-                        .trim_start_matches('\\')
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default();
+                    let (hash, meta) = (sha_of(shas[k]), stats[k].rsplit_once(' '));
                     k += 1;
-                    format!("FILE\n{hash}  -\n{}\n\n", stats[k - 1])
+                    let Some((meta, _size)) = meta else { continue };
+                    let shown = match kind {
+                        "C" => match shown.as_ref().map(|s| s.get(&i)) {
+                            Some(Some(Some(bytes))) => format!("C:{}", B64.encode(bytes)),
+                            Some(Some(None)) => String::new(),
+                            _ => continue,
+                        },
+                        _ => String::new(),
+                    };
+                    format!("FILE\n{hash}  -\n{meta}\n{shown}\n")
                 }
             };
             give(i, stdout);
@@ -564,6 +602,48 @@ fn sysctl_answers(
         }
         give(i, answer);
     }
+}
+
+/// The hash in a `sha256sum` line (it escapes odd names with a leading backslash).
+fn sha_of(line: &str) -> &str {
+    line.trim_start_matches('\\')
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+}
+
+/// The content each `C` file's probe shows, by index (None: too large to show), cut from the
+/// raw bytes by the sizes `stat` gave. None for all when they do not add up or a file's bytes
+/// do not hash to what `sha256sum` read (it changed in between): those probes run live.
+fn shown_contents<'a>(
+    kinds: &[(usize, &str)],
+    stats: &[&str],
+    shas: &[&str],
+    content: Option<&'a [u8]>,
+) -> Option<HashMap<usize, Option<&'a [u8]>>> {
+    let mut rest = content?;
+    let mut shown = HashMap::new();
+    let regular = kinds.iter().filter(|(_, k)| *k != "D" && *k != "A");
+    for ((i, kind), (stat, sha)) in regular.zip(stats.iter().zip(shas)) {
+        if *kind != "C" {
+            continue;
+        }
+        let size: usize = stat.rsplit_once(' ')?.1.parse().ok()?;
+        let read = size.min(MAX_DIFF_BYTES + 1);
+        if rest.len() < read {
+            return None;
+        }
+        let (bytes, tail) = rest.split_at(read);
+        rest = tail;
+        if size > MAX_DIFF_BYTES {
+            shown.insert(*i, None);
+        } else if hash_hex(bytes) == sha_of(sha) {
+            shown.insert(*i, Some(bytes));
+        } else {
+            return None;
+        }
+    }
+    rest.is_empty().then_some(shown)
 }
 
 /// `index kind` lines.
@@ -663,8 +743,10 @@ mod tests {
         std::fs::create_dir(d.join("sub")).unwrap();
         std::fs::write(d.join("a file"), "x\n").unwrap();
         std::fs::write(d.join("b"), "").unwrap();
+        std::fs::write(d.join("bin"), [0u8, 0xff, b'\n', 0xc3]).unwrap();
+        std::fs::write(d.join("large"), vec![b'x'; MAX_DIFF_BYTES + 7]).unwrap();
         std::os::unix::fs::symlink(d.join("sub"), d.join("link")).unwrap();
-        let paths: Vec<String> = ["sub", "a file", "missing", "b", "link"]
+        let paths: Vec<String> = ["sub", "a file", "missing", "b", "bin", "large", "link"]
             .iter()
             .map(|n| d.join(n).display().to_string())
             .collect();
@@ -678,7 +760,17 @@ mod tests {
             for (script, fold) in [
                 (
                     super::super::files::probe_script(p, false),
-                    Fold::File(p.clone()),
+                    Fold::File {
+                        path: p.clone(),
+                        content: false,
+                    },
+                ),
+                (
+                    super::super::files::probe_script(p, true),
+                    Fold::File {
+                        path: p.clone(),
+                        content: true,
+                    },
                 ),
                 (super::super::file::probe_script(p), Fold::Path(p.clone())),
             ] {
@@ -747,6 +839,23 @@ mod tests {
             .unwrap();
         let ra = ReadAhead::serve(ReadAhead::distinct(probes.clone()), &output(out), "TOK");
         assert!(ra.answer(probes.last().unwrap()).is_none());
+        assert!(ra.answer(&probes[1]).is_some());
+
+        // A shown file that changed between `sha256sum` and `head` is not answered.
+        let shown = |ra: &ReadAhead| {
+            probes
+                .iter()
+                .filter(|p| p.script.contains("base64") && p.script.contains("a file"))
+                .map(|p| ra.answer(p).is_some())
+                .collect::<Vec<_>>()
+        };
+        let changing = format!(
+            "head() {{ printf 'y\\n' > {}; command head \"$@\"; }}\n{}",
+            quote(&paths[1]),
+            ReadAhead::batch_script(&probes, &folds, "TOK")
+        );
+        let ra = ReadAhead::serve(ReadAhead::distinct(probes.clone()), &run(&changing), "TOK");
+        assert_eq!(shown(&ra), [false]);
         assert!(ra.answer(&probes[1]).is_some());
     }
 }
