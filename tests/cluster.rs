@@ -173,6 +173,13 @@ fn type_b_deploys_converges_and_reruns_clean() {
     ok(lab.play("check.yml", CHECK, &with_secrets));
     // Reading ahead never runs a write early, even one its task calls read-only.
     ok(lab.play("read-ahead.yml", READ_AHEAD, &[]));
+    // Read-only queries read ahead share one psql session, each as it would run alone: one
+    // command for the three; a warning (stderr) leaves them all to run live, still right.
+    let shared = ok(lab.play("sql-session.yml", &sql_session(""), &[]));
+    assert_eq!(commands_of(&shared, "pgnode01"), 1, "{shared}");
+    let warning = "pg_cancel_backend(0) AS w, ";
+    let live = ok(lab.play("sql-warning.yml", &sql_session(warning), &[]));
+    assert_eq!(commands_of(&live, "pgnode01"), 4, "{live}");
 
     // The re-run changes nothing: no task reports a change and no file under /etc is written.
     ok(lab.play("mark.yml", MARK, &[]));
@@ -643,6 +650,47 @@ const READ_AHEAD: &str = r#"
         that:
           - seq.query_result[0].seq == 'first,second'
 "#;
+
+/// Three read-only queries (the first one selecting `first` too): session state one sets is
+/// gone for the next, values with a line break arrive whole.
+fn sql_session(first: &str) -> String {
+    format!(
+        r#"
+- hosts: master
+  gather_facts: no
+  become: yes
+  become_user: postgres
+  tasks:
+    - postgresql_query: {{ query: "SELECT {first}set_config('application_name', 'probe', false) AS a" }}
+      check_mode: false
+      register: a
+    - postgresql_query: {{ query: "SELECT current_setting('application_name') AS a, E'two\\nlines' AS t" }}
+      check_mode: false
+      register: b
+    - postgresql_query: {{ query: "SELECT count(*) AS n FROM pg_roles WHERE rolname = 'postgres'" }}
+      check_mode: false
+      register: c
+    - assert:
+        that:
+          - a.query_result[0].a == 'probe'
+          - b.query_result[0].a != 'probe'
+          - b.query_result[0].t == 'two\nlines'
+          - c.query_result[0].n | int == 1
+"#
+    )
+}
+
+/// The commands a host's connection ran, from the recap.
+fn commands_of(out: &str, host: &str) -> u64 {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&format!("{host} ")) && l.contains(" : ok="))
+        .unwrap_or_else(|| panic!("no recap line for {host}:\n{out}"));
+    line.rsplit("commands=")
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{line}"))
+}
 
 const CHECK: &str = r#"
 - hosts: master

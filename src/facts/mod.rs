@@ -40,7 +40,9 @@ echo "default_mac=$mac"
 df -P -B1 --output=target,size,avail 2>/dev/null | { read -r _; while read -r t sz av; do echo "mount=$t $sz $av"; done; }
 echo "all_addrs=$addrs"
 if [ -d /run/systemd/system ]; then echo "systemd=yes"; else echo "systemd=no"; fi
-virt=$(systemd-detect-virt -c 2>/dev/null); [ -n "$virt" ] || { [ -f /run/systemd/container ] && read -r virt < /run/systemd/container; }
+# systemd writes what container it runs in at boot; systemd-detect-virt looks further.
+virt=; [ -f /run/systemd/container ] && read -r virt < /run/systemd/container
+[ -n "$virt" ] || virt=$(systemd-detect-virt -c 2>/dev/null)
 [ -n "$virt" ] || { [ -f /.dockerenv ] && virt=docker; }
 echo "container=$virt"
 uid=; while read -r k v _; do [ "$k" = Uid: ] && { uid=$v; break; }; done < /proc/self/status

@@ -240,9 +240,15 @@ pub fn sql_probe(psql: &Psql, sql: &str, ctx: &ModuleCtx<'_>) -> Option<ProbeCmd
     if psql.password.is_some() {
         return None;
     }
+    // The probes of one connection share a psql session in a batch (`Fold::Psql`).
+    let session = psql
+        .cmd
+        .replacen(&format!("{PSQL} -1 "), &format!("{PSQL} "), 1);
+    let single = session != psql.cmd;
     Some(ProbeCmd {
         stdin: Some(psql.stdin(sql)),
         user: psql_user(ctx),
+        fold: Some(super::readahead::Fold::Psql { session, single }),
         ..ProbeCmd::plain(psql.cmd.clone())
     })
 }

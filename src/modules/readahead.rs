@@ -56,6 +56,10 @@ pub enum Fold {
     Unit(String),
     /// `sysctl::probe_script`: the file read once, one `head` for every live value.
     Sysctl { file: String, path: String },
+    /// `postgresql::sql_probe`: its SQL (stdin) through one psql `session` for every probe
+    /// with the same connection, each in its own transaction when `single` (psql's `-1`),
+    /// the session's state discarded between them.
+    Psql { session: String, single: bool },
 }
 
 pub enum ReadAhead {
@@ -206,6 +210,7 @@ impl ReadAhead {
         let (mut paths, mut files, mut units) = (String::new(), String::new(), Vec::new());
         let mut sysctl: Vec<(&str, Vec<(usize, &str)>)> = Vec::new();
         let mut any_content = false;
+        let mut psql: Vec<(&str, String, Vec<usize>)> = Vec::new();
         for (i, p) in probes.iter().enumerate() {
             match folds.get(&p.script) {
                 Some(Fold::Path(path)) => {
@@ -233,6 +238,30 @@ impl ReadAhead {
                     units.push((i, quote(name)));
                     continue;
                 }
+                Some(Fold::Psql { session, single }) if p.stdin.is_some() => {
+                    let sql = String::from_utf8_lossy(p.stdin.as_deref().unwrap_or_default());
+                    let (begin, commit) = if *single {
+                        ("BEGIN;\n", "COMMIT;\n")
+                    } else {
+                        ("", "")
+                    };
+                    let entry = match psql.iter_mut().find(|(s, _, _)| s == session) {
+                        Some(e) => {
+                            e.1.push_str("DISCARD ALL;\n");
+                            e
+                        }
+                        None => {
+                            psql.push((session, String::new(), vec![]));
+                            psql.last_mut().expect("just pushed")
+                        }
+                    };
+                    // `;` ends a statement left open; then the next probe's marker.
+                    entry
+                        .1
+                        .push_str(&format!("\\echo {token} Q {i}\n{begin}{sql}\n;\n{commit}"));
+                    entry.2.push(i);
+                    continue;
+                }
                 Some(Fold::Sysctl { file, path }) => {
                     match sysctl.iter_mut().find(|(f, _)| f == file) {
                         Some((_, keys)) => keys.push((i, path)),
@@ -240,7 +269,7 @@ impl ReadAhead {
                     }
                     continue;
                 }
-                None => {}
+                _ => {}
             }
             let input = match &p.stdin {
                 None => "</dev/null".to_string(),
@@ -257,7 +286,12 @@ impl ReadAhead {
                 p.script
             ));
         }
-        if paths.is_empty() && files.is_empty() && units.is_empty() && sysctl.is_empty() {
+        if paths.is_empty()
+            && files.is_empty()
+            && units.is_empty()
+            && sysctl.is_empty()
+            && psql.is_empty()
+        {
             return s;
         }
         s.push_str(&format!("printf '\\n{token} FOLD\\n'\n"));
@@ -295,6 +329,16 @@ impl ReadAhead {
                 "printf '{token} SYSCTL {}\\n'\nif [ -r {f} ]; then while IFS= read -r l || [ -n \"$l\" ]; do printf '%s\\n' \"$l\"; done < {f}; fi\nprintf '{token} LIVE\\n'\nhead -v -c 65536 -- {} 2>/dev/null\nprintf '\\n'\n",
                 order.join(" "),
                 paths.join(" ")
+            ));
+        }
+        for (session, sql, order) in psql {
+            // stdout straight out (fd 3), stderr kept: a probe alone prints none, so any
+            // at all (a notice) leaves them all to run live. (The SQL goes to the group: dash
+            // loses a here document inside `$( )`.)
+            let order: Vec<String> = order.iter().map(usize::to_string).collect();
+            s.push_str(&format!(
+                "printf '{token} PSQL {}\\n'\nexec 3>&1\n{{ __e=$( ( {session}\n) 2>&1 >&3 ); printf '{token} PEXIT %s %s\\n' $? ${{#__e}}; }} <<'{token}-IN'\n{sql}\\echo {token} Q END\n{token}-IN\n",
+                order.join(" ")
             ));
         }
         s.push_str(&format!("printf '{token} END\\n'\n"));
@@ -535,6 +579,39 @@ fn fold_answers(
             for (i, block) in order.into_iter().zip(blocks) {
                 give(i, block);
             }
+        }
+    }
+    // SQL (psql's probes): each query's output from its marker to the next, when the session
+    // ended well and printed nothing on stderr.
+    for (k, (head, _)) in parts.iter().enumerate() {
+        let Some(order) = head.strip_prefix("PSQL ") else {
+            continue;
+        };
+        let order: Vec<usize> = order
+            .split_whitespace()
+            .filter_map(|i| i.parse().ok())
+            .collect();
+        let len = order.len();
+        let (Some(queries), Some(("PEXIT 0 0", _))) = (
+            parts.get(k + 1..k + 2 + len),
+            parts.get(k + 2 + len).map(|(h, l)| (*h, l)),
+        ) else {
+            continue;
+        };
+        let heads: Vec<String> = order
+            .iter()
+            .map(|i| format!("Q {i}"))
+            .chain(["Q END".into()])
+            .collect();
+        if queries
+            .iter()
+            .map(|(h, _)| *h)
+            .ne(heads.iter().map(String::as_str))
+        {
+            continue;
+        }
+        for (&i, (_, lines)) in order.iter().zip(queries) {
+            give(i, lines.iter().map(|l| format!("{l}\n")).collect());
         }
     }
     // Sysctl (sysctl's probe): per file, its lines then the live values.

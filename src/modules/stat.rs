@@ -33,7 +33,7 @@ fn probe(p: &Params<'_>, _: &ModuleCtx<'_>) -> Result<Option<ProbeCmd>> {
         );
     }
     let checksum = if a.get_checksum.unwrap_or(true) {
-        format!("[ -f {q} ] && [ -r {q} ] && {algorithm}sum < {q} | cut -d' ' -f1 || echo")
+        format!("[ -f {q} ] && [ -r {q} ] && {algorithm}sum < {q} | {{ read -r h _; echo \"$h\"; }} || echo")
     } else {
         "echo".into()
     };
