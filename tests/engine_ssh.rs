@@ -737,7 +737,8 @@ fn stat_wait_for_uri_user_and_group_against_a_real_host() {
         ])
         .arg(&www)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        // Its log: the requests it was asked.
+        .stderr(std::fs::File::create(lab.path().join("www.log")).unwrap())
         .spawn()
         .expect("python3 is needed for this test: apt-get install python3");
     let user = format!("pgdit{}", std::process::id() % 100000);
@@ -767,6 +768,14 @@ fn stat_wait_for_uri_user_and_group_against_a_real_host() {
           - not nope.stat.exists
     - uri: {{ url: "http://127.0.1.1:{closed}/x", timeout: 3 }}
       ignore_errors: true
+    # A request whose condition needs an earlier result is not made ahead (it may not run).
+    - command: "true"
+      register: done
+      changed_when: false
+    - uri: {{ url: "http://127.0.1.1:{port}/never-asked" }}
+      when: done.rc == 1
+    - uri: {{ url: "http://127.0.1.1:{port}/asked-in-turn", status_code: 404 }}
+      when: done.rc == 0
 "#
         ),
     );
@@ -785,6 +794,9 @@ fn stat_wait_for_uri_user_and_group_against_a_real_host() {
     let _ = server.kill();
     let _ = server.wait();
     first.assert_code(0);
+    let asked = std::fs::read_to_string(lab.path().join("www.log")).unwrap();
+    assert!(!asked.contains("/never-asked"), "{asked}");
+    assert!(asked.contains("/asked-in-turn"), "{asked}");
     assert!(created, "user {user} with /bin/sh in /etc/passwd");
     assert_eq!(
         first.recap("h1").1,

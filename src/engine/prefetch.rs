@@ -345,8 +345,17 @@ impl Engine {
                 Ok(true) => {}
                 Ok(false) => continue,
                 // A condition on an earlier task's result: a quick probe is read anyway (the
-                // task takes its answer if it runs), any other is left to the task.
-                Err(_) if quick => {}
+                // task takes its answer if it runs), but no request is made for a task that
+                // may not run; any other is left to the task.
+                Err(_) if quick => {
+                    let probes = ReadAhead::recorder();
+                    complete &= self
+                        .run_once_on_host(snap, task, here, host, extra.as_ref(), Some(&probes))
+                        .await
+                        .is_ok();
+                    recorder.absorb_probes(probes);
+                    continue;
+                }
                 Err(_) => {
                     complete = false;
                     continue;

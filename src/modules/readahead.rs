@@ -190,6 +190,20 @@ impl ReadAhead {
         }
     }
 
+    /// Notes another recorder's probes here, not its requests (`Record` only): the probes of
+    /// a task that may not run (its `when` not known yet) are read, nothing is asked of a
+    /// server for it.
+    pub fn absorb_probes(&self, other: ReadAhead) {
+        if let (ReadAhead::Record(v, f, _), ReadAhead::Record(ov, of, _)) = (self, other) {
+            if let (Ok(mut v), Ok(ov)) = (v.lock(), ov.into_inner()) {
+                v.extend(ov);
+            }
+            if let (Ok(mut f), Ok(of)) = (f.lock(), of.into_inner()) {
+                f.extend(of);
+            }
+        }
+    }
+
     /// The probes recorded so far (each item's first).
     pub fn recorded(&self) -> Vec<Probe> {
         match self {

@@ -554,6 +554,8 @@ pub const URI: Spec = Spec {
         ),
     ],
     probe: Some(probe),
+    // Its probe reads files (the TLS ones, or the creates/removes path) and never waits.
+    quick_probe: true,
     ..Spec::new("uri", |p, ctx| Box::pin(run(p, ctx)))
 };
 
