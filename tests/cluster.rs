@@ -57,6 +57,16 @@ fn type_b_deploys_converges_and_reruns_clean() {
         assert!(refused.out.contains(problem), "{problem}:\n{}", refused.out);
     }
     assert_nothing_changed(&refused.out);
+    // A VIP that another machine answers ARP for (this one's address on the lab's bridge).
+    let taken = with(&["-e", "cluster_vip=10.77.0.1"]);
+    assert_eq!(taken.code, 2, "{}", taken.out);
+    assert!(
+        taken.out.contains("cluster_vip 10.77.0.1 answers from ")
+            && taken.out.contains("a machine outside the cluster"),
+        "{}",
+        taken.out
+    );
+    assert_nothing_changed(&taken.out);
     // Without the bundle the lab's hosts (no apt sources) have no package source: named, with
     // the fix, before anything changes.
     let no_source = lab.pgdeploy(&["cluster", "-i", &inv, "-e", &vars_arg]);
