@@ -77,6 +77,20 @@ fn base(lab: &Lab) -> String {
     lab.path().join("state").display().to_string()
 }
 
+/// pgdeploy opens the next command's session while one runs; a server that allows one
+/// session at a time (MaxSessions 1) refuses it, and each command then opens its own.
+#[test]
+fn a_server_allowing_one_session_at_a_time_is_served() {
+    let lab = Lab::start_with(1, "ed25519", "MaxSessions 1\n");
+    let inv = lab.inventory("root", "");
+    let pb = site(&lab);
+    let b = format!("base={}", base(&lab));
+    lab.run(&pb, &inv, &["-e", &b]).assert_code(0);
+    let again = lab.run(&pb, &inv, &["-e", &b]);
+    again.assert_code(0);
+    assert_eq!(again.recap("h1").1, 0, "{}", again.stdout);
+}
+
 #[test]
 fn converges_then_rerun_changes_nothing() {
     let lab = Lab::start(3);

@@ -69,7 +69,7 @@ impl Engine {
         hosts: &[String],
     ) -> Result<bool> {
         let snap = self.snapshot_with(ctx, &here.role_defaults);
-        let first_vars = snap.vars(&hosts[0], &here.vars, None);
+        let first_vars = snap.vars(&hosts[0], &here.vars, &[]);
         let title = self
             .templates
             .render_str(&task.display_name(), &first_vars, &task.origin.to_string())
@@ -101,6 +101,9 @@ impl Engine {
             .collect()
             .await;
         results.sort_by_key(|(h, _)| hosts.iter().position(|x| x == h));
+        // Let go of the hosts' variables before recording the results: while a snapshot
+        // shares a host's set_fact map, adding a value to it copies the whole map.
+        drop((first_vars, snap));
         self.report
             .task_time(&title, &task.origin.to_string(), started.elapsed());
         if results.iter().any(|(_, r)| r.touched) {
@@ -201,14 +204,14 @@ impl Engine {
         host: &str,
     ) -> Result<HostResult> {
         let origin = task.origin.to_string();
-        let vars = snap.vars(host, &here.vars, None);
+        let vars = snap.vars(host, &here.vars, &[]);
         let Some(items_spec) = &task.loop_items else {
             if !self.when_holds(&here.when, &vars, &origin)? {
                 return Ok(skipped());
             }
             let batch = self.batch_for(host, task);
             let one = self
-                .run_once_on_host(snap, task, here, host, None, batch.as_deref())
+                .run_once_on_host(snap, task, here, host, &[], batch.as_deref())
                 .await?;
             return Ok(one);
         };
@@ -227,8 +230,8 @@ impl Engine {
             if let Some(pause) = task.loop_pause.filter(|_| i > 0) {
                 tokio::time::sleep(Duration::from_secs_f64(pause)).await;
             }
-            let extra = item_vars(task, &items, i);
-            let item_vars = snap.vars(host, &here.vars, Some(&extra));
+            let extra = [Arc::new(item_vars(task, &items, i))];
+            let item_vars = snap.vars(host, &here.vars, &extra);
             let label = match &task.label {
                 Some(l) => self.templates.render_str(l, &item_vars, &origin)?,
                 None => match item {
@@ -248,7 +251,7 @@ impl Engine {
             }
             all_skipped = false;
             let r = self
-                .run_once_on_host(snap, task, here, host, Some(&extra), ahead.as_deref())
+                .run_once_on_host(snap, task, here, host, &extra, ahead.as_deref())
                 .await?;
             if r.changed || r.failed {
                 // What this item did may change what later items' probes would read.
@@ -314,8 +317,16 @@ impl Engine {
             return Ok(None);
         }
         let recorder = ReadAhead::recorder();
-        self.record(snap, task, here, host, Some(items), &Map::new(), &recorder)
-            .await;
+        self.record(
+            snap,
+            task,
+            here,
+            host,
+            Some(items),
+            &Arc::new(Map::new()),
+            &recorder,
+        )
+        .await;
         self.run_recorded(host, &recorder).await
     }
 
@@ -389,7 +400,7 @@ impl Engine {
         task: &Task,
         here: &Inherited,
         host: &str,
-        extra: Option<&Map<String, Value>>,
+        extra: &[Arc<Map<String, Value>>],
         ahead: Option<&ReadAhead>,
     ) -> Result<HostResult> {
         let Action::Module { name, params } = &task.action else {
@@ -405,18 +416,30 @@ impl Engine {
         given.extend(params.clone());
         let given_count = given.len();
         let lenient = matches!(ahead, Some(ReadAhead::Record(..))) && modules::quick_probe(name);
+        let recording = matches!(ahead, Some(ReadAhead::Record(..)));
         let mut rendered = if lenient {
             // Read ahead, a parameter of a quick probe's module that cannot be worked out yet
             // (from an earlier task's result) is left out: a probe that does not use it is the
             // task's own; one that does comes out different from the task's, which then
             // probes live. (Another module's probe, psql's say, could connect elsewhere.)
-            given
-                .into_iter()
-                .filter_map(|(k, v)| {
-                    let v = self.templates.render_value(&v, &vars, &origin).ok()?;
-                    Some((k, v))
-                })
-                .collect()
+            self.templates.quietly(|| {
+                given
+                    .into_iter()
+                    .filter_map(|(k, v)| {
+                        let v = self.templates.render_value(&v, &vars, &origin).ok()?;
+                        Some((k, v))
+                    })
+                    .collect()
+            })
+        } else if recording {
+            // Read ahead, a parameter not known yet leaves the task to probe live.
+            match self.templates.quietly(|| {
+                self.templates
+                    .render_value(&Value::Object(given), &vars, &origin)
+            })? {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            }
         } else {
             match self
                 .templates
@@ -571,11 +594,13 @@ impl Engine {
                 }
             };
             // changed_when / failed_when / until see the result under its register name.
-            let mut reg_extra = extra.cloned().unwrap_or_default();
+            let mut reg_extra = extra.to_vec();
             if let Some(r) = &task.register {
-                reg_extra.insert(r.clone(), Value::Object(outcome.to_result()));
+                let mut reg = Map::new();
+                reg.insert(r.clone(), Value::Object(outcome.to_result()));
+                reg_extra.push(Arc::new(reg));
             }
-            let rvars = snap.vars(host, &here.vars, Some(&reg_extra));
+            let rvars = snap.vars(host, &here.vars, &reg_extra);
             if outcome.skipped || outcome.unknown {
                 // Not run (check mode): there is nothing for changed_when and the rest to read.
                 break outcome;

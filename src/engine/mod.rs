@@ -741,7 +741,7 @@ impl Engine {
             .unwrap_or_default();
         let snap = self.snapshot_with(ctx, &here.role_defaults);
         for h in hosts {
-            let vars = snap.vars(h, &here.vars, None);
+            let vars = snap.vars(h, &here.vars, &[]);
             let origin = task.origin.to_string();
             let name = match self
                 .when_holds(&here.when, &vars, &origin)
@@ -925,7 +925,7 @@ impl Engine {
         let snap = self.snapshot(ctx);
         let no_task_vars = Map::new();
         for h in hosts {
-            let vars = snap.vars(h, &no_task_vars, None);
+            let vars = snap.vars(h, &no_task_vars, &[]);
             for (k, v) in self
                 .inv
                 .host_vars(h)

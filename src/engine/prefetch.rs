@@ -264,7 +264,7 @@ impl Engine {
         let mut snaps: HashMap<(usize, Option<PathBuf>), Arc<Snapshot>> = HashMap::new();
         // The facts the set_fact tasks on the way will set, for the probes of the tasks after
         // them (a set_fact this cannot work out leaves those probes to differ and run live).
-        let mut facts = Map::new();
+        let mut facts = Arc::new(Map::new());
         for step in steps {
             let Step { task, here, scope } = step;
             let sc = &scopes[*scope];
@@ -289,10 +289,13 @@ impl Engine {
                 covers.insert(origin);
                 continue;
             }
-            let vars = snap.vars(host, &here.vars, Some(&facts));
+            let vars = snap.vars(host, &here.vars, std::slice::from_ref(&facts));
             let items = match &task.loop_items {
                 None => None,
-                Some(spec) => match self.loop_items(spec, &vars, &origin) {
+                Some(spec) => match self
+                    .templates
+                    .quietly(|| self.loop_items(spec, &vars, &origin))
+                {
                     Ok(items) => Some(items),
                     Err(_) => continue,
                 },
@@ -322,26 +325,25 @@ impl Engine {
         here: &Inherited,
         host: &str,
         items: Option<&[Value]>,
-        facts: &Map<String, Value>,
+        facts: &Arc<Map<String, Value>>,
         recorder: &ReadAhead,
     ) -> bool {
         let mut complete = true;
         let origin = key(task);
-        let with_facts = |vars: Map<String, Value>| {
-            let mut all = facts.clone();
-            all.extend(vars);
-            (!all.is_empty()).then_some(all)
-        };
-        let extras: Vec<Option<Map<String, Value>>> = match items {
-            None => vec![with_facts(Map::new())],
+        // The facts foreseen, each item's variables over them.
+        let extras: Vec<Vec<Arc<Map<String, Value>>>> = match items {
+            None => vec![vec![facts.clone()]],
             Some(items) => (0..items.len())
-                .map(|i| with_facts(item_vars(task, items, i)))
+                .map(|i| vec![facts.clone(), Arc::new(item_vars(task, items, i))])
                 .collect(),
         };
         let quick = task.module_name().is_some_and(crate::modules::quick_probe);
         for extra in extras {
-            let vars = snap.vars(host, &here.vars, extra.as_ref());
-            match self.when_holds(&here.when, &vars, &origin) {
+            let vars = snap.vars(host, &here.vars, &extra);
+            let holds = self
+                .templates
+                .quietly(|| self.when_holds(&here.when, &vars, &origin));
+            match holds {
                 Ok(true) => {}
                 Ok(false) => continue,
                 // A condition on an earlier task's result: a quick probe is read anyway (the
@@ -350,7 +352,7 @@ impl Engine {
                 Err(_) if quick => {
                     let probes = ReadAhead::recorder();
                     complete &= self
-                        .run_once_on_host(snap, task, here, host, extra.as_ref(), Some(&probes))
+                        .run_once_on_host(snap, task, here, host, &extra, Some(&probes))
                         .await
                         .is_ok();
                     recorder.absorb_probes(probes);
@@ -362,7 +364,7 @@ impl Engine {
                 }
             }
             complete &= self
-                .run_once_on_host(snap, task, here, host, extra.as_ref(), Some(recorder))
+                .run_once_on_host(snap, task, here, host, &extra, Some(recorder))
                 .await
                 .is_ok();
         }
@@ -496,21 +498,24 @@ impl Engine {
         task: &Task,
         here: &Inherited,
         host: &str,
-        facts: &mut Map<String, Value>,
+        facts: &mut Arc<Map<String, Value>>,
     ) {
         let Action::Module { params, .. } = &task.action else {
             return;
         };
         let origin = key(task);
-        let vars = snap.vars(host, &here.vars, Some(facts));
-        if !matches!(self.when_holds(&here.when, &vars, &origin), Ok(true)) {
-            return;
-        }
-        if let Ok(Value::Object(set)) =
-            self.templates
-                .render_value(&Value::Object(params.clone()), &vars, &origin)
-        {
-            facts.extend(set.into_iter().filter(|(k, _)| k != "cacheable"));
+        let vars = snap.vars(host, &here.vars, std::slice::from_ref(facts));
+        let set = self
+            .templates
+            .quietly(|| match self.when_holds(&here.when, &vars, &origin) {
+                Ok(true) => self
+                    .templates
+                    .render_value(&Value::Object(params.clone()), &vars, &origin)
+                    .ok(),
+                _ => None,
+            });
+        if let Some(Value::Object(set)) = set {
+            Arc::make_mut(facts).extend(set.into_iter().filter(|(k, _)| k != "cacheable"));
         }
     }
 }

@@ -80,17 +80,16 @@ impl Snapshot {
             .clone()
     }
 
-    /// The template context of a task on a host (`extra` holds loop variables).
+    /// The template context of a task on a host; `extra` (loop variables, a result under its
+    /// register name) over the rest, each layer over those before it.
     pub(super) fn vars(
         self: &Arc<Self>,
         host: &str,
         task_vars: &Map<String, Value>,
-        extra: Option<&Map<String, Value>>,
+        extra: &[Arc<Map<String, Value>>],
     ) -> minijinja::Value {
         let mut layers = self.base(host, Some(task_vars));
-        if let Some(e) = extra {
-            layers.push(Arc::new(e.clone()));
-        }
+        layers.extend(extra.iter().filter(|e| !e.is_empty()).cloned());
         let me = self.clone();
         let hostvars = LazyMap {
             keys: self.inv.hosts.keys().cloned().collect(),

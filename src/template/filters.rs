@@ -5,6 +5,7 @@ use minijinja::value::{Kwargs, Rest, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, Value};
 use serde_json::Value as Json;
 use sha2::Digest;
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 pub(super) fn register(env: &mut Environment<'static>) {
@@ -176,11 +177,35 @@ fn from_yaml(s: String) -> Result<Value, Error> {
 fn compile(re: &str, kw: &Kwargs) -> Result<regex::Regex, Error> {
     let icase: Option<bool> = kw.get("ignorecase")?;
     let multiline: Option<bool> = kw.get("multiline")?;
-    regex::RegexBuilder::new(re)
-        .case_insensitive(icase.unwrap_or(false))
-        .multi_line(multiline.unwrap_or(false))
+    cached_regex(re, icase.unwrap_or(false), multiline.unwrap_or(false))
+}
+
+thread_local! {
+    /// Compiled expressions by pattern and flags: the playbooks test the same few patterns on
+    /// every host at every task, and compiling one costs far more than matching.
+    static REGEXES: std::cell::RefCell<HashMap<(String, bool, bool), regex::Regex>> =
+        Default::default();
+}
+
+fn cached_regex(re: &str, icase: bool, multiline: bool) -> Result<regex::Regex, Error> {
+    let key = (re.to_string(), icase, multiline);
+    if let Some(rx) = REGEXES.with(|c| c.borrow().get(&key).cloned()) {
+        return Ok(rx);
+    }
+    let rx = regex::RegexBuilder::new(re)
+        .case_insensitive(icase)
+        .multi_line(multiline)
         .build()
-        .map_err(|e| err(format!("bad regular expression `{re}`: {e}")))
+        .map_err(|e| err(format!("bad regular expression `{re}`: {e}")))?;
+    REGEXES.with(|c| {
+        let mut c = c.borrow_mut();
+        // Patterns made from variables could grow it without end.
+        if c.len() >= 512 {
+            c.clear();
+        }
+        c.insert(key, rx.clone());
+    });
+    Ok(rx)
 }
 
 /// Python's `\1` and `\g<name>` back-references to the regex crate's `${1}` and `${name}`.
@@ -259,9 +284,7 @@ fn regex_findall(s: Value, re: String, kw: Kwargs) -> Result<Value, Error> {
 }
 
 fn regex_test(s: &str, re: &str) -> Result<bool, Error> {
-    Ok(regex::Regex::new(re)
-        .map_err(|e| err(format!("bad regular expression `{re}`: {e}")))?
-        .is_match(s))
+    Ok(cached_regex(re, false, false)?.is_match(s))
 }
 
 fn merge(base: &mut Json, other: &Json, recursive: bool, list_merge: &str) {
@@ -746,6 +769,20 @@ mod tests {
         );
         assert_eq!(r("{{ 'a.b' | regex_escape }}"), "a\\.b");
         assert_eq!(r("{{ 'a$b' | regex_replace('b', '$z') }}"), "a$$z");
+        // Compiled patterns are kept per pattern and flags: the same pattern with and without
+        // ignorecase/multiline is not taken for the other.
+        assert_eq!(
+            r("{{ 'ABC' | regex_search('abc') is none }} {{ 'ABC' | regex_search('abc', ignorecase=true) }} {{ 'ABC' | regex_search('abc') is none }}"),
+            "True ABC True"
+        );
+        assert_eq!(
+            r("{{ 'x\ny' | regex_findall('^y') | length }} {{ 'x\ny' | regex_findall('^y', multiline=true) | length }}"),
+            "0 1"
+        );
+        assert_eq!(
+            r("{{ 'AB' is match('ab') }} {{ 'ab' is match('ab') }}"),
+            "False True"
+        );
     }
 
     #[test]

@@ -8,9 +8,10 @@ mod filters;
 
 use anyhow::{anyhow, Result};
 use minijinja::value::{Enumerator, Object, ObjectRepr};
-use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior, Value};
+use minijinja::{AutoEscape, Environment, ErrorKind, Expression, UndefinedBehavior, Value};
 use serde_json::{Map, Value as Json};
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -24,13 +25,30 @@ thread_local! {
     /// Set while looking for the undefined variable of a failed render: lookups then say
     /// whether a name exists without rendering it again.
     static PROBING: Cell<bool> = const { Cell::new(false) };
+    /// Set while reading ahead (`Templates::quietly`): a failure there only means "not known
+    /// yet", so it is not described (which variable, which line), which costs more than the
+    /// rendering itself.
+    static QUIET: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Where the templates come from: a user's directories first, then those built into the binary.
 #[derive(Clone)]
 pub struct Templates {
-    env: Arc<Environment<'static>>,
+    shared: Arc<Shared>,
 }
+
+/// The environment, and the expressions compiled in it so far: a run evaluates the same few
+/// hundred `when:` conditions and `{{ }}` values on every host at every task, and compiling
+/// one costs more than evaluating it.
+struct Shared {
+    // Declared before `env`, so dropped before it: each expression refers to `env`.
+    expressions: std::sync::Mutex<HashMap<String, Arc<Expression<'static, 'static>>>>,
+    env: Environment<'static>,
+}
+
+/// How many compiled expressions are kept (expressions made from variables could grow the
+/// cache without end; past this it starts again).
+const EXPRESSION_CACHE: usize = 4096;
 
 /// Templates shipped inside the binary.
 pub type Builtin = &'static [(&'static str, &'static str)];
@@ -72,17 +90,23 @@ impl Templates {
                 .find(|(n, _)| *n == name)
                 .map(|(_, src)| src.to_string()))
         });
-        Templates { env: Arc::new(env) }
+        Templates {
+            shared: Arc::new(Shared {
+                expressions: Default::default(),
+                env,
+            }),
+        }
     }
 
     /// Renders a template file (by name, relative to the template directories).
     pub fn render_file(&self, name: &str, ctx: &Value) -> Result<String> {
         let tpl = self
+            .shared
             .env
             .get_template(name)
             .map_err(|e| self.describe(e, name, None, ctx))?;
         tpl.render(ctx)
-            .map_err(|e| self.describe(e, name, tpl_source(&self.env, name).as_deref(), ctx))
+            .map_err(|e| self.describe(e, name, tpl_source(&self.shared.env, name).as_deref(), ctx))
     }
 
     /// Renders a string; `origin` names where it was written (file:line) for errors.
@@ -90,7 +114,8 @@ impl Templates {
         if !is_template(src) {
             return Ok(src.to_string());
         }
-        self.env
+        self.shared
+            .env
             .render_str(src, ctx)
             .map_err(|e| self.describe(e, origin, Some(src), ctx))
     }
@@ -132,8 +157,7 @@ impl Templates {
     /// Evaluates an expression (`when:`, `until:`, `changed_when:`, ...).
     pub fn eval(&self, expr: &str, ctx: &Value, origin: &str) -> Result<Value> {
         let compiled = self
-            .env
-            .compile_expression(expr)
+            .expression(expr)
             .map_err(|e| self.describe(e, origin, Some(expr), ctx))?;
         let value = compiled
             .eval(ctx)
@@ -149,12 +173,45 @@ impl Templates {
         Ok(value)
     }
 
+    /// `expr` compiled, once per run.
+    fn expression(
+        &self,
+        expr: &str,
+    ) -> Result<Arc<Expression<'static, 'static>>, minijinja::Error> {
+        let cache = &self.shared.expressions;
+        if let Some(e) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(expr) {
+            return Ok(e.clone());
+        }
+        let compiled = self.shared.env.compile_expression_owned(expr.to_string())?;
+        // SAFETY: the expression refers to `self.shared.env`, which never moves (it is inside
+        // an Arc) and outlives every expression in the cache (`Shared` drops the cache first);
+        // an expression handed out is an Arc clone that a caller holds only while `self` is
+        // borrowed.
+        let compiled: Expression<'static, 'static> = unsafe { std::mem::transmute(compiled) };
+        let compiled = Arc::new(compiled);
+        let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= EXPRESSION_CACHE {
+            cache.clear();
+        }
+        cache.insert(expr.to_string(), compiled.clone());
+        Ok(compiled)
+    }
+
     /// Evaluates a condition as Ansible does (a bare string "false" or "no" is false).
     pub fn eval_bool(&self, expr: &str, ctx: &Value, origin: &str) -> Result<bool> {
         let expr = expr.trim();
         let expr = single_expression(expr).unwrap_or(expr);
         let v = self.eval(expr, ctx, origin)?;
         Ok(filters::truthy(&v))
+    }
+
+    /// Runs `f` with failures left undescribed: for callers that only ask whether something
+    /// can be worked out yet, and drop the error.
+    pub fn quietly<T>(&self, f: impl FnOnce() -> T) -> T {
+        let was = QUIET.with(|q| q.replace(true));
+        let out = f();
+        QUIET.with(|q| q.set(was));
+        out
     }
 
     /// Builds an error that says where, which variable, and the line of the template.
@@ -165,6 +222,9 @@ impl Templates {
         src: Option<&str>,
         ctx: &Value,
     ) -> anyhow::Error {
+        if QUIET.with(|q| q.get()) {
+            return TemplateError(format!("{origin}: not known yet")).into();
+        }
         if let Some(inner) = lazy_error(&e) {
             return TemplateError(format!("{origin}: {inner}")).into();
         }
@@ -204,12 +264,12 @@ impl Templates {
     /// Which of a template's variables (dotted paths) cannot be resolved in `ctx`.
     fn missing_variables(&self, src: &str, ctx: &Value) -> Vec<String> {
         let names = if is_template(src) {
-            match self.env.template_from_str(src) {
+            match self.shared.env.template_from_str(src) {
                 Ok(t) => t.undeclared_variables(true),
                 Err(_) => return vec![],
             }
         } else {
-            match self.env.compile_expression(src) {
+            match self.shared.env.compile_expression(src) {
                 Ok(e) => e.undeclared_variables(true),
                 Err(_) => return vec![],
             }
@@ -234,7 +294,7 @@ impl Templates {
     }
 
     pub fn env(&self) -> &Environment<'static> {
-        &self.env
+        &self.shared.env
     }
 }
 

@@ -6,6 +6,7 @@
 //! need no curl.
 
 mod known_hosts;
+mod quick_ack;
 mod quote;
 mod ssh_config;
 
@@ -121,7 +122,10 @@ impl client::Handler for Client {
 
 /// An authenticated SSH connection to one host.
 pub struct Connection {
-    handle: Handle<Client>,
+    handle: Arc<Handle<Client>>,
+    /// A session channel opened while the previous command ran: the next command then costs
+    /// one round trip (its request and answer) instead of two (opening the channel first).
+    spare: Mutex<Option<tokio::task::JoinHandle<Result<Session, russh::Error>>>>,
     target: Target,
     /// Whether `sudo` asks this login user for a password (found out once, on first use).
     sudo_asks_password: OnceCell<bool>,
@@ -131,6 +135,8 @@ pub struct Connection {
     /// network round trips, so this is what latency multiplies.
     commands: std::sync::atomic::AtomicU64,
 }
+
+type Session = russh::Channel<client::Msg>;
 
 /// The host key algorithms pgdeploy accepts: russh's, without `ssh-rsa`, whose signatures
 /// use SHA-1 (OpenSSH turned it off by default in 8.8); RSA keys sign with rsa-sha2-256/512.
@@ -173,7 +179,9 @@ impl Connection {
             match &target.jump {
                 None => {
                     let addr = (target.address.as_str(), target.port);
-                    client::connect(config, addr, client).await
+                    let tcp = tokio::net::TcpStream::connect(addr).await?;
+                    tcp.set_nodelay(true)?;
+                    client::connect_stream(config, quick_ack::QuickAck(tcp), client).await
                 }
                 Some(jump) => {
                     let via = Box::pin(Connection::connect(jump, known))
@@ -226,7 +234,8 @@ impl Connection {
         };
         authenticate(&mut handle, target).await?;
         Ok(Connection {
-            handle,
+            handle: Arc::new(handle),
+            spare: Mutex::new(None),
             target: target.clone(),
             sudo_asks_password: OnceCell::new(),
             commands: Default::default(),
@@ -306,11 +315,7 @@ impl Connection {
 
     async fn run(&self, command: &str, password: Option<String>, stdin: Stdin) -> Result<Output> {
         self.count();
-        let channel = self
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(|e| Unreachable(format!("{}: connection lost: {e}", self.target.name)))?;
+        let channel = self.session().await?;
         let (mut read, write) = channel.split();
         write
             .exec(true, command)
@@ -368,6 +373,33 @@ impl Connection {
             .into());
         }
         Ok(out)
+    }
+
+    /// A session channel for a command: the one opened ahead if it opened, else a new one;
+    /// either way the next is opened ahead now.
+    async fn session(&self) -> Result<Session> {
+        let ahead = self.spare.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let ready = match ahead {
+            Some(task) => task.await.ok().and_then(|r| r.ok()),
+            None => None,
+        };
+        let channel =
+            match ready {
+                Some(c) => c,
+                // None opened ahead, or the server refused a second session (MaxSessions 1).
+                None => self.handle.channel_open_session().await.map_err(|e| {
+                    Unreachable(format!("{}: connection lost: {e}", self.target.name))
+                })?,
+            };
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        // Only one ahead: a second would stay open, unused, until the connection closes.
+        if spare.is_none() {
+            let handle = self.handle.clone();
+            *spare = Some(tokio::spawn(
+                async move { handle.channel_open_session().await },
+            ));
+        }
+        Ok(channel)
     }
 
     /// Opens a TCP connection from the host to `host:port`, sends `request`, and returns all

@@ -102,7 +102,8 @@ impl Lab {
         Lab::start_with(n, "ed25519", "")
     }
 
-    /// Hosts whose host keys are of type `key_type`, with `extra` lines in sshd's config.
+    /// Hosts whose host keys are of type `key_type`, with `extra` lines in sshd's config (over
+    /// the defaults).
     pub fn start_with(n: usize, key_type: &str, extra: &str) -> Lab {
         need(
             Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false),
@@ -154,9 +155,10 @@ impl Lab {
             std::fs::write(
                 &config,
                 format!(
-                    "ListenAddress {ip}:{port}\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\nStrictModes no\nUsePAM no\n\
+                    // `extra` first: sshd takes the first value a keyword is given.
+                    "{extra}ListenAddress {ip}:{port}\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\nStrictModes no\nUsePAM no\n\
                      PermitRootLogin yes\nPasswordAuthentication yes\nKbdInteractiveAuthentication no\nLogLevel INFO\n\
-                     AllowTcpForwarding yes\nMaxSessions 100\nMaxStartups 100\nSubsystem sftp internal-sftp\n{extra}",
+                     AllowTcpForwarding yes\nMaxSessions 100\nMaxStartups 100\nSubsystem sftp internal-sftp\n",
                     key.display(),
                     d.join("authorized_keys").display(),
                     d.join(format!("sshd_{name}.pid")).display()
