@@ -415,8 +415,8 @@ impl Engine {
         };
         given.extend(params.clone());
         let given_count = given.len();
-        let lenient = matches!(ahead, Some(ReadAhead::Record(..))) && modules::quick_probe(name);
         let recording = matches!(ahead, Some(ReadAhead::Record(..)));
+        let lenient = recording && modules::quick_probe(name);
         let mut rendered = if lenient {
             // Read ahead, a parameter of a quick probe's module that cannot be worked out yet
             // (from an earlier task's result) is left out: a probe that does not use it is the

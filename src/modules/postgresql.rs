@@ -162,7 +162,10 @@ fn session_settings(a: &QueryArgs) -> String {
 /// A psql invocation: the command line, and the password it reads from the first line of its
 /// stdin (never on a command line, where `ps` shows it to every user of the host).
 pub struct Psql {
-    pub cmd: String,
+    /// The command without psql's `-1`: probes of one connection share it as a session.
+    session: String,
+    /// The whole input in one transaction (`-1`).
+    single: bool,
     pub password: Option<String>,
 }
 
@@ -191,9 +194,16 @@ const PSQL: &str = "\"$__psql\" -X";
 impl Psql {
     /// The whole input in one transaction (`-1`).
     fn single_transaction(&mut self) {
-        let one = format!("{PSQL} -1 ");
-        if !self.cmd.contains(&one) {
-            self.cmd = self.cmd.replacen(&format!("{PSQL} "), &one, 1);
+        self.single = true;
+    }
+
+    /// The command line that runs psql.
+    pub fn cmd(&self) -> String {
+        match self.single {
+            true => self
+                .session
+                .replacen(&format!("{PSQL} "), &format!("{PSQL} -1 "), 1),
+            false => self.session.clone(),
         }
     }
 }
@@ -224,7 +234,11 @@ pub fn psql_command(p: &Params<'_>, db: Option<String>) -> Result<Psql> {
     if let Some(h) = login.login_host.or(login.login_unix_socket) {
         cmd.push_str(&format!(" -h {}", quote(&h)));
     }
-    Ok(Psql { cmd, password })
+    Ok(Psql {
+        session: cmd,
+        single: false,
+        password,
+    })
 }
 
 /// Runs SQL (on stdin, so it is in no process list) as the task's become_user, postgres by
@@ -241,15 +255,14 @@ pub fn sql_probe(psql: &Psql, sql: &str, ctx: &ModuleCtx<'_>) -> Option<ProbeCmd
         return None;
     }
     // The probes of one connection share a psql session in a batch (`Fold::Psql`).
-    let session = psql
-        .cmd
-        .replacen(&format!("{PSQL} -1 "), &format!("{PSQL} "), 1);
-    let single = session != psql.cmd;
     Some(ProbeCmd {
         stdin: Some(psql.stdin(sql)),
         user: psql_user(ctx),
-        fold: Some(super::readahead::Fold::Psql { session, single }),
-        ..ProbeCmd::plain(psql.cmd.clone())
+        fold: Some(super::readahead::Fold::Psql {
+            session: psql.session.clone(),
+            single: psql.single,
+        }),
+        ..ProbeCmd::plain(psql.cmd())
     })
 }
 
@@ -262,9 +275,9 @@ pub async fn run_sql(
     let become_as = psql_user(ctx);
     let stdin = Stdin::Bytes(psql.stdin(sql));
     if traced {
-        ctx.sh_as(&psql.cmd, stdin, become_as).await
+        ctx.sh_as(&psql.cmd(), stdin, become_as).await
     } else {
-        ctx.sh_as_untraced(&psql.cmd, stdin, become_as).await
+        ctx.sh_as_untraced(&psql.cmd(), stdin, become_as).await
     }
 }
 
@@ -422,9 +435,9 @@ mod tests {
             map: map.as_object().unwrap(),
         };
         let psql = psql_command(&p, Some("app".into())).unwrap();
-        assert!(!psql.cmd.contains("s3cr"), "{}", psql.cmd);
+        assert!(!psql.cmd().contains("s3cr"), "{}", psql.cmd());
         // The fake in PATH, not a psql this machine may have installed.
-        let cmd = psql.cmd.replace(PICK_PSQL, "__psql=psql; ");
+        let cmd = psql.cmd().replace(PICK_PSQL, "__psql=psql; ");
         let mut child = std::process::Command::new("sh")
             .arg("-c")
             .arg(&cmd)

@@ -285,7 +285,7 @@ pub(super) fn sql_change(
         Apply {
             stdin: Stdin::Bytes(psql.stdin(&sql)),
             user: psql_user(ctx),
-            ..Apply::script(psql.cmd.clone(), name)
+            ..Apply::script(psql.cmd(), name)
         },
     )
 }

@@ -138,6 +138,9 @@ pub struct Connection {
 
 type Session = russh::Channel<client::Msg>;
 
+/// How long a command waits for the server to allow it a session (see `open_session`).
+const SESSION_WAIT: Duration = Duration::from_secs(60);
+
 /// The host key algorithms pgdeploy accepts: russh's, without `ssh-rsa`, whose signatures
 /// use SHA-1 (OpenSSH turned it off by default in 8.8); RSA keys sign with rsa-sha2-256/512.
 fn host_key_algorithms() -> Vec<russh::keys::Algorithm> {
@@ -383,14 +386,11 @@ impl Connection {
             Some(task) => task.await.ok().and_then(|r| r.ok()),
             None => None,
         };
-        let channel =
-            match ready {
-                Some(c) => c,
-                // None opened ahead, or the server refused a second session (MaxSessions 1).
-                None => self.handle.channel_open_session().await.map_err(|e| {
-                    Unreachable(format!("{}: connection lost: {e}", self.target.name))
-                })?,
-            };
+        let channel = match ready {
+            Some(c) => c,
+            // None opened ahead, or the server refused a second session (MaxSessions 1).
+            None => self.open_session().await?,
+        };
         let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
         // Only one ahead: a second would stay open, unused, until the connection closes.
         if spare.is_none() {
@@ -400,6 +400,37 @@ impl Connection {
             ));
         }
         Ok(channel)
+    }
+
+    /// A new session channel. A server that allows fewer sessions at once than pgdeploy
+    /// opens (sshd's MaxSessions) refuses one while the others run — or while a finished
+    /// command's channel is still counted — so a refusal is asked again, waiting a little
+    /// longer each time, for up to `SESSION_WAIT`.
+    async fn open_session(&self) -> Result<Session> {
+        let mut wait = Duration::from_millis(5);
+        let mut waited = Duration::ZERO;
+        loop {
+            let why = match self.handle.channel_open_session().await {
+                Ok(c) => return Ok(c),
+                Err(russh::Error::ChannelOpenFailure(why)) => why,
+                Err(e) => {
+                    return Err(
+                        Unreachable(format!("{}: connection lost: {e}", self.target.name)).into(),
+                    )
+                }
+            };
+            if waited >= SESSION_WAIT {
+                bail!(
+                    "{}: the server refuses another session ({why:?}) after {}s; allow more \
+                     sessions per connection (sshd's MaxSessions, 10 by default)",
+                    self.target.name,
+                    waited.as_secs()
+                );
+            }
+            tokio::time::sleep(wait).await;
+            waited += wait;
+            wait = (wait * 2).min(Duration::from_millis(500));
+        }
     }
 
     /// Opens a TCP connection from the host to `host:port`, sends `request`, and returns all
