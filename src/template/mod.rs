@@ -173,11 +173,8 @@ impl Templates {
         Ok(value)
     }
 
-    /// `expr` compiled, once per run.
-    fn expression(
-        &self,
-        expr: &str,
-    ) -> Result<Arc<Expression<'static, 'static>>, minijinja::Error> {
+    /// `expr` compiled, once per run (handed out for no longer than `self` is borrowed).
+    fn expression<'a>(&'a self, expr: &str) -> Result<Arc<Expression<'a, 'a>>, minijinja::Error> {
         let cache = &self.shared.expressions;
         if let Some(e) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(expr) {
             return Ok(e.clone());
@@ -185,8 +182,7 @@ impl Templates {
         let compiled = self.shared.env.compile_expression_owned(expr.to_string())?;
         // SAFETY: the expression refers to `self.shared.env`, which never moves (it is inside
         // an Arc) and outlives every expression in the cache (`Shared` drops the cache first);
-        // an expression handed out is an Arc clone that a caller holds only while `self` is
-        // borrowed.
+        // one handed out lives no longer than the borrow of `self` (the signature says so).
         let compiled: Expression<'static, 'static> = unsafe { std::mem::transmute(compiled) };
         let compiled = Arc::new(compiled);
         let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
